@@ -1,0 +1,294 @@
+//! The `file` provider: local files and directories.
+//!
+//! ```toml
+//! api_token = "file:///run/secrets/atlassian-token"     # whole file, minus one trailing newline
+//! api_token = "file:secrets/atlassian.json#api_token"   # relative to the config file's directory
+//! from      = "file:///run/secrets/wiki"                # a directory: one file per key (Kubernetes)
+//!
+//! [providers.k8s]                                       # optional: a named file provider
+//! kind = "file"
+//! root = "/var/run/secrets/cme"                         # relative paths resolve against it
+//! ```
+//!
+//! `#KEY` reads the file as JSON, TOML or dotenv (by extension: `.json`, `.toml`, `.env`;
+//! otherwise JSON when it starts with `{`, else TOML, else dotenv). A directory is read as an
+//! object of its regular files, skipping names that start with `.` (Kubernetes keeps its
+//! `..data` bookkeeping there). Only regular files are read: a FIFO or device is refused so a
+//! run can never hang on it. A file or directory that other users can write is refused.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::payload::{Format, Payload, SecretMap, MAX_DOCUMENT_BYTES};
+use crate::settings::FileSettings;
+use crate::{Context, Document, FetchError, Kind, Provider};
+
+pub fn check_document(doc: &Document) -> Result<(), String> {
+    doc.only_params(&[])?;
+    if doc.has_authority && !doc.location.starts_with('/') {
+        return Err(
+            "a file reference is file:///ABSOLUTE/PATH or file:RELATIVE/PATH (`file://host/...` \
+             names a host, which is not supported)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+pub struct FileProvider {
+    root: PathBuf,
+}
+
+impl FileProvider {
+    pub fn new(settings: &FileSettings, ctx: &Arc<Context>) -> Self {
+        let root = match &settings.root {
+            Some(r) if r.is_absolute() => r.clone(),
+            Some(r) => ctx.base_dir.join(r),
+            None => ctx.base_dir.clone(),
+        };
+        FileProvider { root }
+    }
+
+    fn path_of(&self, doc: &Document) -> PathBuf {
+        let p = Path::new(&doc.location);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.root.join(p)
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for FileProvider {
+    fn kind(&self) -> Kind {
+        Kind::File
+    }
+
+    async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
+        let path = self.path_of(doc);
+        read_path(&path)
+    }
+}
+
+/// Refuses a path that other users can write: they could swap the secret cme-exec hands over.
+pub fn check_not_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchError> {
+    if meta.mode() & 0o002 != 0 {
+        return Err(FetchError::denied(format!(
+            "{} is writable by other users, so anyone could replace the secret",
+            path.display()
+        ))
+        .with_hint(format!("chmod o-w {}", path.display())));
+    }
+    Ok(())
+}
+
+fn read_path(path: &Path) -> Result<Payload, FetchError> {
+    // O_NONBLOCK: opening a FIFO must not hang; the type check below then refuses it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| FetchError::io(path, &e))?;
+    let meta = file.metadata().map_err(|e| FetchError::io(path, &e))?;
+    check_not_world_writable(path, &meta)?;
+    if meta.is_dir() {
+        return read_dir(path).map(Payload::Object);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = read_text(path, file, &meta)?;
+    Ok(Payload::Text {
+        value: text,
+        format: Format::from_file_name(&name),
+    })
+}
+
+fn read_text(
+    path: &Path,
+    mut file: File,
+    meta: &std::fs::Metadata,
+) -> Result<SecretString, FetchError> {
+    if !meta.is_file() {
+        return Err(FetchError::invalid(format!(
+            "{} is not a regular file (a FIFO, socket or device is never read)",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_DOCUMENT_BYTES as u64 {
+        return Err(too_large(path));
+    }
+    // Sized up front so the buffer never reallocates (a reallocation would leave a copy).
+    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
+    (&mut file)
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| FetchError::io(path, &e))?;
+    if buf.len() > MAX_DOCUMENT_BYTES {
+        return Err(too_large(path));
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| FetchError::invalid(format!("{} is not valid UTF-8 text", path.display())))?;
+    Ok(SecretString::from(text.to_owned()))
+}
+
+fn too_large(path: &Path) -> FetchError {
+    FetchError::invalid(format!(
+        "{} is larger than {} KiB, the limit for one secret document",
+        path.display(),
+        MAX_DOCUMENT_BYTES / 1024
+    ))
+}
+
+fn read_dir(dir: &Path) -> Result<SecretMap, FetchError> {
+    let mut map = Map::new();
+    let mut total = 0usize;
+    let entries = std::fs::read_dir(dir).map_err(|e| FetchError::io(dir, &e))?;
+    let mut names: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let Some(key) = name.to_str() else {
+            continue;
+        };
+        if key.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(key);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| FetchError::io(&path, &e))?;
+        let meta = file.metadata().map_err(|e| FetchError::io(&path, &e))?;
+        if meta.is_dir() {
+            continue;
+        }
+        check_not_world_writable(&path, &meta)?;
+        let text = read_text(&path, file, &meta)?;
+        total += meta.len() as usize;
+        if total > MAX_DOCUMENT_BYTES {
+            return Err(too_large(dir));
+        }
+        use secrecy::ExposeSecret as _;
+        map.insert(
+            key.to_owned(),
+            Value::String(text.expose_secret().to_owned()),
+        );
+    }
+    Ok(SecretMap::new(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::select_string;
+    use crate::reference::{Key, Reference};
+    use crate::EnvReader;
+    use secrecy::ExposeSecret as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn provider(dir: &Path) -> FileProvider {
+        let ctx = Arc::new(Context::new(dir.to_owned(), EnvReader::from_vars([])));
+        FileProvider::new(&FileSettings::default(), &ctx)
+    }
+
+    fn fetch(p: &FileProvider, raw: &str) -> Result<Payload, FetchError> {
+        let r = Reference::parse(raw).unwrap();
+        check_document(&r.document).unwrap();
+        futures::executor::block_on(p.fetch(&r.document))
+    }
+
+    #[test]
+    fn whole_file_minus_one_newline_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "abc\n\n").unwrap();
+        let p = provider(dir.path());
+        let v = select_string(&fetch(&p, "file:tok").unwrap(), None).unwrap();
+        assert_eq!(v.expose_secret(), "abc\n");
+        let abs = format!("file://{}", dir.path().join("tok").display());
+        assert!(fetch(&p, &abs).is_ok());
+    }
+
+    #[test]
+    fn directory_is_an_object_without_hidden_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("mount");
+        std::fs::create_dir_all(d.join("..data")).unwrap();
+        std::fs::write(d.join("api_token"), "t\n").unwrap();
+        std::fs::write(d.join("..data/x"), "hidden").unwrap();
+        let p = provider(dir.path());
+        let payload = fetch(&p, "file:mount").unwrap();
+        let Payload::Object(m) = &payload else {
+            panic!()
+        };
+        assert_eq!(m.expose().keys().collect::<Vec<_>>(), ["api_token"]);
+        let v = select_string(&payload, Some(&Key::Plain("api_token".into()))).unwrap();
+        assert_eq!(v.expose_secret(), "t");
+    }
+
+    #[test]
+    fn refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(dir.path());
+        let e = fetch(&p, "file:missing").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::NotFound);
+
+        std::fs::write(dir.path().join("ww"), "x").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("ww"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let e = fetch(&p, "file:ww").unwrap_err();
+        assert!(e.hint().unwrap().contains("chmod o-w"), "{e}");
+
+        std::fs::write(dir.path().join("bin"), [0xff, 0xfe]).unwrap();
+        assert!(fetch(&p, "file:bin")
+            .unwrap_err()
+            .message()
+            .contains("UTF-8"));
+
+        nix_mkfifo(&dir.path().join("fifo"));
+        assert!(fetch(&p, "file:fifo")
+            .unwrap_err()
+            .message()
+            .contains("regular file"));
+
+        let big = vec![b'a'; MAX_DOCUMENT_BYTES + 1];
+        std::fs::write(dir.path().join("big"), big).unwrap();
+        assert!(fetch(&p, "file:big")
+            .unwrap_err()
+            .message()
+            .contains("larger"));
+    }
+
+    fn nix_mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn host_form_is_refused() {
+        let r = Reference::parse("file://host/x").unwrap();
+        assert!(check_document(&r.document).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! Provider settings (`[providers.NAME]` tables) and the strict table reader every settings
+//! parser uses: unknown keys and wrong types are collected as [`Problem`]s, all of them, and
+//! no message ever repeats a value.
+
+use std::path::PathBuf;
+
+use crate::Kind;
+
+/// One configuration problem: where (`table`, `key`) and what. The caller adds the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The table as written in TOML, e.g. `providers.vault` or `confluence."https://x"`.
+    pub table: String,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// Reads one TOML table strictly.
+pub struct TableReader<'t, 'p> {
+    table: &'t toml::Table,
+    path: String,
+    used: Vec<&'t str>,
+    problems: &'p mut Vec<Problem>,
+}
+
+/// Names a TOML value's type without showing it.
+pub fn describe_toml(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+impl<'t, 'p> TableReader<'t, 'p> {
+    pub fn new(
+        table: &'t toml::Table,
+        path: impl Into<String>,
+        problems: &'p mut Vec<Problem>,
+    ) -> Self {
+        TableReader {
+            table,
+            path: path.into(),
+            used: Vec::new(),
+            problems,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn problem(&mut self, key: Option<&str>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            table: self.path.clone(),
+            key: key.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+
+    fn get(&mut self, key: &'t str) -> Option<&'t toml::Value> {
+        self.used.push(key);
+        self.table.get(key)
+    }
+
+    fn wrong_type(&mut self, key: &str, expected: &str, found: &toml::Value) {
+        let found = describe_toml(found);
+        self.problem(Some(key), format!("expected {expected}, found {found}"));
+    }
+
+    pub fn string(&mut self, key: &'t str) -> Option<String> {
+        match self.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            other => {
+                self.wrong_type(key, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// A string that must not be empty.
+    pub fn non_empty_string(&mut self, key: &'t str) -> Option<String> {
+        let s = self.string(key)?;
+        if s.trim().is_empty() {
+            self.problem(Some(key), "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn path_buf(&mut self, key: &'t str) -> Option<PathBuf> {
+        self.non_empty_string(key).map(PathBuf::from)
+    }
+
+    pub fn bool(&mut self, key: &'t str) -> Option<bool> {
+        match self.get(key)? {
+            toml::Value::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(key, "true or false", other);
+                None
+            }
+        }
+    }
+
+    pub fn integer(&mut self, key: &'t str, min: i64, max: i64) -> Option<i64> {
+        match self.get(key)? {
+            toml::Value::Integer(i) if (min..=max).contains(i) => Some(*i),
+            toml::Value::Integer(_) => {
+                self.problem(Some(key), format!("must be between {min} and {max}"));
+                None
+            }
+            other => {
+                self.wrong_type(key, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of strings.
+    pub fn choice(&mut self, key: &'t str, choices: &[&str]) -> Option<String> {
+        let s = self.string(key)?;
+        if choices.contains(&s.as_str()) {
+            Some(s)
+        } else {
+            let list = choices
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.problem(Some(key), format!("expected one of {list}"));
+            None
+        }
+    }
+
+    /// A sub-table, or an inline table.
+    pub fn table(&mut self, key: &'t str) -> Option<&'t toml::Table> {
+        match self.get(key)? {
+            toml::Value::Table(t) => Some(t),
+            other => {
+                self.wrong_type(key, "a table", other);
+                None
+            }
+        }
+    }
+
+    /// Marks a key as handled without reading it here.
+    pub fn allow(&mut self, key: &'t str) {
+        self.used.push(key);
+    }
+
+    /// Reports every key nobody read.
+    pub fn finish(self) {
+        let TableReader {
+            table,
+            path,
+            used,
+            problems,
+        } = self;
+        for key in table.keys() {
+            if !used.contains(&key.as_str()) {
+                problems.push(Problem {
+                    table: path.clone(),
+                    key: Some(key.clone()),
+                    message: "unknown key".into(),
+                });
+            }
+        }
+    }
+
+    /// A reader for a sub-table, sharing the problem list.
+    pub fn with_sub<R>(
+        &mut self,
+        key: &'t str,
+        f: impl FnOnce(&mut TableReader<'_, '_>) -> R,
+    ) -> Option<R> {
+        let table = self.table(key)?;
+        let path = format!("{}.{key}", self.path);
+        let mut sub = TableReader::new(table, path, &mut *self.problems);
+        let r = f(&mut sub);
+        sub.finish();
+        Some(r)
+    }
+}
+
+/// `[providers.NAME]` for `kind = "file"`.
+#[derive(Clone, Debug, Default)]
+pub struct FileSettings {
+    /// Relative paths of this provider are resolved against `root` instead of the config
+    /// file's directory.
+    pub root: Option<PathBuf>,
+}
+
+/// The settings of one provider, by kind. Parsed in every build, whatever its features.
+#[derive(Clone, Debug)]
+pub enum ProviderSettings {
+    File(FileSettings),
+    Env,
+    Vault(crate::vault::Settings),
+    AwsSm(crate::aws_sm::Settings),
+}
+
+impl ProviderSettings {
+    pub fn kind(&self) -> Kind {
+        match self {
+            ProviderSettings::File(_) => Kind::File,
+            ProviderSettings::Env => Kind::Env,
+            ProviderSettings::Vault(_) => Kind::Vault,
+            ProviderSettings::AwsSm(_) => Kind::AwsSm,
+        }
+    }
+
+    /// The settings a built-in scheme uses when no table declares it.
+    pub fn default_for(kind: Kind) -> ProviderSettings {
+        match kind {
+            Kind::File => ProviderSettings::File(FileSettings::default()),
+            Kind::Env => ProviderSettings::Env,
+            Kind::Vault => ProviderSettings::Vault(crate::vault::Settings::default()),
+            Kind::AwsSm => ProviderSettings::AwsSm(crate::aws_sm::Settings::default()),
+        }
+    }
+
+    /// Parses a `[providers.NAME]` table; `kind` has already been read from it.
+    pub fn parse(kind: Kind, r: &mut TableReader<'_, '_>) -> ProviderSettings {
+        match kind {
+            Kind::File => ProviderSettings::File(FileSettings {
+                root: r.path_buf("root"),
+            }),
+            Kind::Env => ProviderSettings::Env,
+            Kind::Vault => ProviderSettings::Vault(crate::vault::Settings::parse(r)),
+            Kind::AwsSm => ProviderSettings::AwsSm(crate::aws_sm::Settings::parse(r)),
+        }
+    }
+}

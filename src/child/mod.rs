@@ -1,0 +1,257 @@
+//! Running the child: its environment, its process group, signal forwarding, waiting.
+//!
+//! The child's exit status is returned as a value so that cleanup always runs (uv's
+//! `child.rs` is the model). Rationale for the process group and the terminal is in
+//! [`terminal`].
+
+pub mod signals;
+pub mod terminal;
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::envnames as names;
+use crate::error::Error;
+use crate::exit::Exit;
+use signals::{Event, Signals};
+use terminal::Terminal;
+
+/// The search path used when the child's environment has no `PATH` (as `execvp` does).
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Finds the program the way `execvp` would, so that "not found" (127) and "not executable"
+/// (126) are decided before any secret is fetched.
+pub fn find_program(name: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, (Exit, Error)> {
+    let shown = Path::new(name).display().to_string();
+    if name.is_empty() {
+        return Err((Exit::NotFound, Error::new("no command given")));
+    }
+    let candidates: Vec<PathBuf> = if name.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(name)]
+    } else {
+        let path = path_var
+            .filter(|p| !p.is_empty())
+            .unwrap_or(OsStr::new(DEFAULT_PATH));
+        std::env::split_paths(path)
+            .map(|dir| {
+                if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir
+                }
+            })
+            .map(|dir| dir.join(name))
+            .collect()
+    };
+    let mut not_executable = None;
+    for c in &candidates {
+        match std::fs::metadata(c) {
+            Ok(m) if m.is_file() => {
+                if nix::unistd::access(c.as_path(), nix::unistd::AccessFlags::X_OK).is_ok() {
+                    return Ok(c.clone());
+                }
+                not_executable.get_or_insert_with(|| c.clone());
+            }
+            Ok(_) => {
+                not_executable.get_or_insert_with(|| c.clone());
+            }
+            Err(_) => {}
+        }
+    }
+    match not_executable {
+        Some(p) => Err((
+            Exit::CannotExecute,
+            Error::new(format!(
+                "cannot execute {}: not an executable file",
+                p.display()
+            )),
+        )),
+        None => Err((
+            Exit::NotFound,
+            Error::new(format!("command not found: {shown}"))
+                .hint("check the command after `--` and the PATH cme-exec passes to it"),
+        )),
+    }
+}
+
+/// How the child's environment is made.
+#[derive(Clone, Debug, Default)]
+pub struct EnvPolicy {
+    /// Start from an empty environment (`--empty-env`).
+    pub empty: bool,
+    /// Variables kept from cme-exec's environment even if a reference read them (`--keep-env`).
+    pub keep: Vec<String>,
+}
+
+/// Whether cme would read `name` as (part of) its `auth` setting: `CME_AUTH`, `CME_AUTH__*`,
+/// matched case-insensitively as pydantic-settings does.
+fn is_cme_auth_var(name: &OsStr) -> bool {
+    let upper = name.to_string_lossy().to_ascii_uppercase();
+    upper == names::CME_AUTH || upper.starts_with("CME_AUTH__")
+}
+
+/// The child's environment: cme-exec's own, minus every variable that held a credential
+/// cme-exec used and any inherited `CME_AUTH*`, plus the hand-over variables.
+pub fn child_env(
+    parent: &std::collections::BTreeMap<OsString, OsString>,
+    policy: &EnvPolicy,
+    consumed: &BTreeSet<String>,
+    add: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
+    let kept = |name: &OsStr| policy.keep.iter().any(|k| OsStr::new(k) == name);
+    let mut env: Vec<(OsString, OsString)> = parent
+        .iter()
+        .filter(|(k, _)| {
+            if policy.empty {
+                return kept(k);
+            }
+            if is_cme_auth_var(k) || k.as_os_str() == OsStr::new(names::CME_CONFIG_PATH) {
+                return false;
+            }
+            kept(k) || !k.to_str().is_some_and(|k| consumed.contains(k))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push((names::CME_NON_INTERACTIVE.into(), "1".into()));
+    for (k, v) in add {
+        env.retain(|(e, _)| e != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Everything needed to start the child.
+pub struct Spec<'a> {
+    pub program: &'a Path,
+    pub argv: &'a [OsString],
+    pub env: Vec<(OsString, OsString)>,
+    /// The memfd the child inherits.
+    pub inherited_fd: Option<RawFd>,
+    pub grace: Duration,
+}
+
+/// The signal mask cme-exec started with; the child gets it back.
+pub fn current_mask() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+        set
+    }
+}
+
+/// Starts the child, forwards signals, and waits for it. Returns its exit as cme-exec's.
+pub async fn run(
+    spec: Spec<'_>,
+    signals: &mut Signals,
+    original_mask: libc::sigset_t,
+) -> Result<Exit, (Exit, Error)> {
+    let terminal = Terminal::foreground();
+    let take_terminal = terminal.is_some();
+    let inherited = spec.inherited_fd;
+    let mut cmd = std::process::Command::new(spec.program);
+    cmd.arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = inherited {
+                // The memfd was made close-on-exec; only this child may inherit it.
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            terminal::in_child(take_terminal, &original_mask);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        let exit = match e.kind() {
+            std::io::ErrorKind::NotFound => Exit::NotFound,
+            _ => Exit::CannotExecute,
+        };
+        (
+            exit,
+            Error::new(format!("cannot start {}", spec.program.display())).cause(e.to_string()),
+        )
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Also from this side, so neither order of parent and child can leave a gap.
+    let _ = nix::unistd::setpgid(pid, pid);
+    if let Some(t) = &terminal {
+        t.give_to(pid);
+    }
+    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
+    std::mem::forget(child);
+
+    let mut grace_deadline: Option<tokio::time::Instant> = None;
+    let status = loop {
+        if let Some(exit) = reap(pid, terminal.as_ref()) {
+            break exit;
+        }
+        let sleep = async {
+            match grace_deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = signals.recv() => {
+                if let Event::Signal(sig) = event {
+                    tracing::debug!(signal = ?sig, "forwarding to the child");
+                    let _ = kill(pid, sig);
+                    if signals::is_terminating(sig) && grace_deadline.is_none() {
+                        grace_deadline = Some(tokio::time::Instant::now() + spec.grace);
+                    }
+                }
+            }
+            () = sleep => {
+                tracing::debug!("grace period over: killing the child's process group");
+                let _ = killpg(pid, Signal::SIGKILL);
+                grace_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+            }
+        }
+    };
+    if let Some(t) = &terminal {
+        t.take_back();
+    }
+    Ok(status)
+}
+
+/// Reaps whatever has exited (as PID 1, orphans too). Returns the child's exit once it is gone.
+fn reap(child: Pid, terminal: Option<&Terminal>) -> Option<Exit> {
+    loop {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
+        ) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                return Some(Exit::Child(code as u8))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                return Some(Exit::Signal(sig as i32))
+            }
+            Ok(WaitStatus::Stopped(pid, _)) if pid == child => {
+                if let Some(t) = terminal {
+                    // Ctrl-Z stopped the child's group: stop ourselves too, so the shell sees
+                    // the job stopped; on `fg`, hand the terminal back and continue the child.
+                    t.take_back();
+                    let _ = kill(Pid::this(), Signal::SIGTSTP);
+                    t.give_to(child);
+                    let _ = killpg(child, Signal::SIGCONT);
+                }
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The command line. `///` comments are the `--help` text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::envnames as names;
+use crate::handover::Via;
+
+/// Run confluence-markdown-exporter (cme) with credentials from your secret stores.
+///
+/// cme-exec reads cme-exec.toml (references such as env://NAME, file:///path#key,
+/// vault://secret/atlassian#api_token, aws-sm://prod/jira#pat), resolves every reference,
+/// builds cme's config for one run, runs the command, and leaves nothing behind.
+///
+///   cme-exec -- cme pages https://company.atlassian.net/wiki/spaces/ENG/pages/123
+///   cme-exec render --output /cme/app_data.json
+///   cme-exec check
+///
+/// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
+/// before starting it; 126 not executable; 127 not found. `check`: 0 or 1.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cme-exec",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
+    /// else CME_EXEC_* variables]
+    #[arg(short, long, global = true, env = names::CME_EXEC_CONFIG, hide_env_values = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More output on stderr (-v info, -vv debug, -vvv trace); never any secret value.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Give up resolving after this many seconds (all stores together).
+    #[arg(long, global = true, env = names::CME_EXEC_TIMEOUT, hide_env_values = true, value_name = "SECS", default_value_t = 30.0,
+          value_parser = parse_seconds)]
+    pub timeout: f64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve the credentials and run a command with them (the default).
+    Run(RunArgs),
+    /// Write cme's config to a file (for a Kubernetes init container).
+    Render(RenderArgs),
+    /// Resolve every reference and report, per field, ok or why not. Never prints a value.
+    Check(ReportArgs),
+    /// Show the config cme would get, with every value replaced by its source and a fingerprint.
+    Explain(ReportArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How cme gets its config: an in-memory file, a private temporary file, or environment
+    /// variables (weakest: readable in /proc/PID/environ).
+    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = Via::Memfd)]
+    pub via: Via,
+
+    /// With --via file: the directory to create the private directory in
+    /// [default: $XDG_RUNTIME_DIR, /dev/shm, $TMPDIR, /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Keep this variable in the command's environment even if a reference read it
+    /// (repeatable; with --empty-env, the variables to pass at all).
+    #[arg(long = "keep-env", value_name = "NAME")]
+    pub keep_env: Vec<String>,
+
+    /// Start the command with an empty environment (plus --keep-env and cme-exec's own).
+    #[arg(long)]
+    pub empty_env: bool,
+
+    /// Do not save cme's non-secret config changes (cloud_id, settings) into the base config.
+    #[arg(long)]
+    pub no_write_back: bool,
+
+    /// Seconds the command gets to exit after a forwarded SIGTERM/SIGINT/SIGHUP/SIGQUIT before
+    /// its whole process group is killed.
+    #[arg(long, env = names::CME_EXEC_GRACE, hide_env_values = true, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub grace: f64,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "COMMAND", required = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Where to write the config; `-` writes it to stdout (needs --force-stdout).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// The file's permission bits, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+    pub mode: u32,
+
+    /// Allow `--output -`: the config, secrets included, goes to stdout.
+    #[arg(long)]
+    pub force_stdout: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err("expected a number of seconds between 0 and 86400".into()),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => {
+            if m & 0o002 != 0 {
+                Err("refusing a world-writable mode for a file holding secrets".into())
+            } else {
+                Ok(m)
+            }
+        }
+        _ => Err("expected octal permission bits such as 0600 or 0640".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default_command() {
+        let cli =
+            Cli::try_parse_from(["cme-exec", "--via", "file", "--", "cme", "pages", "x"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.via, Via::File);
+        assert_eq!(cli.run.command, ["cme", "pages", "x"]);
+        let cli = Cli::try_parse_from(["cme-exec", "-c", "f.toml", "run", "--", "true"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Run(_))));
+        let cli =
+            Cli::try_parse_from(["cme-exec", "-c", "f.toml", "check", "--format", "json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check(ReportArgs {
+                format: Format::Json
+            }))
+        ));
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0640"), Ok(0o640));
+        assert!(parse_mode("0666").is_err());
+        assert!(parse_mode("9").is_err());
+    }
+}

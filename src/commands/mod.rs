@@ -1,0 +1,99 @@
+//! The commands: each loads what it needs, does its work, and returns an exit code.
+
+mod check;
+mod explain;
+mod render;
+mod run;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::CommandFactory as _;
+use cme_exec_providers::{Context, EnvReader};
+
+use crate::cli::{Cli, Command};
+use crate::cme_config::{base, BaseConfig};
+use crate::config::{self, Config};
+use crate::error::{self, Error};
+use crate::exit::Exit;
+use crate::resolve::{self, Resolution};
+
+pub fn dispatch(cli: Cli, original_mask: libc::sigset_t) -> Exit {
+    match cli.command {
+        None => run::run(&cli, &cli.run, original_mask),
+        Some(Command::Run(ref args)) => run::run(&cli, args, original_mask),
+        Some(Command::Render(ref args)) => render::render(&cli, args),
+        Some(Command::Check(ref args)) => check::check(&cli, args),
+        Some(Command::Explain(ref args)) => explain::explain(&cli, args),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "cme-exec", &mut std::io::stdout());
+            Exit::Success
+        }
+        Some(Command::Man) => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    let _ = std::io::stdout().write_all(&out);
+                    Exit::Success
+                }
+                Err(e) => {
+                    error::print(&Error::new("cannot render the man page").cause(e.to_string()));
+                    Exit::Failed
+                }
+            }
+        }
+    }
+}
+
+/// What every command that resolves needs: the config, the provider context, the base config.
+pub struct Prepared {
+    pub config: Config,
+    pub ctx: Arc<Context>,
+    pub base: BaseConfig,
+}
+
+pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
+    let env = EnvReader::from_process();
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::new("cannot read the working directory").cause(e.to_string()))?;
+    let config = config::load(cli.config.as_deref(), &env, &cwd)?;
+    let base_dir: PathBuf = config.source.base_dir(&cwd);
+    let base = base::load(&base::locate(&config, &env, &base_dir))?;
+    let ctx = Arc::new(Context::new(base_dir, env));
+    Ok(Prepared { config, ctx, base })
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new("cannot start the async runtime").cause(e.to_string()))
+}
+
+pub fn options(cli: &Cli, identities: bool) -> resolve::Options {
+    resolve::Options {
+        deadline: Duration::from_secs_f64(cli.timeout),
+        identities,
+    }
+}
+
+/// Resolves without a child (render, check, explain); a terminating signal aborts.
+pub fn resolve_blocking(
+    cli: &Cli,
+    prepared: &Prepared,
+    identities: bool,
+) -> Result<Resolution, (Exit, Error)> {
+    let rt = runtime().map_err(|e| (Exit::Failed, e))?;
+    rt.block_on(async {
+        let mut signals = crate::child::signals::Signals::install()
+            .map_err(|e| (Exit::Failed, Error::new("cannot install signal handlers").cause(e.to_string())))?;
+        let options = options(cli, identities);
+        tokio::select! {
+            r = resolve::resolve(&prepared.config, &prepared.ctx, &options) => Ok(r),
+            sig = signals.terminating() => Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving"))))
+        }
+    })
+}

@@ -1,0 +1,108 @@
+//! `cme-exec [run] -- COMMAND...`
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::child::{self, signals::Signals, EnvPolicy};
+use crate::cli::{Cli, RunArgs};
+use crate::cme_config::{self, writeback};
+use crate::envnames as names;
+use crate::error::{self, Error};
+use crate::exit::Exit;
+use crate::handover::{Handover, Via};
+use crate::resolve;
+
+pub fn run(cli: &Cli, args: &RunArgs, original_mask: libc::sigset_t) -> Exit {
+    match run_inner(cli, args, original_mask) {
+        Ok(exit) => exit,
+        Err((exit, err)) => {
+            error::print(&err);
+            exit
+        }
+    }
+}
+
+fn failed(e: Error) -> (Exit, Error) {
+    (Exit::Failed, e)
+}
+
+fn run_inner(
+    cli: &Cli,
+    args: &RunArgs,
+    original_mask: libc::sigset_t,
+) -> Result<Exit, (Exit, Error)> {
+    let prepared = super::prepare(cli).map_err(failed)?;
+    let policy = EnvPolicy {
+        empty: args.empty_env,
+        keep: args.keep_env.clone(),
+    };
+
+    // 126/127 before any secret is fetched.
+    let path_var = if policy.empty && !policy.keep.iter().any(|k| k == names::PATH) {
+        None
+    } else {
+        prepared
+            .ctx
+            .env
+            .all()
+            .get(std::ffi::OsStr::new(names::PATH))
+            .cloned()
+    };
+    let program = child::find_program(&args.command[0], path_var.as_deref())?;
+
+    let rt = super::runtime().map_err(failed)?;
+    rt.block_on(async {
+        let mut signals = Signals::install()
+            .map_err(|e| failed(Error::new("cannot install signal handlers").cause(e.to_string())))?;
+        let options = super::options(cli, false);
+        let resolution = tokio::select! {
+            r = resolve::resolve(&prepared.config, &prepared.ctx, &options) => r,
+            sig = signals.terminating() => {
+                return Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving; nothing was started"))));
+            }
+        };
+        if !resolution.is_ok() {
+            return Err(failed(resolution.error()));
+        }
+        let config = cme_config::render(&prepared.base, &resolution.auth);
+        let handover = Handover::create(args.via, &config, &resolution.auth, &prepared.base.path, args.dir.as_deref()).map_err(failed)?;
+        tracing::info!(via = ?args.via, at = handover.describe(), "config handed over");
+
+        let add: Vec<(OsString, OsString)> = handover
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), std::os::unix::ffi::OsStringExt::from_vec(v.to_vec())))
+            .collect();
+        let env = child::child_env(prepared.ctx.env.all(), &policy, &resolution.consumed_env, &add);
+        drop(add);
+        let spec = child::Spec {
+            program: &program,
+            argv: &args.command,
+            env,
+            inherited_fd: handover.inherited_fd(),
+            grace: Duration::from_secs_f64(args.grace),
+        };
+        let exit = child::run(spec, &mut signals, original_mask).await?;
+
+        let write_back = prepared.config.cme.write_back && !args.no_write_back && args.via != Via::Env;
+        if write_back {
+            if let Some(after) = handover.read_back() {
+                match after.and_then(|after| writeback::write_back(&prepared.base, &config, &after)) {
+                    Ok(report) => {
+                        for path in &report.written {
+                            tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
+                        }
+                        for path in &report.dropped_secrets {
+                            error::warn(format_args!(
+                                "cme changed the secret field {path}; it was not saved anywhere (store it in your secret store)"
+                            ));
+                        }
+                    }
+                    Err(e) => error::warn(e),
+                }
+            }
+        }
+        drop(handover);
+        Ok(exit)
+    })
+}

@@ -1,0 +1,653 @@
+//! `cme-exec.toml`: discovery, strict parsing, and the environment-only configuration.
+//!
+//! Parsing walks the TOML tree by hand instead of deriving `Deserialize`: serde stops at the
+//! first error and its messages quote the offending value, while here every problem is
+//! collected (file, table, key) and no value is ever repeated, because a user may have pasted a
+//! secret where a reference belongs.
+
+pub mod instance;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cme_exec_providers::context::EnvReader;
+use cme_exec_providers::reference::{looks_like_reference, Reference};
+use cme_exec_providers::settings::{Problem, ProviderSettings, TableReader};
+use cme_exec_providers::Kind;
+
+use crate::envnames as names;
+use crate::error::Error;
+pub use instance::{normalise_url, Field, Product};
+
+/// Where the configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    /// No file: `CME_EXEC_*` variables.
+    Environment,
+}
+
+impl Source {
+    /// Relative paths in the configuration resolve against this directory.
+    pub fn base_dir(&self, cwd: &Path) -> PathBuf {
+        match self {
+            Source::File(p) => match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => cwd.join(d),
+                _ => cwd.to_owned(),
+            },
+            Source::Environment => cwd.to_owned(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Environment => "environment".into(),
+        }
+    }
+}
+
+/// A field's configured value.
+#[derive(Clone, Debug)]
+pub enum FieldSpec {
+    Reference(Reference),
+    /// Only for fields that allow it (`username`, `cloud_id`): not a secret.
+    Literal(String),
+}
+
+/// `[confluence."URL"]` or `[jira."URL"]`.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub product: Product,
+    /// Normalised as cme matches it.
+    pub url: String,
+    /// How the table was written, for messages: `confluence."https://x"`.
+    pub table: String,
+    pub fields: BTreeMap<Field, FieldSpec>,
+    pub from: Option<Reference>,
+}
+
+/// `[cme]`.
+#[derive(Clone, Debug)]
+pub struct CmeSettings {
+    /// The secret-free base config; `None` means the file cme itself would use.
+    pub base_config: Option<PathBuf>,
+    /// Write cme's non-secret changes back into the base config after the run.
+    pub write_back: bool,
+}
+
+impl Default for CmeSettings {
+    fn default() -> Self {
+        CmeSettings {
+            base_config: None,
+            write_back: true,
+        }
+    }
+}
+
+/// The whole configuration, checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Source,
+    /// Declared providers by name (the name is their scheme).
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub instances: Vec<Instance>,
+    /// `[auth] from`: one document holding `{"confluence": {...}, "jira": {...}}`.
+    pub auth_from: Option<Reference>,
+    pub cme: CmeSettings,
+}
+
+impl Config {
+    /// The provider a scheme names: a declared one, else a built-in default.
+    pub fn provider_for(&self, scheme: &str) -> Option<ProviderSettings> {
+        if let Some(p) = self.providers.get(scheme) {
+            return Some(p.clone());
+        }
+        Kind::from_name(scheme).map(ProviderSettings::default_for)
+    }
+
+    /// Every reference with the place it was written, in config order.
+    pub fn references(&self) -> Vec<(&Reference, String)> {
+        let mut out = Vec::new();
+        if let Some(r) = &self.auth_from {
+            out.push((r, "[auth] from".to_owned()));
+        }
+        for i in &self.instances {
+            if let Some(r) = &i.from {
+                out.push((r, format!("[{}] from", i.table)));
+            }
+            for (f, spec) in &i.fields {
+                if let FieldSpec::Reference(r) = spec {
+                    out.push((r, format!("[{}] {f}", i.table)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Finds and loads the configuration: `--config` (or `$CME_EXEC_CONFIG`, which clap folds
+/// into it), else `./cme-exec.toml`, else `$XDG_CONFIG_HOME/cme-exec/config.toml`, else the
+/// environment alone.
+pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Config, Error> {
+    if let Some(path) = explicit {
+        return load_file(path, env);
+    }
+    for candidate in candidates(env, cwd) {
+        if candidate.exists() {
+            return load_file(&candidate, env);
+        }
+    }
+    from_environment(env)
+}
+
+fn candidates(env: &EnvReader, cwd: &Path) -> Vec<PathBuf> {
+    let mut c = vec![cwd.join("cme-exec.toml")];
+    let xdg = env
+        .var(names::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env.var(names::HOME).map(|h| Path::new(&h).join(".config")));
+    if let Some(x) = xdg {
+        c.push(x.join("cme-exec").join("config.toml"));
+    }
+    c
+}
+
+/// The largest config file accepted (it holds references only).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display().to_string();
+    let meta = fs_err::metadata(path).map_err(|e| {
+        Error::new(format!("cannot read the config file {shown}"))
+            .cause(e.source_text())
+            .hint("give an existing file with --config, or unset CME_EXEC_CONFIG")
+    })?;
+    if !meta.is_file() {
+        return Err(Error::new(format!(
+            "the config file {shown} is not a regular file"
+        )));
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err(Error::new(format!(
+            "the config file {shown} is writable by other users, who could point it at their own secrets"
+        ))
+        .hint(format!("chmod o-w {shown}")));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(Error::new(format!(
+            "the config file {shown} is larger than 1 MiB"
+        )));
+    }
+    let bytes = fs_err::read(path).map_err(|e| {
+        Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
+    })?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(Error::new(format!(
+                "{shown}:{line}: the config file is not valid UTF-8"
+            )));
+        }
+    };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let (line, col) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((0, 0));
+        Error::new(format!(
+            "{shown}:{line}:{col}: invalid TOML: {}",
+            sanitise_toml_message(e.message())
+        ))
+        .hint("values in cme-exec.toml are quoted references such as \"env://NAME\"; the offending text is not shown in case it is a secret")
+    })?;
+    let _ = env;
+    parse_table(&table, Source::File(path.to_owned()))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// toml's messages may quote the source text in backticks; keep short tokens (`=`, `"`) and
+/// drop anything longer, which could be part of a pasted secret.
+fn sanitise_toml_message(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("").trim();
+    let mut out = String::new();
+    let mut parts = first.split('`');
+    if let Some(p) = parts.next() {
+        out.push_str(p);
+    }
+    let mut inside = true;
+    for p in parts {
+        if inside {
+            if p.chars().count() <= 3 {
+                out.push('`');
+                out.push_str(p);
+                out.push('`');
+            } else {
+                out.push('…');
+            }
+        } else {
+            out.push_str(p);
+        }
+        inside = !inside;
+    }
+    if out.is_empty() {
+        "syntax error".into()
+    } else {
+        out
+    }
+}
+
+/// Parses a whole `cme-exec.toml` table, reporting every problem at once.
+pub fn parse_table(table: &toml::Table, source: Source) -> Result<Config, Error> {
+    let mut problems = Vec::new();
+    let mut config = Config {
+        source: source.clone(),
+        providers: BTreeMap::new(),
+        instances: Vec::new(),
+        auth_from: None,
+        cme: CmeSettings::default(),
+    };
+    let mut root = TableReader::new(table, "", &mut problems);
+    let providers = root.table("providers");
+    let products: Vec<_> = Product::ALL
+        .into_iter()
+        .map(|p| (p, root.table(p.name())))
+        .collect();
+    let auth = root.table("auth");
+    let cme = root.table("cme");
+    root.finish();
+
+    if let Some(providers) = providers {
+        for (name, value) in providers {
+            let path = format!("providers.{}", toml_key(name));
+            let Some(t) = value.as_table() else {
+                problems.push(problem(&path, None, "expected a table"));
+                continue;
+            };
+            if !is_provider_name(name) {
+                problems.push(problem(
+                    &path,
+                    None,
+                    "a provider's name is its reference scheme: lower-case letters, digits, `+`, `-`, `.`, starting with a letter",
+                ));
+                continue;
+            }
+            let mut r = TableReader::new(t, path.clone(), &mut problems);
+            let kind = r.string("kind");
+            let settings = match kind.as_deref().map(|k| (k, Kind::from_name(k))) {
+                None => {
+                    r.problem(
+                        Some("kind"),
+                        "missing: give kind = \"file\", \"env\", \"vault\" or \"aws-sm\"",
+                    );
+                    None
+                }
+                Some((_, None)) => {
+                    r.problem(
+                        Some("kind"),
+                        "unknown kind (expected \"file\", \"env\", \"vault\" or \"aws-sm\")",
+                    );
+                    None
+                }
+                Some((_, Some(kind))) => Some(ProviderSettings::parse(kind, &mut r)),
+            };
+            if settings.is_none() {
+                // Do not report the other keys as unknown when the kind is what's wrong.
+                continue;
+            }
+            r.finish();
+            if let Some(s) = settings {
+                config.providers.insert(name.clone(), s);
+            }
+        }
+    }
+
+    for (product, tables) in products {
+        let Some(tables) = tables else { continue };
+        for (raw_url, value) in tables {
+            let table_name = format!("{}.{}", product.name(), toml_key(raw_url));
+            let Some(t) = value.as_table() else {
+                problems.push(problem(
+                    product.name(),
+                    Some(raw_url),
+                    "expected a table: write [confluence.\"https://...\"] with the fields inside",
+                ));
+                continue;
+            };
+            let url = match normalise_url(product, raw_url) {
+                Ok(u) => u,
+                Err(e) => {
+                    problems.push(problem(&table_name, None, &e));
+                    continue;
+                }
+            };
+            let instance = parse_instance(product, url, table_name, t, &mut problems);
+            config.instances.push(instance);
+        }
+    }
+    check_duplicates(&config.instances, &mut problems);
+
+    if let Some(auth) = auth {
+        let mut r = TableReader::new(auth, "auth", &mut problems);
+        if let Some(raw) = r.string("from") {
+            config.auth_from = parse_reference(&raw, "auth", "from", &mut r);
+        }
+        r.finish();
+    }
+
+    if let Some(cme) = cme {
+        let mut r = TableReader::new(cme, "cme", &mut problems);
+        config.cme.base_config = r.path_buf("base_config");
+        if let Some(w) = r.bool("write_back") {
+            config.cme.write_back = w;
+        }
+        r.finish();
+    }
+
+    if config.instances.is_empty() && config.auth_from.is_none() && problems.is_empty() {
+        problems.push(problem(
+            "",
+            None,
+            "no instance configured: add a [confluence.\"https://...\"] or [jira.\"https://...\"] table, or [auth] from",
+        ));
+    }
+    check_schemes(&config, &mut problems);
+    finish(config, problems)
+}
+
+fn parse_instance(
+    product: Product,
+    url: String,
+    table: String,
+    t: &toml::Table,
+    problems: &mut Vec<Problem>,
+) -> Instance {
+    let mut r = TableReader::new(t, table.clone(), problems);
+    let mut fields = BTreeMap::new();
+    for field in Field::ALL {
+        if let Some(raw) = r.string(field.name()) {
+            if let Some(spec) = parse_field(field, &raw, &mut r) {
+                fields.insert(field, spec);
+            }
+        }
+    }
+    let from = r
+        .string("from")
+        .and_then(|raw| parse_reference(&raw, "", "from", &mut r));
+    if t.is_empty() {
+        r.problem(None, "no fields: give at least one of username, api_token, pat, session_cookies, cloud_id, or from");
+    }
+    r.finish();
+    Instance {
+        product,
+        url,
+        table,
+        fields,
+        from,
+    }
+}
+
+fn parse_field(field: Field, raw: &str, r: &mut TableReader<'_, '_>) -> Option<FieldSpec> {
+    if looks_like_reference(raw) {
+        return parse_reference(raw, "", field.name(), r).map(FieldSpec::Reference);
+    }
+    if field.allows_literal() {
+        if raw.is_empty() {
+            r.problem(Some(field.name()), "must not be empty");
+            return None;
+        }
+        return Some(FieldSpec::Literal(raw.to_owned()));
+    }
+    r.problem(
+        Some(field.name()),
+        "must be a reference such as \"env://NAME\" or \"vault://MOUNT/PATH#KEY\": cme-exec.toml never holds secret values (the value is not shown)",
+    );
+    None
+}
+
+fn parse_reference(
+    raw: &str,
+    _table: &str,
+    key: &str,
+    r: &mut TableReader<'_, '_>,
+) -> Option<Reference> {
+    match Reference::parse(raw) {
+        Ok(reference) => Some(reference),
+        Err(e) => {
+            r.problem(Some(key), format!("bad reference: {e}"));
+            None
+        }
+    }
+}
+
+/// Checks that every reference names a known provider and has the shape that provider needs.
+fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
+    for (reference, place) in config.references() {
+        let scheme = &reference.document.scheme;
+        let (table, key) = split_place(&place);
+        match config.provider_for(scheme) {
+            None => {
+                let mut declared: Vec<_> = config.providers.keys().map(String::as_str).collect();
+                declared.sort();
+                let shown = if scheme.len() <= 32 {
+                    scheme.as_str()
+                } else {
+                    "(too long to show)"
+                };
+                problems.push(problem(
+                    &table,
+                    Some(&key),
+                    &format!(
+                        "unknown scheme `{shown}` in {}: declare it under [providers.NAME] or use a built-in (env, file, vault, aws-sm){}",
+                        if reference.raw.len() <= 200 { &reference.raw } else { "the reference" },
+                        if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
+                    ),
+                ));
+            }
+            Some(settings) => {
+                if let Err(e) = settings.kind().check_document(&reference.document) {
+                    problems.push(problem(&table, Some(&key), &format!("{reference}: {e}")));
+                }
+            }
+        }
+    }
+}
+
+fn split_place(place: &str) -> (String, String) {
+    // "[table] key"
+    let table = place
+        .strip_prefix('[')
+        .and_then(|p| p.split_once("] "))
+        .map(|(t, k)| (t.to_owned(), k.to_owned()));
+    table.unwrap_or_else(|| (String::new(), place.to_owned()))
+}
+
+fn check_duplicates(instances: &[Instance], problems: &mut Vec<Problem>) {
+    let mut seen: BTreeMap<(Product, &str), &str> = BTreeMap::new();
+    for i in instances {
+        if let Some(first) = seen.insert((i.product, &i.url), &i.table) {
+            problems.push(problem(
+                &i.table,
+                None,
+                &format!(
+                    "the same instance as [{first}]: both normalise to {} (lower-case host, no default port, no trailing slash); keep one",
+                    i.url
+                ),
+            ));
+        }
+    }
+}
+
+fn is_provider_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+}
+
+/// A key as TOML would need it written: bare when it can be, else quoted.
+pub fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+fn problem(table: &str, key: Option<&str>, message: &str) -> Problem {
+    Problem {
+        table: table.to_owned(),
+        key: key.map(str::to_owned),
+        message: message.to_owned(),
+    }
+}
+
+fn finish(config: Config, problems: Vec<Problem>) -> Result<Config, Error> {
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    let source = config.source.describe();
+    let count = problems.len();
+    let mut err = Error::new(format!(
+        "{source}: {count} problem{} in the configuration",
+        if count == 1 { "" } else { "s" }
+    ));
+    for p in problems {
+        let place = match (p.table.is_empty(), &p.key) {
+            (true, None) => String::new(),
+            (true, Some(k)) => format!("{k}: "),
+            (false, None) => format!("[{}]: ", p.table),
+            (false, Some(k)) => format!("[{}] {k}: ", p.table),
+        };
+        err = err.detail(format!("{place}{}", p.message));
+    }
+    Err(err)
+}
+
+/// The configuration from `CME_EXEC_*` variables, for CI and containers without a file.
+///
+/// `CME_EXEC_CONFLUENCE_URL` names the instance and `CME_EXEC_CONFLUENCE_<FIELD>` (USERNAME,
+/// API_TOKEN, PAT, SESSION_COOKIES, CLOUD_ID, FROM) hold references; the same with `JIRA`.
+/// `CME_EXEC_AUTH_FROM` is `[auth] from`; `CME_EXEC_BASE_CONFIG` and `CME_EXEC_WRITE_BACK`
+/// are `[cme]`. Providers are the built-in defaults.
+pub fn from_environment(env: &EnvReader) -> Result<Config, Error> {
+    let mut table = toml::Table::new();
+    let mut problems: Vec<String> = Vec::new();
+    for product in Product::ALL {
+        let prefix = format!(
+            "{}{}_",
+            names::ENV_CONFIG_PREFIX,
+            product.name().to_ascii_uppercase()
+        );
+        let mut fields = toml::Table::new();
+        let mut url = None;
+        for (name, value) in env.all() {
+            let Some(name) = name.to_str() else { continue };
+            let Some(suffix) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some(value) = value.to_str() else {
+                problems.push(format!("{name}: not valid UTF-8"));
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            let lower = suffix.to_ascii_lowercase();
+            if lower == "url" {
+                url = Some(value.to_owned());
+            } else if Field::from_name(&lower).is_some() || lower == "from" {
+                fields.insert(lower, toml::Value::String(value.to_owned()));
+            } else {
+                problems.push(format!(
+                    "{name}: unknown variable (expected {prefix}URL, {prefix}USERNAME, {prefix}API_TOKEN, {prefix}PAT, {prefix}SESSION_COOKIES, {prefix}CLOUD_ID or {prefix}FROM)"
+                ));
+            }
+        }
+        match url {
+            Some(u) => {
+                let mut t = toml::Table::new();
+                t.insert(u, toml::Value::Table(fields));
+                table.insert(product.name().to_owned(), toml::Value::Table(t));
+            }
+            None if !fields.is_empty() => {
+                problems.push(format!(
+                    "{prefix}URL is not set, but other {prefix}* variables are"
+                ));
+            }
+            None => {}
+        }
+    }
+    if let Some(from) = env.var(names::CME_EXEC_AUTH_FROM) {
+        let mut t = toml::Table::new();
+        t.insert("from".into(), toml::Value::String(from));
+        table.insert("auth".into(), toml::Value::Table(t));
+    }
+    let mut cme = toml::Table::new();
+    if let Some(b) = env.var(names::CME_EXEC_BASE_CONFIG) {
+        cme.insert("base_config".into(), toml::Value::String(b));
+    }
+    if let Some(w) = env.var(names::CME_EXEC_WRITE_BACK) {
+        match w.as_str() {
+            "true" | "1" => cme.insert("write_back".into(), toml::Value::Boolean(true)),
+            "false" | "0" => cme.insert("write_back".into(), toml::Value::Boolean(false)),
+            _ => {
+                problems.push(format!(
+                    "{}: expected true or false",
+                    names::CME_EXEC_WRITE_BACK
+                ));
+                None
+            }
+        };
+    }
+    if !cme.is_empty() {
+        table.insert("cme".into(), toml::Value::Table(cme));
+    }
+    if !problems.is_empty() {
+        let mut err = Error::new("environment: problems in the CME_EXEC_* configuration");
+        for p in problems {
+            err = err.detail(p);
+        }
+        return Err(err);
+    }
+    if table.get("confluence").is_none()
+        && table.get("jira").is_none()
+        && table.get("auth").is_none()
+    {
+        return Err(Error::new("no configuration found")
+            .detail("looked for --config, $CME_EXEC_CONFIG, ./cme-exec.toml, $XDG_CONFIG_HOME/cme-exec/config.toml")
+            .detail("and for CME_EXEC_CONFLUENCE_URL, CME_EXEC_JIRA_URL or CME_EXEC_AUTH_FROM in the environment")
+            .hint("write a cme-exec.toml (see docs/configuration.md) or set CME_EXEC_CONFLUENCE_URL and CME_EXEC_CONFLUENCE_API_TOKEN=env://..."));
+    }
+    parse_table(&table, Source::Environment)
+}
+
+trait SourceText {
+    fn source_text(&self) -> String;
+}
+
+impl SourceText for std::io::Error {
+    fn source_text(&self) -> String {
+        self.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! cme-exec's own errors, and the one place that prints them.
+//!
+//! An error is a message, optional detail lines (every failed reference, every config
+//! problem), causes and a hint. None of them ever holds a secret: they are built from
+//! references, paths, keys, statuses and error codes only.
+
+use std::fmt;
+use std::io::Write as _;
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    message: String,
+    details: Vec<String>,
+    causes: Vec<String>,
+    hint: Option<String>,
+}
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            details: Vec::new(),
+            causes: Vec::new(),
+            hint: None,
+        }
+    }
+
+    /// One more line under the message (a failed reference, a config problem).
+    pub fn detail(mut self, line: impl Into<String>) -> Self {
+        self.details.push(line.into());
+        self
+    }
+
+    pub fn cause(mut self, cause: impl Into<String>) -> Self {
+        self.causes.push(cause.into());
+        self
+    }
+
+    /// Adds every `source()` of an error as a cause. Printing the chain instead of `Debug`
+    /// keeps backtraces (which some transports attach) out of the output.
+    pub fn causes_of(mut self, err: &dyn std::error::Error) -> Self {
+        let mut next = Some(err);
+        while let Some(e) = next {
+            self.causes.push(e.to_string());
+            next = e.source();
+        }
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn details(&self) -> &[String] {
+        &self.details
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        for d in &self.details {
+            write!(f, "\n  {d}")?;
+        }
+        for c in &self.causes {
+            write!(f, "\ncaused by: {c}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\nhint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Prints an error to stderr as `cme-exec: error: ...`, with control characters removed so
+/// that nothing in a path or a server's message can drive the terminal.
+pub fn print(err: &Error) {
+    let text = format!("cme-exec: error: {err}\n");
+    let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
+}
+
+/// Prints a warning to stderr.
+pub fn warn(message: impl fmt::Display) {
+    let text = format!("cme-exec: warning: {message}\n");
+    let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
+}
+
+/// Removes control characters except newlines and tabs.
+pub fn strip_controls(s: &str) -> String {
+    s.chars()
+        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_details_causes_and_hint() {
+        let e = Error::new("m").detail("d1").cause("c").hint("h");
+        assert_eq!(e.to_string(), "m\n  d1\ncaused by: c\nhint: h");
+    }
+
+    #[test]
+    fn strips_escape_sequences() {
+        assert_eq!(strip_controls("a\x1b[31mb\n"), "a[31mb\n");
+    }
+}

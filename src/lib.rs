@@ -1,0 +1,90 @@
+//! cme-exec: run confluence-markdown-exporter (cme) with credentials resolved from secret
+//! stores, handed over for one run and never left on disk.
+//!
+//! Layout: [`cli`] parses arguments; [`config`] reads `cme-exec.toml`; [`resolve`] fetches
+//! every reference through the providers crate; [`cme_config`] builds cme's config and writes
+//! back what cme changed; [`handover`] puts the config where cme finds it; [`child`] runs the
+//! command; [`commands`] ties them together; [`exit`] is the exit code.
+
+pub mod child;
+pub mod cli;
+pub mod cme_config;
+pub mod commands;
+pub mod config;
+pub mod envnames;
+pub mod error;
+pub mod exit;
+pub mod handover;
+pub mod resolve;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::exit::Exit;
+
+/// The whole program; `main.rs` only calls this.
+pub fn main() -> ExitCode {
+    // Before anything can change it: the child gets the same signal mask back.
+    let original_mask = child::current_mask();
+    harden();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Failed.into()
+            } else {
+                Exit::Success.into()
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    commands::dispatch(cli, original_mask).into()
+}
+
+/// cme-exec holds secrets in memory: no core file, no ptrace by other processes of the same
+/// user. `PR_SET_DUMPABLE` is reset by `execve`, so the child is not affected.
+fn harden() {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    std::panic::set_hook(Box::new(|info| {
+        // The payload is not printed: a panic message could have been built from a value.
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        error::print(
+            &error::Error::new(format!(
+                "internal error{place}; the message is not shown because it could hold a secret"
+            ))
+            .hint("please report this bug"),
+        );
+    }));
+}
+
+fn init_logging(verbose: u8) {
+    let from_env = std::env::var_os(envnames::RUST_LOG).is_some();
+    if verbose == 0 && !from_env {
+        return;
+    }
+    let level = match verbose {
+        0 | 1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    // vaultrs logs every API error (404s included) at error level: keep it quiet.
+    let default = format!("{level},vaultrs=off,rustify=off,hyper=warn,aws=warn");
+    let filter = if from_env {
+        tracing_subscriber::EnvFilter::from_default_env()
+    } else {
+        tracing_subscriber::EnvFilter::new(default)
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::env::var_os(envnames::NO_COLOR).is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
+        .try_init();
+}

@@ -1,0 +1,530 @@
+//! The resolver: every reference of the configuration, fetched all or nothing.
+//!
+//! 1. Collect the references and reduce them to distinct documents (provider, path, version):
+//!    two fields of one document cost one fetch and always agree.
+//! 2. Build each provider that is used, once.
+//! 3. Fetch every provider's documents concurrently (at most [`CONCURRENCY`] at a time per
+//!    provider) under one overall deadline.
+//! 4. Pick keys, merge `[auth] from`, `from` and explicit fields (explicit wins), and check
+//!    every value. Every failure is kept, so the user sees all of them at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cme_exec_providers::payload::{select_object, select_string, SecretMap};
+use cme_exec_providers::{
+    Context, Document, ErrorKind, FetchError, Identity, Kind, Payload, Provider, Reference,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::config::{normalise_url, Config, Field, FieldSpec, Product};
+use crate::error::Error;
+
+/// How many documents one provider fetches at the same time.
+pub const CONCURRENCY: usize = 16;
+
+/// Where a resolved value came from (shown by `check` and `explain`; never the value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Reference(String),
+    Literal,
+    /// A key of a `from` document.
+    From(String),
+    /// A key of the `[auth] from` document.
+    Bulk(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Reference(r) => f.write_str(r),
+            Origin::Literal => f.write_str("(literal in the config)"),
+            Origin::From(r) => write!(f, "{r} (from)"),
+            Origin::Bulk(r) => write!(f, "{r} ([auth] from)"),
+        }
+    }
+}
+
+/// One resolved field value.
+pub struct Value {
+    pub secret: SecretString,
+    pub origin: Origin,
+}
+
+/// The resolved fields of one instance.
+#[derive(Default)]
+pub struct InstanceAuth {
+    pub fields: BTreeMap<Field, Value>,
+}
+
+/// Everything resolved, by product and normalised URL.
+#[derive(Default)]
+pub struct Auth {
+    pub instances: BTreeMap<(Product, String), InstanceAuth>,
+}
+
+impl Auth {
+    /// Every secret value, for `--mask`.
+    pub fn secrets(&self) -> impl Iterator<Item = (&Field, &SecretString)> {
+        self.instances
+            .values()
+            .flat_map(|i| i.fields.iter().map(|(f, v)| (f, &v.secret)))
+    }
+}
+
+/// Why something failed; never holds a value.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+impl From<&FetchError> for Failure {
+    fn from(e: &FetchError) -> Self {
+        Failure {
+            message: e.message().to_owned(),
+            hint: e.hint().map(str::to_owned),
+        }
+    }
+}
+
+/// One line of `check`: a field (or a `from`), its source, and whether it resolved.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub product: Option<Product>,
+    pub url: Option<String>,
+    /// A field name, `from`, or `[auth] from`.
+    pub subject: String,
+    pub source: String,
+    pub outcome: Result<(), Failure>,
+}
+
+impl Verdict {
+    /// `[confluence."https://x"] api_token (vault://...)`
+    pub fn place(&self) -> String {
+        match (self.product, &self.url) {
+            (Some(p), Some(u)) => format!("[{p}.\"{u}\"] {}", self.subject),
+            _ => self.subject.clone(),
+        }
+    }
+}
+
+/// The identity a provider used, for `check`.
+pub struct ProviderIdentity {
+    pub name: String,
+    pub kind: Kind,
+    pub identity: Result<Option<Identity>, FetchError>,
+}
+
+/// The outcome of resolving a configuration.
+pub struct Resolution {
+    pub auth: Auth,
+    pub verdicts: Vec<Verdict>,
+    pub identities: Vec<ProviderIdentity>,
+    /// Environment variables read as credentials, to remove from the child's environment.
+    pub consumed_env: BTreeSet<String>,
+}
+
+impl Resolution {
+    pub fn failures(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts.iter().filter(|v| v.outcome.is_err())
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    /// The error `run` and `render` print: every failure, with its reference and reason.
+    pub fn error(&self) -> Error {
+        let failures: Vec<_> = self.failures().collect();
+        let n = failures.len();
+        let mut err = Error::new(format!(
+            "{n} credential{} could not be resolved; nothing was started",
+            if n == 1 { "" } else { "s" }
+        ));
+        let mut hints = Vec::new();
+        for v in failures {
+            if let Err(f) = &v.outcome {
+                let source = if v.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", v.source)
+                };
+                err = err.detail(format!("{}{source}: {}", v.place(), f.message));
+                if let Some(h) = &f.hint {
+                    if !hints.contains(h) {
+                        hints.push(h.clone());
+                    }
+                }
+            }
+        }
+        if !hints.is_empty() {
+            err = err.hint(hints.join("; "));
+        }
+        err
+    }
+}
+
+pub struct Options {
+    /// The overall deadline for every fetch together.
+    pub deadline: Duration,
+    /// Ask each provider who it authenticated as (for `check`).
+    pub identities: bool,
+}
+
+type Fetched = HashMap<Document, Result<Payload, FetchError>>;
+
+/// Resolves every reference of `config`.
+pub async fn resolve(config: &Config, ctx: &Arc<Context>, options: &Options) -> Resolution {
+    // 1. Distinct documents, grouped by provider (scheme).
+    let mut by_provider: BTreeMap<String, BTreeSet<Document>> = BTreeMap::new();
+    for (reference, _) in config.references() {
+        by_provider
+            .entry(reference.document.scheme.clone())
+            .or_default()
+            .insert(reference.document.clone());
+    }
+
+    // 2. One provider each.
+    let mut providers: Vec<(String, Arc<dyn Provider>, Vec<Document>)> = Vec::new();
+    let mut fetched: Fetched = HashMap::new();
+    for (name, docs) in by_provider {
+        let built = match config.provider_for(&name) {
+            Some(settings) => cme_exec_providers::build(&name, &settings, ctx),
+            None => Err(FetchError::invalid(format!("unknown provider `{name}`"))),
+        };
+        match built {
+            Ok(p) => providers.push((name, p, docs.into_iter().collect())),
+            Err(e) => {
+                for d in docs {
+                    fetched.insert(d, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    // 3. Fetch everything concurrently, under one deadline.
+    let deadline = tokio::time::Instant::now() + options.deadline;
+    let fetches = providers.iter().map(|(_, p, docs)| async move {
+        match tokio::time::timeout_at(deadline, p.fetch_many(docs, CONCURRENCY)).await {
+            Ok(results) => results,
+            Err(_) => docs
+                .iter()
+                .map(|_| {
+                    Err(FetchError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s (the resolution deadline; see --timeout)",
+                            options.deadline.as_secs_f32()
+                        ),
+                    ))
+                })
+                .collect(),
+        }
+    });
+    let results = futures::future::join_all(fetches).await;
+    for ((_, _, docs), results) in providers.iter().zip(results) {
+        for (d, r) in docs.iter().zip(results) {
+            fetched.insert(d.clone(), r);
+        }
+    }
+
+    let mut identities = Vec::new();
+    if options.identities {
+        for (name, p, _) in &providers {
+            let identity = match tokio::time::timeout_at(
+                deadline + Duration::from_secs(5),
+                p.identity(),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
+            };
+            identities.push(ProviderIdentity {
+                name: name.clone(),
+                kind: p.kind(),
+                identity,
+            });
+        }
+    }
+    // Revoke what the providers obtained now: nothing needs it after fetching.
+    let finishes = providers.iter().map(|(_, p, _)| async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p.finish()).await;
+    });
+    futures::future::join_all(finishes).await;
+
+    // 4. Assemble.
+    let mut resolution = assemble(config, &fetched);
+    resolution.identities = identities;
+    resolution.consumed_env = ctx.env.consumed();
+    resolution
+}
+
+fn payload_of<'a>(fetched: &'a Fetched, reference: &Reference) -> Result<&'a Payload, Failure> {
+    match fetched.get(&reference.document) {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(Failure::new("was not fetched")),
+    }
+}
+
+fn select_field(fetched: &Fetched, reference: &Reference) -> Result<SecretString, Failure> {
+    let payload = payload_of(fetched, reference)?;
+    select_string(payload, reference.key.as_ref()).map_err(|e| Failure::new(e.message))
+}
+
+fn select_map(fetched: &Fetched, reference: &Reference) -> Result<SecretMap, Failure> {
+    let payload = payload_of(fetched, reference)?;
+    select_object(payload, reference.key.as_ref()).map_err(|e| Failure::new(e.message))
+}
+
+/// Reads the fields of one `{"username": ..., ...}` object. Unknown keys and non-strings are
+/// failures (keys are named; values never shown).
+fn fields_of(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(Field, SecretString)>, Failure> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (k, v) in map {
+        let Some(field) = Field::from_name(k) else {
+            problems.push(format!(
+                "unknown key `{}` (expected username, api_token, pat, session_cookies, cloud_id)",
+                crate::error::strip_controls(k)
+            ));
+            continue;
+        };
+        match v {
+            serde_json::Value::String(s) => out.push((field, SecretString::from(s.clone()))),
+            other => problems.push(format!(
+                "`{k}` is {}, expected a string",
+                cme_exec_providers::payload::describe(other)
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Failure::new(problems.join("; ")))
+    }
+}
+
+fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
+    let mut verdicts = Vec::new();
+    let mut auth = Auth::default();
+
+    // [auth] from
+    let mut bulk: BTreeMap<(Product, String), Vec<(Field, SecretString)>> = BTreeMap::new();
+    if let Some(r) = &config.auth_from {
+        let outcome = select_map(fetched, r).and_then(|map| read_bulk(&map, &mut bulk));
+        verdicts.push(Verdict {
+            product: None,
+            url: None,
+            subject: "[auth] from".into(),
+            source: r.raw.clone(),
+            outcome,
+        });
+    }
+
+    for instance in &config.instances {
+        let key = (instance.product, instance.url.clone());
+        let mut fields: BTreeMap<Field, Value> = BTreeMap::new();
+        if let Some(entries) = bulk.remove(&key) {
+            let origin = Origin::Bulk(
+                config
+                    .auth_from
+                    .as_ref()
+                    .map(|r| r.raw.clone())
+                    .unwrap_or_default(),
+            );
+            for (f, s) in entries {
+                fields.insert(
+                    f,
+                    Value {
+                        secret: s,
+                        origin: origin.clone(),
+                    },
+                );
+            }
+        }
+        let verdict = |subject: &str, source: &str, outcome| Verdict {
+            product: Some(instance.product),
+            url: Some(instance.url.clone()),
+            subject: subject.to_owned(),
+            source: source.to_owned(),
+            outcome,
+        };
+        if let Some(r) = &instance.from {
+            let outcome = select_map(fetched, r)
+                .and_then(|m| fields_of(m.expose()))
+                .map(|entries| {
+                    for (f, s) in entries {
+                        fields.insert(
+                            f,
+                            Value {
+                                secret: s,
+                                origin: Origin::From(r.raw.clone()),
+                            },
+                        );
+                    }
+                });
+            verdicts.push(verdict("from", &r.raw, outcome));
+        }
+        for (field, spec) in &instance.fields {
+            match spec {
+                FieldSpec::Literal(s) => {
+                    fields.insert(
+                        *field,
+                        Value {
+                            secret: SecretString::from(s.clone()),
+                            origin: Origin::Literal,
+                        },
+                    );
+                    verdicts.push(verdict(field.name(), "(literal)", Ok(())));
+                }
+                FieldSpec::Reference(r) => {
+                    let outcome = select_field(fetched, r).map(|s| {
+                        fields.insert(
+                            *field,
+                            Value {
+                                secret: s,
+                                origin: Origin::Reference(r.raw.clone()),
+                            },
+                        );
+                    });
+                    verdicts.push(verdict(field.name(), &r.raw, outcome));
+                }
+            }
+        }
+        auth.instances.insert(key, InstanceAuth { fields });
+    }
+    let bulk_source = config
+        .auth_from
+        .as_ref()
+        .map(|r| r.raw.clone())
+        .unwrap_or_default();
+    for (key, entries) in bulk {
+        let mut fields = BTreeMap::new();
+        for (f, s) in entries {
+            fields.insert(
+                f,
+                Value {
+                    secret: s,
+                    origin: Origin::Bulk(bulk_source.clone()),
+                },
+            );
+        }
+        auth.instances.insert(key, InstanceAuth { fields });
+    }
+
+    // Check every value, and what cme would do with the combination.
+    for ((product, url), instance) in &auth.instances {
+        let verdict = |subject: String, source: String, outcome| Verdict {
+            product: Some(*product),
+            url: Some(url.clone()),
+            subject,
+            source,
+            outcome,
+        };
+        for (field, value) in &instance.fields {
+            let v = value.secret.expose_secret();
+            if v.trim().is_empty() {
+                verdicts.push(verdict(
+                    field.name().into(),
+                    value.origin.to_string(),
+                    Err(Failure::new("the value is empty")),
+                ));
+            }
+        }
+        let has = |f| instance.fields.contains_key(&f);
+        if has(Field::ApiToken) && !has(Field::Username) {
+            verdicts.push(verdict(
+                "api_token".into(),
+                String::new(),
+                Err(Failure {
+                    message:
+                        "api_token is set but username is not: cme would send no credentials at all"
+                            .into(),
+                    hint: Some("add username (the Atlassian account's e-mail address)".into()),
+                }),
+            ));
+        }
+        if has(Field::Username)
+            && !has(Field::ApiToken)
+            && !has(Field::Pat)
+            && !has(Field::SessionCookies)
+        {
+            verdicts.push(verdict(
+                "username".into(),
+                String::new(),
+                Err(Failure::new(
+                    "username is set but api_token is not: cme would send no credentials",
+                )),
+            ));
+        }
+    }
+    Resolution {
+        auth,
+        verdicts,
+        identities: Vec::new(),
+        consumed_env: BTreeSet::new(),
+    }
+}
+
+fn read_bulk(
+    map: &SecretMap,
+    bulk: &mut BTreeMap<(Product, String), Vec<(Field, SecretString)>>,
+) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    for (product_name, entries) in map.expose() {
+        let Some(product) = Product::from_name(product_name) else {
+            problems.push(format!(
+                "unknown key `{}` (expected confluence, jira)",
+                crate::error::strip_controls(product_name)
+            ));
+            continue;
+        };
+        let Some(entries) = entries.as_object() else {
+            problems.push(format!("`{product_name}` is not an object of URL → fields"));
+            continue;
+        };
+        for (raw_url, entry) in entries {
+            let url = match normalise_url(product, raw_url) {
+                Ok(u) => u,
+                Err(e) => {
+                    problems.push(format!("{product_name}.{raw_url:?}: {e}"));
+                    continue;
+                }
+            };
+            let Some(entry) = entry.as_object() else {
+                problems.push(format!("{product_name}.{url:?} is not an object of fields"));
+                continue;
+            };
+            match fields_of(entry) {
+                Ok(fields) => {
+                    if bulk.insert((product, url.clone()), fields).is_some() {
+                        problems.push(format!(
+                            "{product_name}.{url:?} is given twice (after normalisation)"
+                        ));
+                    }
+                }
+                Err(f) => problems.push(format!("{product_name}.{url:?}: {}", f.message)),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(problems.join("; ")))
+    }
+}
