@@ -21,12 +21,7 @@ use crate::handover::Via;
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
 /// before starting it; 126 not executable; 127 not found. `check`: 0 or 1.
 #[derive(Debug, Parser)]
-#[command(
-    name = "cme-exec",
-    version,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(name = "cme-exec", version)]
 pub struct Cli {
     /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
     /// else CME_EXEC_* variables]
@@ -43,15 +38,60 @@ pub struct Cli {
     pub timeout: f64,
 
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
+}
 
-    #[command(flatten)]
-    pub run: RunArgs,
+impl Cli {
+    /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
+    pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(with_default_command(args.into_iter().collect()))
+    }
+}
+
+/// Inserts `run` when the first word after the global options is not a command, so that
+/// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
+fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
+    const COMMANDS: [&str; 7] = [
+        "run",
+        "render",
+        "check",
+        "explain",
+        "completions",
+        "man",
+        "help",
+    ];
+    const GLOBAL_WITH_VALUE: [&str; 3] = ["-c", "--config", "--timeout"];
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if GLOBAL_WITH_VALUE.contains(&a.as_ref()) {
+            i += 2;
+        } else if a.starts_with("--config=")
+            || a.starts_with("--timeout=")
+            || (a.starts_with("-c") && a.len() > 2)
+            || (a.starts_with("-v") && a[1..].chars().all(|c| c == 'v'))
+            || a == "--verbose"
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let first = args.get(i).map(|a| a.to_string_lossy().into_owned());
+    let is_command = first.as_deref().is_some_and(|f| COMMANDS.contains(&f));
+    let is_help = first
+        .as_deref()
+        .is_some_and(|f| matches!(f, "-h" | "--help" | "-V" | "--version"));
+    if first.is_some() && !is_command && !is_help {
+        args.insert(i, "run".into());
+    }
+    args
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Resolve the credentials and run a command with them (the default).
+    /// Resolve the credentials and run a command with them (the default command:
+    /// `cme-exec -- cme ...` is `cme-exec run -- cme ...`).
     Run(RunArgs),
     /// Write cme's config to a file (for a Kubernetes init container).
     Render(RenderArgs),
@@ -161,23 +201,48 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::parse_args(args.iter().map(OsString::from))
+    }
+
     #[test]
     fn run_is_the_default_command() {
-        let cli =
-            Cli::try_parse_from(["cme-exec", "--via", "file", "--", "cme", "pages", "x"]).unwrap();
-        assert!(cli.command.is_none());
-        assert_eq!(cli.run.via, Via::File);
-        assert_eq!(cli.run.command, ["cme", "pages", "x"]);
-        let cli = Cli::try_parse_from(["cme-exec", "-c", "f.toml", "run", "--", "true"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Run(_))));
-        let cli =
-            Cli::try_parse_from(["cme-exec", "-c", "f.toml", "check", "--format", "json"]).unwrap();
+        for args in [
+            &["cme-exec", "--via", "file", "--", "cme", "pages", "x"][..],
+            &[
+                "cme-exec", "-c", "f.toml", "-vv", "--via", "file", "--", "cme", "pages", "x",
+            ],
+            &[
+                "cme-exec",
+                "--config=f.toml",
+                "--timeout",
+                "3",
+                "run",
+                "--via",
+                "file",
+                "--",
+                "cme",
+                "pages",
+                "x",
+            ],
+        ] {
+            let cli = parse(args).unwrap();
+            let Command::Run(run) = cli.command else {
+                panic!("{args:?}")
+            };
+            assert_eq!(run.via, Via::File);
+            assert_eq!(run.command, ["cme", "pages", "x"]);
+        }
+        let cli = parse(&["cme-exec", "-c", "f.toml", "check", "--format", "json"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Check(ReportArgs {
+            Command::Check(ReportArgs {
                 format: Format::Json
-            }))
+            })
         ));
+        let help = parse(&["cme-exec", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(parse(&["cme-exec"]).is_err());
     }
 
     #[test]

@@ -19,8 +19,6 @@ pub mod resolve;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 use crate::exit::Exit;
 
 /// The whole program; `main.rs` only calls this.
@@ -28,7 +26,7 @@ pub fn main() -> ExitCode {
     // Before anything can change it: the child gets the same signal mask back.
     let original_mask = child::current_mask();
     harden();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -184,90 +184,111 @@ pub struct Options {
 
 type Fetched = HashMap<Document, Result<Payload, FetchError>>;
 
-/// Resolves every reference of `config`.
-pub async fn resolve(config: &Config, ctx: &Arc<Context>, options: &Options) -> Resolution {
-    // 1. Distinct documents, grouped by provider (scheme).
-    let mut by_provider: BTreeMap<String, BTreeSet<Document>> = BTreeMap::new();
-    for (reference, _) in config.references() {
-        by_provider
-            .entry(reference.document.scheme.clone())
-            .or_default()
-            .insert(reference.document.clone());
-    }
+/// The providers of one run, built once. [`Resolver::finish`] must be awaited whatever
+/// happened (a signal may have dropped [`Resolver::resolve`] half-way): it revokes what the
+/// providers obtained, such as a Vault login token.
+pub struct Resolver<'c> {
+    config: &'c Config,
+    ctx: Arc<Context>,
+    providers: Vec<(String, Arc<dyn Provider>, Vec<Document>)>,
+    /// Documents whose provider could not even be built.
+    unbuildable: Vec<(Document, FetchError)>,
+}
 
-    // 2. One provider each.
-    let mut providers: Vec<(String, Arc<dyn Provider>, Vec<Document>)> = Vec::new();
-    let mut fetched: Fetched = HashMap::new();
-    for (name, docs) in by_provider {
-        let built = match config.provider_for(&name) {
-            Some(settings) => cme_exec_providers::build(&name, &settings, ctx),
-            None => Err(FetchError::invalid(format!("unknown provider `{name}`"))),
-        };
-        match built {
-            Ok(p) => providers.push((name, p, docs.into_iter().collect())),
-            Err(e) => {
-                for d in docs {
-                    fetched.insert(d, Err(e.clone()));
-                }
+impl<'c> Resolver<'c> {
+    pub fn new(config: &'c Config, ctx: &Arc<Context>) -> Self {
+        // Distinct documents, grouped by provider (scheme).
+        let mut by_provider: BTreeMap<String, BTreeSet<Document>> = BTreeMap::new();
+        for (reference, _) in config.references() {
+            by_provider
+                .entry(reference.document.scheme.clone())
+                .or_default()
+                .insert(reference.document.clone());
+        }
+        let mut providers = Vec::new();
+        let mut unbuildable = Vec::new();
+        for (name, docs) in by_provider {
+            let built = match config.provider_for(&name) {
+                Some(settings) => cme_exec_providers::build(&name, &settings, ctx),
+                None => Err(FetchError::invalid(format!("unknown provider `{name}`"))),
+            };
+            match built {
+                Ok(p) => providers.push((name, p, docs.into_iter().collect())),
+                Err(e) => unbuildable.extend(docs.into_iter().map(|d| (d, e.clone()))),
             }
         }
-    }
-
-    // 3. Fetch everything concurrently, under one deadline.
-    let deadline = tokio::time::Instant::now() + options.deadline;
-    let fetches = providers.iter().map(|(_, p, docs)| async move {
-        match tokio::time::timeout_at(deadline, p.fetch_many(docs, CONCURRENCY)).await {
-            Ok(results) => results,
-            Err(_) => docs
-                .iter()
-                .map(|_| {
-                    Err(FetchError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "no answer within {} s (the resolution deadline; see --timeout)",
-                            options.deadline.as_secs_f32()
-                        ),
-                    ))
-                })
-                .collect(),
-        }
-    });
-    let results = futures::future::join_all(fetches).await;
-    for ((_, _, docs), results) in providers.iter().zip(results) {
-        for (d, r) in docs.iter().zip(results) {
-            fetched.insert(d.clone(), r);
+        Resolver {
+            config,
+            ctx: ctx.clone(),
+            providers,
+            unbuildable,
         }
     }
 
-    let mut identities = Vec::new();
-    if options.identities {
-        for (name, p, _) in &providers {
-            let identity = match tokio::time::timeout_at(
-                deadline + Duration::from_secs(5),
-                p.identity(),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
-            };
-            identities.push(ProviderIdentity {
-                name: name.clone(),
-                kind: p.kind(),
-                identity,
-            });
+    /// Fetches every document concurrently under one deadline, then assembles the result.
+    pub async fn resolve(&self, options: &Options) -> Resolution {
+        let mut fetched: Fetched = HashMap::new();
+        for (d, e) in &self.unbuildable {
+            fetched.insert(d.clone(), Err(e.clone()));
         }
-    }
-    // Revoke what the providers obtained now: nothing needs it after fetching.
-    let finishes = providers.iter().map(|(_, p, _)| async move {
-        let _ = tokio::time::timeout(Duration::from_secs(5), p.finish()).await;
-    });
-    futures::future::join_all(finishes).await;
+        let deadline = tokio::time::Instant::now() + options.deadline;
+        let fetches = self.providers.iter().map(|(_, p, docs)| async move {
+            match tokio::time::timeout_at(deadline, p.fetch_many(docs, CONCURRENCY)).await {
+                Ok(results) => results,
+                Err(_) => docs
+                    .iter()
+                    .map(|_| {
+                        Err(FetchError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "no answer within {} s (the resolution deadline; see --timeout)",
+                                options.deadline.as_secs_f32()
+                            ),
+                        ))
+                    })
+                    .collect(),
+            }
+        });
+        let results = futures::future::join_all(fetches).await;
+        for ((_, _, docs), results) in self.providers.iter().zip(results) {
+            for (d, r) in docs.iter().zip(results) {
+                fetched.insert(d.clone(), r);
+            }
+        }
 
-    // 4. Assemble.
-    let mut resolution = assemble(config, &fetched);
-    resolution.identities = identities;
-    resolution.consumed_env = ctx.env.consumed();
+        let mut identities = Vec::new();
+        if options.identities {
+            for (name, p, _) in &self.providers {
+                let identity = match tokio::time::timeout(options.deadline, p.identity()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
+                };
+                identities.push(ProviderIdentity {
+                    name: name.clone(),
+                    kind: p.kind(),
+                    identity,
+                });
+            }
+        }
+        let mut resolution = assemble(self.config, &fetched);
+        resolution.identities = identities;
+        resolution.consumed_env = self.ctx.env.consumed();
+        resolution
+    }
+
+    /// Lets every provider release what it obtained (at most 5 s in all).
+    pub async fn finish(&self) {
+        let finishes = self.providers.iter().map(|(_, p, _)| p.finish());
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(finishes)).await;
+    }
+}
+
+/// Resolves every reference of `config` and releases the providers.
+pub async fn resolve(config: &Config, ctx: &Arc<Context>, options: &Options) -> Resolution {
+    let resolver = Resolver::new(config, ctx);
+    let resolution = resolver.resolve(options).await;
+    resolver.finish().await;
     resolution
 }
 
@@ -502,7 +523,10 @@ fn read_bulk(
             let url = match normalise_url(product, raw_url) {
                 Ok(u) => u,
                 Err(e) => {
-                    problems.push(format!("{product_name}.{raw_url:?}: {e}"));
+                    problems.push(format!(
+                        "{product_name}.{:?}: {e}",
+                        crate::config::redact_user_info(raw_url)
+                    ));
                     continue;
                 }
             };

@@ -22,17 +22,16 @@ use crate::resolve::{self, Resolution};
 
 pub fn dispatch(cli: Cli, original_mask: libc::sigset_t) -> Exit {
     match cli.command {
-        None => run::run(&cli, &cli.run, original_mask),
-        Some(Command::Run(ref args)) => run::run(&cli, args, original_mask),
-        Some(Command::Render(ref args)) => render::render(&cli, args),
-        Some(Command::Check(ref args)) => check::check(&cli, args),
-        Some(Command::Explain(ref args)) => explain::explain(&cli, args),
-        Some(Command::Completions { shell }) => {
+        Command::Run(ref args) => run::run(&cli, args, original_mask),
+        Command::Render(ref args) => render::render(&cli, args),
+        Command::Check(ref args) => check::check(&cli, args),
+        Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "cme-exec", &mut std::io::stdout());
             Exit::Success
         }
-        Some(Command::Man) => {
+        Command::Man => {
             let mut out = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut out) {
                 Ok(()) => {
@@ -91,9 +90,12 @@ pub fn resolve_blocking(
         let mut signals = crate::child::signals::Signals::install()
             .map_err(|e| (Exit::Failed, Error::new("cannot install signal handlers").cause(e.to_string())))?;
         let options = options(cli, identities);
-        tokio::select! {
-            r = resolve::resolve(&prepared.config, &prepared.ctx, &options) => Ok(r),
+        let resolver = resolve::Resolver::new(&prepared.config, &prepared.ctx);
+        let result = tokio::select! {
+            r = resolver.resolve(&options) => Ok(r),
             sig = signals.terminating() => Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving"))))
-        }
+        };
+        resolver.finish().await;
+        result
     })
 }

@@ -55,12 +55,16 @@ fn run_inner(
         let mut signals = Signals::install()
             .map_err(|e| failed(Error::new("cannot install signal handlers").cause(e.to_string())))?;
         let options = super::options(cli, false);
+        let resolver = resolve::Resolver::new(&prepared.config, &prepared.ctx);
         let resolution = tokio::select! {
-            r = resolve::resolve(&prepared.config, &prepared.ctx, &options) => r,
-            sig = signals.terminating() => {
-                return Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving; nothing was started"))));
-            }
+            r = resolver.resolve(&options) => Ok(r),
+            sig = signals.terminating() => Err(sig),
         };
+        // Before anything else: revoke what the providers obtained (also after a signal).
+        resolver.finish().await;
+        let resolution = resolution.map_err(|sig| {
+            (Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving; nothing was started")))
+        })?;
         if !resolution.is_ok() {
             return Err(failed(resolution.error()));
         }

@@ -87,6 +87,17 @@ impl fmt::Display for Field {
 const CONFLUENCE_ROUTE_SEGMENTS: [&str; 6] =
     ["wiki", "display", "spaces", "rest", "pages", "plugins"];
 
+/// An instance URL as it may be shown: user info (which may hold a password) replaced by `***`.
+pub fn redact_user_info(raw: &str) -> String {
+    if let Some((scheme, rest)) = raw.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    raw.to_owned()
+}
+
 /// Normalises an instance URL the way cme matches it: `scheme://host[:port][/context]`,
 /// lower-case host, no default port, no trailing slash.
 ///
@@ -182,6 +193,18 @@ mod tests {
         assert!(e.contains("write https://x.example.com/confluence"), "{e}");
         // Jira has no such route segments.
         assert!(normalise_url(Product::Jira, "https://x.example.com/rest").is_ok());
+    }
+
+    #[test]
+    fn user_info_is_redacted_for_display() {
+        assert_eq!(
+            redact_user_info("https://u:pw@x.example.com/a@b"),
+            "https://***@x.example.com/a@b"
+        );
+        assert_eq!(
+            redact_user_info("https://x.example.com"),
+            "https://x.example.com"
+        );
     }
 
     #[test]

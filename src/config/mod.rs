@@ -17,7 +17,7 @@ use cme_exec_providers::Kind;
 
 use crate::envnames as names;
 use crate::error::Error;
-pub use instance::{normalise_url, Field, Product};
+pub use instance::{normalise_url, redact_user_info, Field, Product};
 
 /// Where the configuration came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,11 +318,15 @@ pub fn parse_table(table: &toml::Table, source: Source) -> Result<Config, Error>
     for (product, tables) in products {
         let Some(tables) = tables else { continue };
         for (raw_url, value) in tables {
-            let table_name = format!("{}.{}", product.name(), toml_key(raw_url));
+            let table_name = format!(
+                "{}.{}",
+                product.name(),
+                toml_key(&redact_user_info(raw_url))
+            );
             let Some(t) = value.as_table() else {
                 problems.push(problem(
                     product.name(),
-                    Some(raw_url),
+                    Some(&redact_user_info(raw_url)),
                     "expected a table: write [confluence.\"https://...\"] with the fields inside",
                 ));
                 continue;
