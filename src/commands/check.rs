@@ -54,6 +54,7 @@ fn print_text(r: &Resolution) {
         .map(|v| v.place().len())
         .max()
         .unwrap_or(0);
+    let source_width = r.verdicts.iter().map(|v| v.source.len()).max().unwrap_or(0);
     for v in &r.verdicts {
         let verdict = match &v.outcome {
             Ok(()) => "ok".to_owned(),
@@ -62,15 +63,8 @@ fn print_text(r: &Resolution) {
                 None => format!("FAILED: {}", f.message),
             },
         };
-        let source = if v.source.is_empty() {
-            String::new()
-        } else {
-            format!("  {}", v.source)
-        };
-        println!(
-            "{}",
-            error::strip_controls(&format!("{:width$}{source}  {verdict}", v.place()))
-        );
+        let line = format!("{:width$}  {:source_width$}  {verdict}", v.place(), v.source);
+        println!("{}", error::strip_controls(&line));
     }
     for p in &r.identities {
         let identity = match &p.identity {
