@@ -129,6 +129,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub empty_env: bool,
 
+    /// Replace every secret (and its base64, URL- and JSON-encoded forms) with *** in the
+    /// command's stdout and stderr [default: on when stdout is not a terminal or CI is set]
+    #[arg(long, overrides_with = "no_mask")]
+    pub mask: bool,
+
+    /// Let the command's output through untouched (it keeps the terminal, colours, progress bars).
+    #[arg(long, overrides_with = "mask")]
+    pub no_mask: bool,
+
     /// Do not save cme's non-secret config changes (cloud_id, settings) into the base config.
     #[arg(long)]
     pub no_write_back: bool,
@@ -168,6 +177,20 @@ pub struct ReportArgs {
 pub enum Format {
     Text,
     Json,
+}
+
+impl RunArgs {
+    /// Whether the output is masked: `--mask`/`--no-mask`, else on when stdout is not a
+    /// terminal (a CI log, a file) or `CI` is set.
+    pub fn masking(&self, stdout_is_terminal: bool, ci: bool) -> bool {
+        if self.mask {
+            true
+        } else if self.no_mask {
+            false
+        } else {
+            !stdout_is_terminal || ci
+        }
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

@@ -15,6 +15,7 @@ pub mod envnames;
 pub mod error;
 pub mod exit;
 pub mod handover;
+pub mod mask;
 pub mod resolve;
 
 use std::process::ExitCode;

@@ -15,7 +15,14 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::sync::{mpsc, Arc};
+
 use nix::sys::signal::{kill, killpg, Signal};
+use zeroize::Zeroizing;
+
+use crate::mask::Masker;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -137,6 +144,35 @@ pub struct Spec<'a> {
     /// The memfd the child inherits.
     pub inherited_fd: Option<RawFd>,
     pub grace: Duration,
+    /// `--mask`: the child's stdout and stderr go through this filter.
+    pub mask: Option<Arc<Masker>>,
+}
+
+/// How long the output filters may take to drain after the child exited (a grandchild that
+/// keeps the pipe open must not keep cme-exec waiting).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Copies `from` to `to` through the mask, until EOF. Signals `done` when finished.
+fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Masker>, done: mpsc::Sender<()>) {
+    let mut stream = masker.stream();
+    let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                stream.feed(&buf[..n], &mut out);
+                // Keep draining even if our own output is gone, so the child never blocks.
+                let _ = to.write_all(&out).and_then(|()| to.flush());
+                out.clear();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    stream.finish(&mut out);
+    let _ = to.write_all(&out).and_then(|()| to.flush());
+    let _ = done.send(());
 }
 
 /// The signal mask cme-exec started with; the child gets it back.
@@ -174,7 +210,10 @@ pub async fn run(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| {
+    if spec.mask.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| {
         let exit = match e.kind() {
             std::io::ErrorKind::NotFound => Exit::NotFound,
             _ => Exit::CannotExecute,
@@ -190,6 +229,21 @@ pub async fn run(
     if let Some(t) = &terminal {
         t.give_to(pid);
     }
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut pumps = 0;
+    if let Some(masker) = &spec.mask {
+        if let Some(out) = child.stdout.take() {
+            let (m, tx) = (masker.clone(), done_tx.clone());
+            std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));
+            pumps += 1;
+        }
+        if let Some(err) = child.stderr.take() {
+            let (m, tx) = (masker.clone(), done_tx.clone());
+            std::thread::spawn(move || pump(err, std::io::stderr(), m, tx));
+            pumps += 1;
+        }
+    }
+    drop(done_tx);
     // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
     std::mem::forget(child);
 
@@ -223,6 +277,16 @@ pub async fn run(
     };
     if let Some(t) = &terminal {
         t.take_back();
+    }
+    let drain_until = std::time::Instant::now() + DRAIN_TIMEOUT;
+    for _ in 0..pumps {
+        let left = drain_until.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            tracing::warn!(
+                "the child's output is still open (a background process?); not waiting for it"
+            );
+            break;
+        }
     }
     Ok(status)
 }

@@ -7,7 +7,9 @@ use super::*;
 use crate::config::Field;
 use crate::resolve::{Auth, InstanceAuth, Origin, Value as Resolved};
 
-fn auth(entries: &[(Product, &str, &[(Field, &str)])]) -> Auth {
+type Entry<'a> = (Product, &'a str, &'a [(Field, &'a str)]);
+
+fn auth(entries: &[Entry<'_>]) -> Auth {
     let mut a = Auth::default();
     for (product, url, fields) in entries {
         let mut f = BTreeMap::new();

@@ -1,6 +1,7 @@
 //! `cme-exec [run] -- COMMAND...`
 
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::child::{self, signals::Signals, EnvPolicy};
@@ -10,6 +11,7 @@ use crate::envnames as names;
 use crate::error::{self, Error};
 use crate::exit::Exit;
 use crate::handover::{Handover, Via};
+use crate::mask::Masker;
 use crate::resolve;
 
 pub fn run(cli: &Cli, args: &RunArgs, original_mask: libc::sigset_t) -> Exit {
@@ -79,12 +81,19 @@ fn run_inner(
             .collect();
         let env = child::child_env(prepared.ctx.env.all(), &policy, &resolution.consumed_env, &add);
         drop(add);
+        let ci = prepared.ctx.env.var(names::CI).is_some_and(|v| v != "false" && v != "0");
+        let mask = if args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci) {
+            Masker::for_auth(&resolution.auth).map(Arc::new)
+        } else {
+            None
+        };
         let spec = child::Spec {
             program: &program,
             argv: &args.command,
             env,
             inherited_fd: handover.inherited_fd(),
             grace: Duration::from_secs_f64(args.grace),
+            mask,
         };
         let exit = child::run(spec, &mut signals, original_mask).await?;
 

@@ -1,0 +1,302 @@
+//! `--mask`: secrets and the forms derived from them are replaced by `***` in the child's
+//! stdout and stderr, as a stream.
+//!
+//! The patterns are every resolved secret field value, each line of a multi-line value, and the
+//! forms cme and HTTP derive from them: the `Basic` header's base64 of `username:api_token`,
+//! percent-encoded (`%20` and `+` for spaces) and JSON-escaped forms. Values shorter than
+//! [`MIN_LEN`] bytes are not masked: masking every "me" or "42" in the output would destroy it and
+//! protect nothing.
+//!
+//! Matching uses `aho-corasick` (leftmost-longest, so of two secrets where one is a prefix of the
+//! other the longer wins). Because a secret may be split across writes, the end of each chunk
+//! that could still be the start of a secret is held back, and released unchanged as soon as the
+//! next bytes show it is not one, or at the end of the stream.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use base64::Engine as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
+
+use crate::config::Field;
+use crate::resolve::Auth;
+
+/// The shortest value that is masked, in bytes.
+pub const MIN_LEN: usize = 4;
+
+/// What replaces a secret.
+pub const REPLACEMENT: &[u8] = b"***";
+
+/// The compiled patterns.
+pub struct Masker {
+    ac: AhoCorasick,
+    patterns: Vec<Zeroizing<Vec<u8>>>,
+    /// Bytes that start some pattern: a held-back tail must start with one.
+    first_bytes: [bool; 256],
+    max_len: usize,
+}
+
+impl Masker {
+    /// The patterns for every secret of `auth`. `None` when nothing is long enough to mask.
+    pub fn for_auth(auth: &Auth) -> Option<Masker> {
+        let mut values: Vec<SecretString> = Vec::new();
+        for instance in auth.instances.values() {
+            for (field, value) in &instance.fields {
+                if field.is_secret() {
+                    values.push(value.secret.clone());
+                }
+            }
+            if let (Some(u), Some(t)) = (
+                instance.fields.get(&Field::Username),
+                instance.fields.get(&Field::ApiToken),
+            ) {
+                let pair = Zeroizing::new(format!(
+                    "{}:{}",
+                    u.secret.expose_secret(),
+                    t.secret.expose_secret()
+                ));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
+                values.push(SecretString::from(b64));
+            }
+        }
+        Masker::new(values.iter().map(|v| v.expose_secret().as_bytes()))
+    }
+
+    /// The patterns for these values and their derived forms.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Masker> {
+        let mut set: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut add = |b: &[u8]| {
+            if b.len() >= MIN_LEN {
+                set.push(Zeroizing::new(b.to_vec()));
+            }
+        };
+        for v in values {
+            add(v);
+            for line in v.split(|&b| b == b'\n') {
+                add(line.strip_suffix(b"\r").unwrap_or(line));
+            }
+            if let Ok(s) = std::str::from_utf8(v) {
+                let pct = Zeroizing::new(
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string(),
+                );
+                add(pct.as_bytes());
+                let form =
+                    Zeroizing::new(url::form_urlencoded::byte_serialize(v).collect::<String>());
+                add(form.as_bytes());
+                let json = Zeroizing::new(serde_json::to_string(s).unwrap_or_default());
+                add(json
+                    .as_bytes()
+                    .get(1..json.len().saturating_sub(1))
+                    .unwrap_or_default());
+            }
+        }
+        if set.is_empty() {
+            return None;
+        }
+        set.sort_by(|a, b| a.as_slice().cmp(b.as_slice()));
+        set.dedup_by(|a, b| a.as_slice() == b.as_slice());
+        let patterns = set;
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns.iter().map(|p| p.as_slice()))
+            .ok()?;
+        let mut first_bytes = [false; 256];
+        for p in &patterns {
+            first_bytes[p[0] as usize] = true;
+        }
+        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        Some(Masker {
+            ac,
+            patterns,
+            first_bytes,
+            max_len,
+        })
+    }
+
+    /// Whether `tail` could still grow into (a longer) one of the patterns.
+    fn is_proper_prefix(&self, tail: &[u8]) -> bool {
+        self.first_bytes[tail[0] as usize]
+            && self
+                .patterns
+                .iter()
+                .any(|p| p.len() > tail.len() && p.starts_with(tail))
+    }
+
+    /// A fresh stream (one per output).
+    pub fn stream(&self) -> Stream<'_> {
+        Stream {
+            masker: self,
+            pending: Zeroizing::new(Vec::new()),
+        }
+    }
+}
+
+/// One output stream being masked.
+pub struct Stream<'m> {
+    masker: &'m Masker,
+    pending: Zeroizing<Vec<u8>>,
+}
+
+impl Stream<'_> {
+    /// Masks `input`, appending what can be released to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(input);
+        let m = self.masker;
+        let mut cursor = 0;
+        loop {
+            // The earliest position from which the rest could still become a secret.
+            let from = cursor.max(buf.len().saturating_sub(m.max_len.saturating_sub(1)));
+            let hold = (from..buf.len())
+                .find(|&p| m.is_proper_prefix(&buf[p..]))
+                .unwrap_or(buf.len());
+            match m.ac.find(Input::new(&buf[..]).range(cursor..)) {
+                Some(found) if found.start() < hold => {
+                    out.extend_from_slice(&buf[cursor..found.start()]);
+                    out.extend_from_slice(REPLACEMENT);
+                    cursor = found.end();
+                }
+                _ => {
+                    out.extend_from_slice(&buf[cursor..hold]);
+                    self.pending.extend_from_slice(&buf[hold..]);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The end of the stream: whatever is held back is released, masked where it matches.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let buf = std::mem::take(&mut self.pending);
+        let mut cursor = 0;
+        for found in self.masker.ac.find_iter(&buf[..]) {
+            out.extend_from_slice(&buf[cursor..found.start()]);
+            out.extend_from_slice(REPLACEMENT);
+            cursor = found.end();
+        }
+        out.extend_from_slice(&buf[cursor..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_in_chunks(values: &[&str], input: &str, chunk: usize) -> String {
+        let m = Masker::new(values.iter().map(|v| v.as_bytes())).unwrap();
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        for c in input.as_bytes().chunks(chunk.max(1)) {
+            s.feed(c, &mut out);
+        }
+        s.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn all_chunkings(values: &[&str], input: &str, expected: &str) {
+        for chunk in [1, 2, 3, 5, 7, 64, input.len().max(1)] {
+            assert_eq!(
+                mask_in_chunks(values, input, chunk),
+                expected,
+                "chunk size {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_values_anywhere() {
+        all_chunkings(
+            &["s3cret-token"],
+            "token=s3cret-token and again s3cret-token.",
+            "token=*** and again ***.",
+        );
+    }
+
+    #[test]
+    fn a_prefix_of_another_secret() {
+        all_chunkings(
+            &["abcd", "abcdefgh"],
+            "x abcdefgh y abcd z abcdefg",
+            "x *** y *** z ***efg",
+        );
+    }
+
+    #[test]
+    fn partial_matches_are_released_unchanged() {
+        all_chunkings(
+            &["secret-value"],
+            "secret-valu secret-",
+            "secret-valu secret-",
+        );
+    }
+
+    #[test]
+    fn multi_line_values_line_by_line() {
+        all_chunkings(
+            &["line-one\nline-two"],
+            "a line-two b\nline-one\n",
+            "a *** b\n***\n",
+        );
+    }
+
+    #[test]
+    fn derived_forms() {
+        all_chunkings(
+            &["p@ss w\"rd/x"],
+            "url p%40ss%20w%22rd%2Fx form p%40ss+w%22rd%2Fx json \"p@ss w\\\"rd/x\"",
+            "url *** form *** json \"***\"",
+        );
+    }
+
+    #[test]
+    fn basic_header_of_username_and_token() {
+        let mut auth = Auth::default();
+        let mut fields = std::collections::BTreeMap::new();
+        for (f, v) in [
+            (Field::Username, "me@example.com"),
+            (Field::ApiToken, "tok-123456"),
+        ] {
+            fields.insert(
+                f,
+                crate::resolve::Value {
+                    secret: SecretString::from(v.to_owned()),
+                    origin: crate::resolve::Origin::Literal,
+                },
+            );
+        }
+        auth.instances.insert(
+            (crate::config::Product::Confluence, "https://x".into()),
+            crate::resolve::InstanceAuth { fields },
+        );
+        let m = Masker::for_auth(&auth).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode("me@example.com:tok-123456");
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.feed(format!("Authorization: Basic {b64}\n").as_bytes(), &mut out);
+        s.finish(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Authorization: Basic ***\n"
+        );
+    }
+
+    #[test]
+    fn short_values_are_not_masked() {
+        assert!(Masker::new([b"abc".as_slice()]).is_none());
+    }
+
+    #[test]
+    fn megabytes_pass_through() {
+        let m = Masker::new([b"needle-in-haystack".as_slice()]).unwrap();
+        let mut s = m.stream();
+        let chunk = "hay ".repeat(16 * 1024) + "needle-in-haystack";
+        let mut out = Vec::new();
+        for _ in 0..64 {
+            s.feed(chunk.as_bytes(), &mut out);
+        }
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("***").count(), 64);
+        assert!(!text.contains("needle"));
+    }
+}
