@@ -63,7 +63,11 @@ fn print_text(r: &Resolution) {
                 None => format!("FAILED: {}", f.message),
             },
         };
-        let line = format!("{:width$}  {:source_width$}  {verdict}", v.place(), v.source);
+        let line = format!(
+            "{:width$}  {:source_width$}  {verdict}",
+            v.place(),
+            v.source
+        );
         println!("{}", error::strip_controls(&line));
     }
     for p in &r.identities {
