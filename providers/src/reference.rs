@@ -348,7 +348,7 @@ mod tests {
     fn errors_never_echo_the_input() {
         let secret = "S3CRET-VALUE-1234";
         for raw in [
-            format!("{secret}"),
+            secret.to_string(),
             format!("x://{secret}%zz"),
             format!("x://{secret} y"),
             format!("x://{secret}/../a"),
