@@ -60,7 +60,8 @@ fn with_sigttou_blocked(f: impl FnOnce()) {
 /// # Safety
 /// Must only be called in the forked child before exec.
 pub unsafe fn in_child(take_terminal: bool, original_mask: &libc::sigset_t) {
-    libc::setpgid(0, 0);
+    libc::setpgid(0, 0); // std does it too; doing it first makes tcsetpgrp below safe
+
     if take_terminal {
         let mut block: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut block);

@@ -91,7 +91,6 @@ fn run_inner(
             program: &program,
             argv: &args.command,
             env,
-            inherited_fd: handover.inherited_fd(),
             grace: Duration::from_secs_f64(args.grace),
             mask,
         };

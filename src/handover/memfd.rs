@@ -23,8 +23,11 @@ pub struct Memfd {
 
 impl Memfd {
     pub fn create(config: &[u8]) -> Result<Memfd, Error> {
-        // Close-on-exec: only the child gets it, by clearing the flag between fork and exec.
-        let fd = memfd_create(c"cme-exec-config", MFdFlags::MFD_CLOEXEC).map_err(|e| {
+        // Not close-on-exec: the child must inherit it. cme-exec starts no other process while
+        // it exists (providers have finished before the hand-over), so only the child gets it.
+        // Clearing the flag between fork and exec instead would force a full fork of cme-exec
+        // rather than posix_spawn.
+        let fd = memfd_create(c"cme-exec-config", MFdFlags::empty()).map_err(|e| {
             Error::new("cannot create the in-memory config (memfd_create)")
                 .cause(e.desc())
                 .hint("use --via file on systems without memfd_create")

@@ -10,7 +10,6 @@ pub mod memfd;
 pub mod private_dir;
 
 use std::ffi::OsString;
-use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -96,14 +95,6 @@ impl Handover {
                     env,
                 })
             }
-        }
-    }
-
-    /// The descriptor the child must inherit, if any.
-    pub fn inherited_fd(&self) -> Option<RawFd> {
-        match &self.inner {
-            Inner::Memfd(m) => Some(m.raw_fd()),
-            _ => None,
         }
     }
 
