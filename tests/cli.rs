@@ -1657,3 +1657,21 @@ fn completions_and_man_page() {
     );
     t.assert_clean();
 }
+
+/// The schema cme-exec validates against (`src/cme_config/cme-schema.json`) is the one the
+/// installed cme produces: upgrading cme without regenerating it fails here, with the fix.
+#[test]
+fn embedded_cme_schema_matches_the_installed_cme() {
+    let venv = Venv::get();
+    let out = std::process::Command::new(repo_root().join("scripts/update-cme-schema"))
+        .arg("--check")
+        .env("CME_PYTHON", venv.python())
+        .output()
+        .expect("scripts/update-cme-schema runs");
+    assert!(
+        out.status.success(),
+        "the embedded cme schema differs from the installed cme's; run scripts/update-cme-schema\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
