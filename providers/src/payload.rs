@@ -76,7 +76,7 @@ impl SecretMap {
         }
     }
 
-    /// Takes the map out; the caller becomes responsible for the secrets in it.
+    /// The map as a JSON value (for `#KEY` lookups).
     fn as_value(&self) -> &Value {
         &self.0
     }
@@ -509,6 +509,23 @@ mod tests {
         assert!(o.expose().contains_key("https://x"));
         let e = select_object(&text("tok", Format::Json), None).unwrap_err();
         assert!(e.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let secret = "S3NT1NEL-debug";
+        let p = text(secret, Format::Json);
+        assert!(!format!("{p:?}").contains(secret));
+        let mut m = Map::new();
+        m.insert("k".into(), Value::String(secret.into()));
+        let o = Payload::Object(SecretMap::new(m));
+        assert!(!format!("{o:?}").contains(secret));
+        let e = select_string(
+            &text(&format!("{{\"k\": 1, \"x\": \"{secret}\"}}"), Format::Json),
+            Some(&Key::Plain("k".into())),
+        )
+        .unwrap_err();
+        assert!(!format!("{e:?}").contains(secret));
     }
 
     #[test]
