@@ -61,6 +61,19 @@ fn harden() {
     }));
 }
 
+/// Log targets capped at `info` whatever `RUST_LOG` asks for.
+const SECRET_BEARING_LOG_TARGETS: [&str; 9] = [
+    "vaultrs=off",
+    "rustify=off",
+    "hyper=info",
+    "hyper_util=info",
+    "reqwest=info",
+    "h2=info",
+    "rustls=info",
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+];
+
 fn init_logging(verbose: u8) {
     let from_env = std::env::var_os(envnames::RUST_LOG).is_some();
     if verbose == 0 && !from_env {
@@ -73,11 +86,18 @@ fn init_logging(verbose: u8) {
     };
     // vaultrs logs every API error (404s included) at error level: keep it quiet.
     let default = format!("{level},vaultrs=off,rustify=off,hyper=warn,aws=warn");
-    let filter = if from_env {
+    let mut filter = if from_env {
         tracing_subscriber::EnvFilter::from_default_env()
     } else {
         tracing_subscriber::EnvFilter::new(default)
     };
+    // Whatever RUST_LOG says: these targets can log request or response details (headers with
+    // tokens, bodies with secrets) at debug/trace level. cme-exec's own logs never hold values.
+    for quiet in SECRET_BEARING_LOG_TARGETS {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

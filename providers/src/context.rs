@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -15,11 +16,26 @@ pub struct Context {
     /// directory, or the working directory when there is no config file.
     pub base_dir: PathBuf,
     pub env: EnvReader,
+    /// The resolver's overall deadline (`--timeout`): a provider sizes its own timeouts and
+    /// retries to fit inside it, so that its error (which names the cause) arrives first.
+    pub timeout: Duration,
 }
+
+/// The default of `--timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Context {
     pub fn new(base_dir: PathBuf, env: EnvReader) -> Self {
-        Context { base_dir, env }
+        Context {
+            base_dir,
+            env,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 

@@ -61,7 +61,8 @@ pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
     let config = config::load(cli.config.as_deref(), &env, &cwd)?;
     let base_dir: PathBuf = config.source.base_dir(&cwd);
     let base = base::load(&base::locate(&config, &env, &base_dir))?;
-    let ctx = Arc::new(Context::new(base_dir, env));
+    let ctx =
+        Arc::new(Context::new(base_dir, env).with_timeout(Duration::from_secs_f64(cli.timeout)));
     Ok(Prepared { config, ctx, base })
 }
 
