@@ -10,6 +10,8 @@
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
 mod support;
+#[path = "cli/vault.rs"]
+mod vault;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)] // each test uses part of the harness
 
 pub mod moto;
+pub mod openbao;
 pub mod process;
 pub mod scripts;
 pub mod secrets;

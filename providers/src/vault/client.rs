@@ -1,0 +1,962 @@
+//! The Vault provider itself: settings resolved against the environment, one login per run,
+//! one KV version detection per mount, concurrent reads, identity for `check`, and revocation
+//! of a login token in `finish`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::{watch, OnceCell};
+
+use super::auth::{self, Session};
+use super::http::{self, Budget, Call, HttpError, Transport};
+use super::{names, Auth, JwtSource, KvVersion, RoleId, Settings, Source};
+use crate::payload::{zeroize_value, Payload, SecretMap};
+use crate::{Context, Document, FetchError, Identity, Kind, Provider};
+
+/// Defaults when neither the config nor the environment says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_RETRIES: u32 = 2;
+/// The largest CA or client certificate file read.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+/// How long `finish` waits for a login that is still running when the run ends early (the
+/// deadline or a signal dropped the reads), to revoke the token it may still return.
+const LOGIN_GRACE: Duration = Duration::from_secs(1);
+
+type Shared<T> = Arc<OnceCell<Result<T, FetchError>>>;
+type LoginResult = Option<Result<Arc<Session>, FetchError>>;
+
+pub struct VaultProvider {
+    name: String,
+    ctx: Arc<Context>,
+    transport: Arc<Transport>,
+    /// The address as configured, for `check`.
+    address: String,
+    namespace: Option<String>,
+    auth: Arc<Auth>,
+    kv_version: Option<KvVersion>,
+    /// `kv_mounts`, longest mount first, so that a nested mount wins over its parent.
+    kv_mounts: Vec<(String, KvVersion)>,
+    /// The run's token: obtained once, by a task of its own, and shared by every read. The
+    /// task outlives the reads when the resolver drops them (deadline, signal), so that a token
+    /// whose login answer arrives late is still revoked by `finish`.
+    login_started: std::sync::atomic::AtomicBool,
+    login: Arc<watch::Sender<LoginResult>>,
+    /// KV versions detected so far, by mount: once per mount per run.
+    detected: Mutex<HashMap<String, Shared<KvVersion>>>,
+}
+
+/// Where a setting came from, for messages: `address` or `VAULT_ADDR`.
+struct Setting<T> {
+    value: T,
+    from: &'static str,
+}
+
+fn from_settings_or_env<T>(
+    configured: Option<T>,
+    key: &'static str,
+    env: &crate::EnvReader,
+    vars: &[&'static str],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Setting<T>>, FetchError> {
+    if let Some(value) = configured {
+        return Ok(Some(Setting { value, from: key }));
+    }
+    for var in vars {
+        if let Some(raw) = env.var(var) {
+            let value = parse(&raw).map_err(|e| FetchError::invalid(format!("{var}: {e}")))?;
+            return Ok(Some(Setting { value, from: var }));
+        }
+    }
+    Ok(None)
+}
+
+/// When reads must have given up: a little before the resolver's deadline (`--timeout`), so
+/// that the error users see is Vault's (or the network's), not the generic deadline's.
+fn read_deadline(timeout: Duration) -> tokio::time::Instant {
+    let margin = (timeout / 10).min(Duration::from_secs(1));
+    tokio::time::Instant::now() + timeout.saturating_sub(margin)
+}
+
+/// Go's `strconv.ParseBool`, which the vault CLI uses for `VAULT_SKIP_VERIFY`.
+fn parse_go_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// `VAULT_CLIENT_TIMEOUT`: seconds, or a number with `ms`, `s`, `m` or `h`.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected seconds, or a number with ms, s, m or h".to_owned())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err("expected seconds, or a number with ms, s, m or h".into()),
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_path(raw: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(raw))
+}
+
+impl VaultProvider {
+    pub fn build(
+        name: &str,
+        settings: &Settings,
+        ctx: &Arc<Context>,
+    ) -> Result<VaultProvider, FetchError> {
+        let env = &ctx.env;
+        // Whatever the auth method, the child never sees a Vault token of cme-exec's
+        // environment: cme has no use for one.
+        env.mark_consumed(names::VAULT_TOKEN);
+        env.mark_consumed(names::BAO_TOKEN);
+
+        let place = format!("[providers.{name}]");
+        let settings = if settings.declared {
+            settings.clone()
+        } else {
+            Settings::from_environment(env).map_err(|problems| {
+                let list: Vec<String> = problems
+                    .iter()
+                    .map(|p| match &p.key {
+                        Some(k) => format!("{}: {}", k, p.message),
+                        None => p.message.clone(),
+                    })
+                    .collect();
+                FetchError::invalid(format!(
+                    "the built-in vault provider's settings from the environment: {}",
+                    list.join("; ")
+                ))
+                .with_hint("see docs/providers/vault.md, \"Without a config file\"")
+            })?
+        };
+        // Paths in the config file are relative to its directory; paths in variables to the
+        // working directory, as the vault CLI reads them.
+        let config_path = |p: &Path| auth::resolve_path(&ctx.base_dir, p);
+
+        let address = from_settings_or_env(
+            settings.address.clone(),
+            "address",
+            env,
+            &[names::VAULT_ADDR, names::BAO_ADDR],
+            |s| Ok(s.to_owned()),
+        )?
+        .ok_or_else(|| {
+            FetchError::invalid(format!(
+                "no Vault address for the vault provider `{name}`: set `address` in {place}, or VAULT_ADDR"
+            ))
+            .with_hint("cme-exec never falls back to http://127.0.0.1:8200, which on a shared machine may be someone else's server")
+        })?;
+        let url = super::check_address(&address.value, settings.allow_http)
+            .map_err(|e| FetchError::invalid(format!("{}: {e}", address.from)))?;
+
+        let namespace = from_settings_or_env(
+            settings.namespace.clone(),
+            "namespace",
+            env,
+            &[names::VAULT_NAMESPACE, names::BAO_NAMESPACE],
+            |s| Ok(s.trim_matches('/').to_owned()),
+        )?
+        .map(|s| s.value)
+        .filter(|s| !s.is_empty());
+
+        let https = url.scheme() == "https";
+        let mut ca_certs = Vec::new();
+        let ca_cert = from_settings_or_env(
+            settings.ca_cert.as_deref().map(config_path),
+            "ca_cert",
+            env,
+            &[names::VAULT_CACERT, names::BAO_CACERT],
+            parse_path,
+        )?;
+        let ca_path = from_settings_or_env(
+            settings.ca_path.as_deref().map(config_path),
+            "ca_path",
+            env,
+            &[names::VAULT_CAPATH, names::BAO_CAPATH],
+            parse_path,
+        )?;
+        if https {
+            if let Some(c) = &ca_cert {
+                ca_certs.extend(read_pem_bundle(&c.value, c.from)?);
+            }
+            if let Some(dir) = &ca_path {
+                ca_certs.extend(read_pem_dir(&dir.value, dir.from)?);
+            }
+        }
+        let client_cert = from_settings_or_env(
+            settings.client_cert.as_deref().map(config_path),
+            "client_cert",
+            env,
+            &[names::VAULT_CLIENT_CERT, names::BAO_CLIENT_CERT],
+            parse_path,
+        )?;
+        let client_key = from_settings_or_env(
+            settings.client_key.as_deref().map(config_path),
+            "client_key",
+            env,
+            &[names::VAULT_CLIENT_KEY, names::BAO_CLIENT_KEY],
+            parse_path,
+        )?;
+        let identity = match (&client_cert, &client_key) {
+            (Some(cert), Some(key)) if https => {
+                let mut pem = auth::read_small_file(&cert.value, MAX_PEM_BYTES, cert.from)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&auth::read_small_file(&key.value, MAX_PEM_BYTES, key.from)?);
+                Some(pem)
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(FetchError::invalid(
+                    "a client certificate needs both client_cert and client_key \
+                     (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)",
+                ))
+            }
+            _ => None,
+        };
+        let skip_verify = from_settings_or_env(
+            settings.tls_skip_verify,
+            "tls_skip_verify",
+            env,
+            &[names::VAULT_SKIP_VERIFY, names::BAO_SKIP_VERIFY],
+            parse_go_bool,
+        )?;
+        let skip_verify = match skip_verify {
+            Some(s) if s.value && https => {
+                warn(&format!(
+                    "TLS certificate verification is off for the vault provider `{name}` ({}): \
+                     anyone on the network path can read the Vault token and every secret",
+                    s.from
+                ));
+                true
+            }
+            _ => false,
+        };
+        let timeout = from_settings_or_env(
+            settings.timeout.map(Duration::from_secs),
+            "timeout",
+            env,
+            &[names::VAULT_CLIENT_TIMEOUT, names::BAO_CLIENT_TIMEOUT],
+            parse_duration,
+        )?
+        .map_or(DEFAULT_TIMEOUT, |s| s.value);
+        let connect_timeout = settings
+            .connect_timeout
+            .map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs)
+            .min(timeout);
+        let max_retries = from_settings_or_env(
+            settings.max_retries,
+            "max_retries",
+            env,
+            &[names::VAULT_MAX_RETRIES, names::BAO_MAX_RETRIES],
+            |s| {
+                s.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= 10)
+                    .ok_or_else(|| "expected a number from 0 to 10".to_owned())
+            },
+        )?
+        .map_or(DEFAULT_MAX_RETRIES, |s| s.value);
+
+        let auth = resolve_auth_paths(
+            settings.auth.clone().unwrap_or_default(),
+            settings.declared.then_some(ctx.base_dir.as_path()),
+        );
+        // Mark the variables the auth method reads as credentials now, so that the child
+        // never gets them even if the run stops before logging in.
+        for name in secret_variables(&auth) {
+            env.mark_consumed(name);
+        }
+
+        let transport = Transport::new(
+            &url,
+            Some("v1"),
+            namespace.clone(),
+            http::Options {
+                connect_timeout,
+                timeout,
+                max_retries,
+                ca_certs,
+                identity,
+                skip_verify,
+                deadline: Some(read_deadline(ctx.timeout)),
+            },
+        )?;
+        let mut kv_mounts: Vec<(String, KvVersion)> = settings
+            .kv_mounts
+            .iter()
+            .map(|(m, v)| (m.trim_matches('/').to_owned(), *v))
+            .collect();
+        kv_mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+        Ok(VaultProvider {
+            name: name.to_owned(),
+            ctx: ctx.clone(),
+            transport: Arc::new(transport),
+            address: url.as_str().trim_end_matches('/').to_owned(),
+            namespace,
+            auth: Arc::new(auth),
+            kv_version: settings.kv_version,
+            kv_mounts,
+            login_started: std::sync::atomic::AtomicBool::new(false),
+            login: Arc::new(watch::Sender::new(None)),
+            detected: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The run's token, obtained on first use (one login per provider per run, whatever the
+    /// number of reads; a failed login is not retried by every read).
+    async fn session(&self) -> Result<Arc<Session>, FetchError> {
+        if !self.login_started.swap(true, Ordering::SeqCst) {
+            let (login, transport, auth, ctx, name) = (
+                Arc::clone(&self.login),
+                Arc::clone(&self.transport),
+                Arc::clone(&self.auth),
+                Arc::clone(&self.ctx),
+                self.name.clone(),
+            );
+            tokio::spawn(async move {
+                let session = auth::obtain(&transport, &auth, &ctx).await;
+                match &session {
+                    Ok(s) if s.from_login => tracing::debug!(
+                        provider = %name,
+                        "logged in to {} with {}; the token is revoked when the run ends",
+                        transport.origin(),
+                        auth.describe()
+                    ),
+                    Ok(_) => tracing::debug!(provider = %name, "using the token the user supplied"),
+                    Err(e) => tracing::debug!(provider = %name, "no token: {e}"),
+                }
+                login.send_replace(Some(session.map(Arc::new)));
+            });
+        }
+        let mut rx = self.login.subscribe();
+        let result = match rx.wait_for(Option::is_some).await {
+            Ok(value) => value.clone(),
+            Err(_) => None,
+        };
+        result.unwrap_or_else(|| {
+            Err(FetchError::unavailable(
+                "the login task ended without an answer",
+            ))
+        })
+    }
+
+    /// Splits a location into (mount, path): the longest `kv_mounts` entry it starts with,
+    /// else its first segment.
+    fn split<'d>(&self, location: &'d str) -> (&'d str, &'d str, Option<KvVersion>) {
+        for (mount, version) in &self.kv_mounts {
+            if let Some(rest) = location
+                .strip_prefix(mount.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                if !rest.is_empty() {
+                    return (&location[..mount.len()], rest, Some(*version));
+                }
+            }
+        }
+        let (mount, path) = location.split_once('/').unwrap_or((location, ""));
+        (mount, path, None)
+    }
+
+    /// The KV version of `mount`: configured, or detected once per mount per run through
+    /// `sys/internal/ui/mounts/MOUNT`, the preflight the vault CLI's `kv` commands use.
+    async fn kv_version_of(
+        &self,
+        mount: &str,
+        configured: Option<KvVersion>,
+        session: &Session,
+    ) -> Result<(KvVersion, bool), FetchError> {
+        if let Some(v) = configured.or(self.kv_version) {
+            return Ok((v, false));
+        }
+        let cell = {
+            let mut detected = self.detected.lock().unwrap_or_else(|e| e.into_inner());
+            detected
+                .entry(mount.to_owned())
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        cell.get_or_init(|| self.detect(mount, session))
+            .await
+            .clone()
+            .map(|v| (v, true))
+    }
+
+    async fn detect(&self, mount: &str, session: &Session) -> Result<KvVersion, FetchError> {
+        let what = format!("finding the KV version of mount `{mount}`");
+        let call = Call::get(format!("sys/internal/ui/mounts/{mount}"));
+        let hint = format!(
+            "check the mount's name; or skip detection with kv_version = 2 (or kv_mounts = {{ \"{mount}\" = 1 }}) in [providers.{}]; a nested mount such as `team/kv` must be named in kv_mounts",
+            self.name
+        );
+        let answer = self
+            .transport
+            .send(&call, Some(&session.token))
+            .await
+            .map_err(|e| {
+                // A status is about the mount; a network or TLS failure keeps its own hint.
+                let status = e.status();
+                let err = e.into_fetch_error(&what, self.transport.origin());
+                if status.is_some() {
+                    err.with_hint(hint.clone())
+                } else {
+                    err
+                }
+            })?;
+        let body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|_| FetchError::unavailable(format!("{what}: the answer is not JSON")))?;
+        let data = body.get("data");
+        let kind = data
+            .and_then(|d| d.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let version = data
+            .and_then(|d| d.pointer("/options/version"))
+            .and_then(Value::as_str)
+            .unwrap_or("1");
+        tracing::debug!(provider = %self.name, "mount `{mount}`: type {kind}, version {version}");
+        match (kind, version) {
+            ("kv", "2") => Ok(KvVersion::V2),
+            ("kv" | "generic", _) => Ok(KvVersion::V1),
+            (other, _) => {
+                let other: String = other.chars().filter(|c| !c.is_control()).take(40).collect();
+                Err(FetchError::invalid(format!(
+                    "{what}: `{mount}` is a `{other}` secrets engine, not KV"
+                ))
+                .with_hint(hint))
+            }
+        }
+    }
+
+    async fn read(&self, doc: &Document) -> Result<Payload, FetchError> {
+        let (mount, path, configured) = self.split(&doc.location);
+        let version = match doc.param("version") {
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| FetchError::invalid("`version` must be a positive integer"))?,
+            ),
+            None => None,
+        };
+        let session = self.session().await?;
+        let (kv, detected) = self.kv_version_of(mount, configured, &session).await?;
+        let shown = match version {
+            Some(v) => format!("{mount}/{path} version {v}"),
+            None => format!("{mount}/{path}"),
+        };
+        let what = format!("reading {shown} ({kv})");
+        let call = match kv {
+            KvVersion::V2 => {
+                Call::from_endpoint(&vaultrs::api::kv2::requests::ReadSecretRequest {
+                    mount: mount.to_owned(),
+                    path: path.to_owned(),
+                    version,
+                })?
+            }
+            KvVersion::V1 => {
+                if version.is_some() {
+                    return Err(FetchError::invalid(format!(
+                        "{what}: `{mount}` is a KV v1 mount, which keeps no versions: remove ?version="
+                    )));
+                }
+                Call::from_endpoint(&vaultrs::api::kv1::requests::GetSecretRequest {
+                    mount: mount.to_owned(),
+                    path: path.to_owned(),
+                })?
+            }
+        };
+        tracing::debug!(provider = %self.name, "{what}");
+        let answer = match self.transport.send(&call, Some(&session.token)).await {
+            Ok(a) => a,
+            Err(e) => return Err(self.read_error(e, &what, mount, path, kv, detected)),
+        };
+        let mut body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            FetchError::unavailable(format!(
+                "{what}: the answer is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let pointer = match kv {
+            KvVersion::V2 => "/data/data",
+            KvVersion::V1 => "/data",
+        };
+        let data = body.pointer_mut(pointer).map(Value::take);
+        zeroize_value(&mut body);
+        match data {
+            Some(Value::Object(map)) => Ok(Payload::Object(SecretMap::new(map))),
+            Some(mut other) => {
+                let what_kind = crate::payload::describe(&other);
+                zeroize_value(&mut other);
+                Err(FetchError::invalid(format!(
+                    "{what}: the secret's data is {what_kind}, expected an object"
+                )))
+            }
+            None => Err(FetchError::not_found(format!(
+                "{what}: Vault answered without data"
+            ))),
+        }
+    }
+
+    fn read_error(
+        &self,
+        e: HttpError,
+        what: &str,
+        mount: &str,
+        path: &str,
+        kv: KvVersion,
+        detected: bool,
+    ) -> FetchError {
+        // KV v2 answers 404 for a deleted or destroyed version, with its metadata.
+        let deleted = match &e {
+            HttpError::Status {
+                status: 404, body, ..
+            } if kv == KvVersion::V2 => deletion_of(body),
+            _ => None,
+        };
+        let status = e.status();
+        let err = e.into_fetch_error(what, self.transport.origin());
+        if let Some(state) = deleted {
+            return FetchError::not_found(format!("{what}: this version was {state}"))
+                .with_hint("read another ?version=N, or undelete it");
+        }
+        match status {
+            Some(404) if kv == KvVersion::V2 && path.starts_with("data/") => err.with_hint(
+                "leave `data/` out of the reference: cme-exec adds it for KV v2 (vault://MOUNT/PATH)",
+            ),
+            Some(404) if kv == KvVersion::V2 && !detected => err.with_hint(format!(
+                "if `{mount}` is a KV v1 mount, say so with kv_mounts = {{ \"{mount}\" = 1 }} in [providers.{}]",
+                self.name
+            )),
+            Some(403) => err.with_hint(format!(
+                "the token's policies must allow `read` on {}",
+                match kv {
+                    KvVersion::V2 => format!("{mount}/data/{path}"),
+                    KvVersion::V1 => format!("{mount}/{path}"),
+                }
+            )),
+            _ => err,
+        }
+    }
+}
+
+/// `deleted` or `destroyed` when a KV v2 404 answer's metadata says so.
+fn deletion_of(body: &[u8]) -> Option<&'static str> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let meta = value.pointer("/data/metadata");
+    let destroyed = meta
+        .and_then(|m| m.get("destroyed"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let deleted = meta
+        .and_then(|m| m.get("deletion_time"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    zeroize_value(&mut value);
+    if destroyed {
+        Some("destroyed")
+    } else if deleted {
+        Some("deleted")
+    } else {
+        None
+    }
+}
+
+/// Makes the config file's relative credential paths absolute (`base_dir` is `None` for the
+/// built-in provider, whose paths come from variables).
+fn resolve_auth_paths(auth: Auth, base_dir: Option<&Path>) -> Auth {
+    let Some(base) = base_dir else {
+        return auth;
+    };
+    let fix = |s: Source| match s {
+        Source::File(p) => Source::File(auth::resolve_path(base, &p)),
+        other => other,
+    };
+    match auth {
+        Auth::Token { source } => Auth::Token {
+            source: source.map(fix),
+        },
+        Auth::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        } => Auth::AppRole {
+            mount,
+            role_id: match role_id {
+                RoleId::From(s) => RoleId::From(fix(s)),
+                other => other,
+            },
+            secret_id: secret_id.map(fix),
+        },
+        Auth::Kubernetes {
+            mount,
+            role,
+            token_file,
+        } => Auth::Kubernetes {
+            mount,
+            role,
+            token_file: auth::resolve_path(base, &token_file),
+        },
+        Auth::Jwt { mount, role, jwt } => Auth::Jwt {
+            mount,
+            role,
+            jwt: match jwt {
+                JwtSource::From(s) => JwtSource::From(fix(s)),
+                other => other,
+            },
+        },
+        Auth::Userpass {
+            mount,
+            username,
+            password,
+        } => Auth::Userpass {
+            mount,
+            username,
+            password: fix(password),
+        },
+    }
+}
+
+/// The variables an auth method reads credentials from.
+fn secret_variables(auth: &Auth) -> Vec<&str> {
+    fn env(s: &Source) -> Option<&str> {
+        match s {
+            Source::Env(n) => Some(n.as_str()),
+            Source::File(_) => None,
+        }
+    }
+    match auth {
+        Auth::Token { source } => source.iter().filter_map(env).collect(),
+        Auth::AppRole {
+            role_id, secret_id, ..
+        } => {
+            let mut v: Vec<&str> = secret_id.iter().filter_map(env).collect();
+            if let RoleId::From(s) = role_id {
+                v.extend(env(s));
+            }
+            v
+        }
+        Auth::Kubernetes { .. } => Vec::new(),
+        Auth::Jwt { jwt, .. } => match jwt {
+            JwtSource::From(s) => env(s).into_iter().collect(),
+            JwtSource::GithubActions { .. } => vec![names::ACTIONS_ID_TOKEN_REQUEST_TOKEN],
+        },
+        Auth::Userpass { password, .. } => env(password).into_iter().collect(),
+    }
+}
+
+/// A PEM bundle file (`ca_cert`).
+fn read_pem_bundle(path: &Path, from: &str) -> Result<Vec<reqwest::Certificate>, FetchError> {
+    let pem = auth::read_small_file(path, MAX_PEM_BYTES, from)?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+    if certs.is_empty() {
+        return Err(FetchError::invalid(format!(
+            "{from}: {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Every PEM certificate in a directory (`ca_path`), like the vault CLI's `VAULT_CAPATH`.
+fn read_pem_dir(dir: &Path, from: &str) -> Result<Vec<reqwest::Certificate>, FetchError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        let err = FetchError::io(dir, &e);
+        FetchError::new(err.kind, format!("{from}: {}", err.message()))
+    })?;
+    let mut names: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    names.sort();
+    let mut certs = Vec::new();
+    for path in names {
+        if path.is_file() {
+            if let Ok(pem) = auth::read_small_file(&path, MAX_PEM_BYTES, from) {
+                certs.extend(reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default());
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(FetchError::invalid(format!(
+            "{from}: no PEM certificate in {}",
+            dir.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// A warning on stderr, in the binary's format; printed whatever the verbosity.
+fn warn(message: &str) {
+    use std::io::Write as _;
+    let text = format!("cme-exec: warning: {message}\n");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `1h2m3s`, for a token's TTL.
+fn format_ttl(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[async_trait]
+impl Provider for VaultProvider {
+    fn kind(&self) -> Kind {
+        Kind::Vault
+    }
+
+    async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
+        self.read(doc).await
+    }
+
+    /// From `auth/token/lookup-self`: accessor, policies, entity or display name, TTL left.
+    async fn identity(&self) -> Result<Option<Identity>, FetchError> {
+        let session = self.session().await?;
+        let call = Call::from_endpoint(&vaultrs::api::token::requests::LookupTokenSelfRequest {})?;
+        let what = "looking up the token (auth/token/lookup-self)";
+        let answer = self
+            .transport
+            .send_within(&call, Some(&session.token), Budget::Full)
+            .await
+            .map_err(|e| e.into_fetch_error(what, self.transport.origin()))?;
+        let mut body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|_| FetchError::unavailable(format!("{what}: the answer is not JSON")))?;
+        let data = body.get_mut("data").map(Value::take).unwrap_or_default();
+        zeroize_value(&mut body);
+        let text = |key: &str| {
+            data.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.chars().filter(|c| !c.is_control()).collect::<String>())
+        };
+        let mut facts = vec![
+            ("address".to_owned(), self.address.clone()),
+            ("auth".to_owned(), self.auth.describe()),
+        ];
+        if let Some(ns) = &self.namespace {
+            facts.push(("namespace".into(), ns.clone()));
+        }
+        if let Some(a) = text("accessor") {
+            facts.push(("accessor".into(), a));
+        }
+        let policies: Vec<String> = data
+            .get("policies")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        facts.push(("policies".into(), policies.join(",")));
+        if let Some(e) = text("entity_id") {
+            facts.push(("entity_id".into(), e));
+        }
+        if let Some(d) = text("display_name") {
+            facts.push(("display_name".into(), d));
+        }
+        let ttl = data.get("ttl").and_then(Value::as_u64).unwrap_or(0);
+        let expires = data.get("expire_time").is_some_and(|t| !t.is_null());
+        facts.push((
+            "ttl".into(),
+            if ttl == 0 && !expires {
+                "never expires".into()
+            } else {
+                format_ttl(ttl)
+            },
+        ));
+        if session.from_login {
+            let revoked = if session.batch {
+                "no (batch token: expires with its TTL)"
+            } else {
+                "yes"
+            };
+            facts.push(("revoked_at_exit".into(), revoked.into()));
+        }
+        let mut data = data;
+        zeroize_value(&mut data);
+        Ok(Some(Identity { facts }))
+    }
+
+    /// Revokes the token this run obtained by logging in; a token the user supplied is left
+    /// alone.
+    async fn finish(&self) {
+        if !self.login_started.load(Ordering::SeqCst) {
+            return;
+        }
+        // A login still running (the reads were dropped by the deadline or a signal) gets a
+        // short grace to land, so that its token can be revoked too.
+        let mut rx = self.login.subscribe();
+        let landed = match tokio::time::timeout(LOGIN_GRACE, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(value)) => value.clone(),
+            _ => None,
+        };
+        let Some(Ok(session)) = landed else {
+            return;
+        };
+        if !session.from_login || session.revoked.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if session.batch {
+            tracing::debug!(provider = %self.name, "a batch token cannot be revoked: it expires with its TTL");
+            return;
+        }
+        match auth::revoke(&self.transport, &session).await {
+            Ok(()) => tracing::debug!(provider = %self.name, "revoked the login token"),
+            Err(e) => warn(&format!(
+                "the vault provider `{}` could not revoke its login token: {}; it stays valid until its TTL ends",
+                self.name,
+                e.message()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_booleans_like_the_vault_cli() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_go_bool("True").unwrap());
+        assert!(!parse_go_bool("0").unwrap());
+        assert!(parse_go_bool("yes").is_err());
+        assert_eq!(format_ttl(3725), "1h2m5s");
+        assert_eq!(format_ttl(59), "59s");
+    }
+
+    fn provider(vars: &[(&str, &str)], settings: Settings) -> Result<VaultProvider, FetchError> {
+        let ctx = Arc::new(Context::new(
+            "/etc/cme".into(),
+            crate::EnvReader::from_vars(vars.iter().map(|(k, v)| ((*k).into(), (*v).into()))),
+        ));
+        VaultProvider::build("vault", &settings, &ctx)
+    }
+
+    #[test]
+    fn address_is_required_and_checked() {
+        let e = provider(&[], Settings::default()).err().unwrap();
+        assert!(e.message().contains("no Vault address"), "{e}");
+        let e = provider(
+            &[("VAULT_ADDR", "http://vault.example.com")],
+            Settings::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.message().starts_with("VAULT_ADDR: plain http://"), "{e}");
+        let p = provider(
+            &[("BAO_ADDR", "http://127.0.0.1:8200")],
+            Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(p.address, "http://127.0.0.1:8200");
+        assert!(p.ctx.env.consumed().contains("VAULT_TOKEN"));
+        assert!(p.ctx.env.consumed().contains("BAO_TOKEN"));
+    }
+
+    #[test]
+    fn builtin_provider_auth_from_the_environment() {
+        let p = provider(
+            &[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("CME_EXEC_VAULT_AUTH", "approle"),
+                ("CME_EXEC_VAULT_AUTH_ROLE_ID", "r"),
+                ("CME_EXEC_VAULT_AUTH_SECRET_ID_ENV", "MY_SECRET_ID"),
+                ("CME_EXEC_VAULT_KV_VERSION", "2"),
+            ],
+            Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(p.auth.describe(), "approle at auth/approle");
+        assert_eq!(p.kv_version, Some(KvVersion::V2));
+        assert!(p.ctx.env.consumed().contains("MY_SECRET_ID"));
+
+        let e = provider(
+            &[
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("CME_EXEC_VAULT_AUTH", "jwt"),
+                ("CME_EXEC_VAULT_AUTH_ROLEZ", "x"),
+            ],
+            Settings::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.message().contains("rolez: unknown key"), "{e}");
+        assert!(e.message().contains("jwt_file"), "{e}");
+    }
+
+    #[test]
+    fn mounts_split_by_the_longest_declared_mount() {
+        let mut s = Settings {
+            declared: true,
+            address: Some("http://127.0.0.1:8200".into()),
+            ..Settings::default()
+        };
+        s.kv_mounts.insert("team/kv".into(), KvVersion::V1);
+        s.kv_mounts.insert("team".into(), KvVersion::V2);
+        let p = provider(&[], s).unwrap();
+        assert_eq!(
+            p.split("team/kv/app/x"),
+            ("team/kv", "app/x", Some(KvVersion::V1))
+        );
+        assert_eq!(p.split("team/app"), ("team", "app", Some(KvVersion::V2)));
+        assert_eq!(p.split("secret/a/b"), ("secret", "a/b", None));
+    }
+
+    #[test]
+    fn config_paths_are_relative_to_the_config_file() {
+        let auth = Auth::AppRole {
+            mount: "approle".into(),
+            role_id: RoleId::From(Source::File("role".into())),
+            secret_id: Some(Source::Env("S".into())),
+        };
+        let fixed = resolve_auth_paths(auth.clone(), Some(Path::new("/etc/cme")));
+        assert_eq!(
+            fixed,
+            Auth::AppRole {
+                mount: "approle".into(),
+                role_id: RoleId::From(Source::File("/etc/cme/role".into())),
+                secret_id: Some(Source::Env("S".into())),
+            }
+        );
+        assert_eq!(resolve_auth_paths(auth.clone(), None), auth);
+        assert_eq!(secret_variables(&fixed), ["S"]);
+    }
+
+    #[test]
+    fn deleted_versions_are_recognised() {
+        let body = br#"{"data":{"data":null,"metadata":{"deletion_time":"2024-01-01T00:00:00Z","destroyed":false,"version":2}}}"#;
+        assert_eq!(deletion_of(body), Some("deleted"));
+        let body = br#"{"data":{"data":null,"metadata":{"deletion_time":"","destroyed":true}}}"#;
+        assert_eq!(deletion_of(body), Some("destroyed"));
+        assert_eq!(deletion_of(br#"{"errors":[]}"#), None);
+    }
+}
