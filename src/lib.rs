@@ -6,6 +6,7 @@
 //! back what cme changed; [`handover`] puts the config where cme finds it; [`child`] runs the
 //! command; [`commands`] ties them together; [`exit`] is the exit code.
 
+pub mod atomic;
 pub mod child;
 pub mod cli;
 pub mod cme_config;
@@ -24,8 +25,10 @@ use crate::exit::Exit;
 
 /// The whole program; `main.rs` only calls this.
 pub fn main() -> ExitCode {
-    // Before anything can change it: the child gets the same signal mask back.
-    let original_mask = child::current_mask();
+    // The signal state the child gets back (captured before Rust's runtime if main.rs's
+    // `.init_array` hook ran); then cme-exec itself runs with nothing blocked.
+    let _ = child::startup::at_start();
+    child::startup::unblock_all();
     harden();
     let cli = match cli::Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
@@ -39,7 +42,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    commands::dispatch(cli, original_mask).into()
+    commands::dispatch(cli).into()
 }
 
 /// cme-exec holds secrets in memory: no core file, no ptrace by other processes of the same

@@ -26,6 +26,63 @@ pub const MIN_LEN: usize = 4;
 /// What replaces a secret.
 pub const REPLACEMENT: &[u8] = b"***";
 
+/// RFC 3986's unreserved characters stay as they are (Python's `quote(v, safe="")`,
+/// JavaScript's `encodeURIComponent` minus its `!*'()`); everything else is `%XX`.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The encoded forms a value takes in URLs, forms and JSON, as common libraries write them.
+fn derived_forms(s: &str) -> Vec<Zeroizing<String>> {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let mut forms = Vec::new();
+    for set in [NON_ALPHANUMERIC, URL_COMPONENT] {
+        let pct = Zeroizing::new(utf8_percent_encode(s, set).to_string());
+        // The same with `+` for spaces (form encoding, Python's quote_plus).
+        forms.push(Zeroizing::new(pct.replace("%20", "+")));
+        forms.push(pct);
+    }
+    forms.push(Zeroizing::new(
+        url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+    ));
+    // JSON-escaped: serde_json's form (non-ASCII as is) and the ASCII-only form Python's
+    // json.dumps writes by default (`\u00e9`, surrogate pairs for the rest).
+    let json = Zeroizing::new(serde_json::to_string(s).unwrap_or_default());
+    let inner = json
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or_default();
+    forms.push(Zeroizing::new(inner.to_owned()));
+    forms.push(json_ascii(s));
+    forms
+}
+
+/// `s` JSON-escaped with only ASCII in the output, without the quotes.
+fn json_ascii(s: &str) -> Zeroizing<String> {
+    use std::fmt::Write as _;
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 2));
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The compiled patterns.
 pub struct Masker {
     ac: AhoCorasick,
@@ -75,19 +132,9 @@ impl Masker {
                 add(line.strip_suffix(b"\r").unwrap_or(line));
             }
             if let Ok(s) = std::str::from_utf8(v) {
-                let pct = Zeroizing::new(
-                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string(),
-                );
-                add(pct.as_bytes());
-                let form =
-                    Zeroizing::new(url::form_urlencoded::byte_serialize(v).collect::<String>());
-                add(form.as_bytes());
-                let json = Zeroizing::new(serde_json::to_string(s).unwrap_or_default());
-                add(json
-                    .as_bytes()
-                    .get(1..json.len().saturating_sub(1))
-                    .unwrap_or_default());
+                for form in derived_forms(s) {
+                    add(form.as_bytes());
+                }
             }
         }
         if set.is_empty() {
@@ -277,6 +324,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "Authorization: Basic ***\n"
+        );
+    }
+
+    #[test]
+    fn forms_other_libraries_write() {
+        // Python: quote(v, safe=""), quote_plus(v), json.dumps(v)
+        all_chunkings(
+            &["p-a.s_s~w é"],
+            r#"q p-a.s_s~w%20%C3%A9 p p-a.s_s~w+%C3%A9 j "p-a.s_s~w \u00e9""#,
+            r#"q *** p *** j "***""#,
+        );
+        assert_eq!(
+            json_ascii("a\"\\\n\u{1F511}").as_str(),
+            r#"a\"\\\n\ud83d\udd11"#
         );
     }
 

@@ -278,9 +278,18 @@ impl<'c> Resolver<'c> {
 
     /// Lets every provider release what it obtained (at most 5 s in all).
     pub async fn finish(&self) {
-        let finishes = self.providers.iter().map(|(_, p, _)| p.finish());
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(finishes)).await;
+        self.finisher().await;
+    }
+
+    /// [`Resolver::finish`] as a task of its own, so it can run while the child starts.
+    pub fn finisher(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let providers: Vec<Arc<dyn Provider>> =
+            self.providers.iter().map(|(_, p, _)| p.clone()).collect();
+        async move {
+            let finishes = providers.iter().map(|p| p.finish());
+            let all = futures::future::join_all(finishes);
+            let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        }
     }
 }
 

@@ -9,6 +9,16 @@
 
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
+#[path = "cli/load.rs"]
+mod load;
+#[path = "cli/masking.rs"]
+mod masking;
+#[path = "cli/processes.rs"]
+mod processes;
+#[path = "cli/properties.rs"]
+mod properties;
+#[path = "cli/safety.rs"]
+mod safety;
 mod support;
 #[path = "cli/vault.rs"]
 mod vault;

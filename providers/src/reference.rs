@@ -161,6 +161,10 @@ impl Reference {
             }
         }
         let location = decode(path)?;
+        // Again after decoding: `%2F` only becomes a separator here (`a%2F..%2Fb`).
+        if location.split('/').any(|s| s == "." || s == "..") {
+            return err("`.` and `..` path segments are not allowed");
+        }
         let params = match query {
             None => Vec::new(),
             Some(q) => parse_params(q)?,
@@ -245,10 +249,10 @@ fn parse_params(q: &str) -> Result<Vec<(String, String)>, ParseError> {
             return err("bad parameter: empty NAME");
         }
         if v.is_empty() {
-            return err(format!("parameter `{k}` has an empty value"));
+            return err("a parameter has an empty value (NAME=VALUE)");
         }
         if params.iter().any(|(n, _)| *n == k) {
-            return err(format!("parameter `{k}` is given twice"));
+            return err("a parameter is given twice");
         }
         params.push((k, v));
     }
@@ -337,6 +341,8 @@ mod tests {
             ("vault://a/b?", "empty query"),
             ("vault://a/b?version", "NAME=VALUE"),
             ("vault://a/b?version=1&version=2", "twice"),
+            ("file:///a/b%2F..%2F..%2Fx", "`..`"),
+            ("x://%2F%2e", "`..`"),
             ("vault://a/b?version=", "empty value"),
         ] {
             let e = Reference::parse(raw).expect_err(raw);

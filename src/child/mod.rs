@@ -5,6 +5,7 @@
 //! [`terminal`].
 
 pub mod signals;
+pub mod startup;
 pub mod terminal;
 
 use std::collections::BTreeSet;
@@ -22,6 +23,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use zeroize::Zeroizing;
 
 use crate::mask::Masker;
+use crate::resolve::Auth;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -141,8 +143,9 @@ pub struct Spec<'a> {
     pub argv: &'a [OsString],
     pub env: Vec<(OsString, OsString)>,
     pub grace: Duration,
-    /// `--mask`: the child's stdout and stderr go through this filter.
-    pub mask: Option<Arc<Masker>>,
+    /// `--mask`: the child's stdout and stderr go through a filter made from these secrets
+    /// (built while the child starts, not before).
+    pub mask: Option<&'a Auth>,
 }
 
 /// How long the output filters may take to drain after the child exited (a grandchild that
@@ -150,15 +153,23 @@ pub struct Spec<'a> {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Copies `from` to `to` through the mask, until EOF. Signals `done` when finished.
-fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Masker>, done: mpsc::Sender<()>) {
-    let mut stream = masker.stream();
+fn pump(
+    mut from: impl Read,
+    mut to: impl Write,
+    masker: Option<Arc<Masker>>,
+    done: mpsc::Sender<()>,
+) {
+    let mut stream = masker.as_deref().map(Masker::stream);
     let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                stream.feed(&buf[..n], &mut out);
+                match &mut stream {
+                    Some(s) => s.feed(&buf[..n], &mut out),
+                    None => out.extend_from_slice(&buf[..n]),
+                }
                 // Keep draining even if our own output is gone, so the child never blocks.
                 let _ = to.write_all(&out).and_then(|()| to.flush());
                 out.clear();
@@ -167,30 +178,15 @@ fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Masker>, done: mpsc
             Err(_) => break,
         }
     }
-    stream.finish(&mut out);
+    if let Some(s) = &mut stream {
+        s.finish(&mut out);
+    }
     let _ = to.write_all(&out).and_then(|()| to.flush());
     let _ = done.send(());
 }
 
-/// The signal mask cme-exec started with; the child gets it back.
-pub fn current_mask() -> libc::sigset_t {
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
-        set
-    }
-}
-
-fn mask_is_empty(mask: &libc::sigset_t) -> bool {
-    (1..libc::SIGRTMAX()).all(|sig| unsafe { libc::sigismember(mask, sig) } != 1)
-}
-
 /// Starts the child, forwards signals, and waits for it. Returns its exit as cme-exec's.
-pub async fn run(
-    spec: Spec<'_>,
-    signals: &mut Signals,
-    original_mask: libc::sigset_t,
-) -> Result<Exit, (Exit, Error)> {
+pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, Error)> {
     let terminal = Terminal::foreground();
     let take_terminal = terminal.is_some();
     let mut cmd = std::process::Command::new(spec.program);
@@ -201,12 +197,15 @@ pub async fn run(
         .process_group(0);
     // A hook between fork and exec makes std fork the whole process instead of using
     // posix_spawn (vfork), which costs about 2 ms here. It is only needed to hand the terminal
-    // over without a race, or to give back a signal mask that was not empty at start
-    // (posix_spawn starts the child with an empty one).
-    if take_terminal || !mask_is_empty(&original_mask) {
+    // over without a race, or to give back a signal state posix_spawn would not (see
+    // `startup`). (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child;
+    // no program can use them, since glibc reserves them.)
+    let start = startup::at_start();
+    if take_terminal || start.needs_restoring() {
         unsafe {
             cmd.pre_exec(move || {
-                terminal::in_child(take_terminal, &original_mask);
+                terminal::in_child(take_terminal);
+                start.restore_in_child();
                 Ok(())
             });
         }
@@ -232,7 +231,10 @@ pub async fn run(
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut pumps = 0;
-    if let Some(masker) = &spec.mask {
+    if let Some(auth) = spec.mask {
+        // Nothing long enough to mask still goes through the pipes: the child sees the same
+        // kind of stdout whatever its secrets are.
+        let masker = Masker::for_auth(auth).map(Arc::new);
         if let Some(out) = child.stdout.take() {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));

@@ -34,15 +34,6 @@ pub struct Signals {
     child: tokio::signal::unix::Signal,
 }
 
-/// Whether `sig` is ignored right now (asked without changing it).
-fn is_ignored(sig: Signal) -> bool {
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(sig as libc::c_int, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
 /// What [`Signals::recv`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -55,8 +46,9 @@ impl Signals {
     /// Installs the handlers. Must run inside the tokio runtime, before the child is spawned.
     pub fn install() -> io::Result<Signals> {
         let mut streams = Vec::new();
+        let start = super::startup::at_start();
         for sig in FORWARDED {
-            if is_ignored(sig) {
+            if start.is_ignored(sig as libc::c_int) {
                 continue;
             }
             streams.push((sig, signal(SignalKind::from_raw(sig as i32))?));

@@ -59,7 +59,7 @@ fn with_sigttou_blocked(f: impl FnOnce()) {
 ///
 /// # Safety
 /// Must only be called in the forked child before exec.
-pub unsafe fn in_child(take_terminal: bool, original_mask: &libc::sigset_t) {
+pub unsafe fn in_child(take_terminal: bool) {
     libc::setpgid(0, 0); // std does it too; doing it first makes tcsetpgrp below safe
 
     if take_terminal {
@@ -69,5 +69,4 @@ pub unsafe fn in_child(take_terminal: bool, original_mask: &libc::sigset_t) {
         libc::sigprocmask(libc::SIG_BLOCK, &block, std::ptr::null_mut());
         libc::tcsetpgrp(stdin().as_raw_fd(), libc::getpid());
     }
-    libc::sigprocmask(libc::SIG_SETMASK, original_mask, std::ptr::null_mut());
 }

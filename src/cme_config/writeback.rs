@@ -7,10 +7,6 @@
 //! config did not have it, from cme's default. In `auth`, only `cloud_id` is ever written
 //! back; a changed secret field is reported (never shown) and dropped.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
-
 use cme_exec_providers::payload::zeroize_value;
 use serde_json::{Map, Value};
 
@@ -84,7 +80,12 @@ pub fn write_back(base: &BaseConfig, handed: &[u8], after: &[u8]) -> Result<Repo
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc))
         .expect("serialising into memory cannot fail");
     bytes.push(b'\n');
-    write_atomic(&base.path, &bytes, base.mode.unwrap_or(0o600))?;
+    crate::atomic::write(
+        &base.path,
+        &bytes,
+        base.mode.unwrap_or(0o600),
+        crate::atomic::Symlink::Follow,
+    )?;
     Ok(report)
 }
 
@@ -205,53 +206,4 @@ fn dotted(path: &[String]) -> String {
         }
     }
     s
-}
-
-/// Writes `bytes` to `path` atomically: a new file in the same directory, fsync, rename.
-/// A symlink at `path` is followed to its target, so a dotfile link keeps working.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    let target: PathBuf = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(_) => path.to_owned(),
-    };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| {
-                Error::new(format!("cannot create {}", dir.display())).cause(e.to_string())
-            })?;
-    }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.cme-exec-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        // The mode passed to open is reduced by the umask; set it exactly.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::new(format!("cannot write {}", target.display())).cause(e.to_string()));
-    }
-    Ok(())
 }

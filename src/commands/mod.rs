@@ -20,9 +20,9 @@ use crate::error::{self, Error};
 use crate::exit::Exit;
 use crate::resolve::{self, Resolution};
 
-pub fn dispatch(cli: Cli, original_mask: libc::sigset_t) -> Exit {
+pub fn dispatch(cli: Cli) -> Exit {
     match cli.command {
-        Command::Run(ref args) => run::run(&cli, args, original_mask),
+        Command::Run(ref args) => run::run(&cli, args),
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),

@@ -1,7 +1,6 @@
 //! `cme-exec [run] -- COMMAND...`
 
 use std::ffi::OsString;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::child::{self, signals::Signals, EnvPolicy};
@@ -11,11 +10,10 @@ use crate::envnames as names;
 use crate::error::{self, Error};
 use crate::exit::Exit;
 use crate::handover::{Handover, Via};
-use crate::mask::Masker;
 use crate::resolve;
 
-pub fn run(cli: &Cli, args: &RunArgs, original_mask: libc::sigset_t) -> Exit {
-    match run_inner(cli, args, original_mask) {
+pub fn run(cli: &Cli, args: &RunArgs) -> Exit {
+    match run_inner(cli, args) {
         Ok(exit) => exit,
         Err((exit, err)) => {
             error::print(&err);
@@ -28,11 +26,7 @@ fn failed(e: Error) -> (Exit, Error) {
     (Exit::Failed, e)
 }
 
-fn run_inner(
-    cli: &Cli,
-    args: &RunArgs,
-    original_mask: libc::sigset_t,
-) -> Result<Exit, (Exit, Error)> {
+fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
     let prepared = super::prepare(cli).map_err(failed)?;
     let policy = EnvPolicy {
         empty: args.empty_env,
@@ -54,67 +48,115 @@ fn run_inner(
 
     let rt = super::runtime().map_err(failed)?;
     rt.block_on(async {
-        let mut signals = Signals::install()
-            .map_err(|e| failed(Error::new("cannot install signal handlers").cause(e.to_string())))?;
+        let mut signals = Signals::install().map_err(|e| {
+            failed(Error::new("cannot install signal handlers").cause(e.to_string()))
+        })?;
         let options = super::options(cli, false);
         let resolver = resolve::Resolver::new(&prepared.config, &prepared.ctx);
         let resolution = tokio::select! {
             r = resolver.resolve(&options) => Ok(r),
             sig = signals.terminating() => Err(sig),
         };
-        // Before anything else: revoke what the providers obtained (also after a signal).
-        resolver.finish().await;
-        let resolution = resolution.map_err(|sig| {
-            (Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving; nothing was started")))
-        })?;
-        if !resolution.is_ok() {
-            return Err(failed(resolution.error()));
-        }
-        let config = cme_config::render(&prepared.base, &resolution.auth);
-        let handover = Handover::create(args.via, &config, &resolution.auth, &prepared.base.path, args.dir.as_deref()).map_err(failed)?;
-        tracing::info!(via = ?args.via, at = handover.describe(), "config handed over");
-
-        let add: Vec<(OsString, OsString)> = handover
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), std::os::unix::ffi::OsStringExt::from_vec(v.to_vec())))
-            .collect();
-        let env = child::child_env(prepared.ctx.env.all(), &policy, &resolution.consumed_env, &add);
-        drop(add);
-        let ci = prepared.ctx.env.var(names::CI).is_some_and(|v| v != "false" && v != "0");
-        let mask = if args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci) {
-            Masker::for_auth(&resolution.auth).map(Arc::new)
-        } else {
-            None
+        // Revoke what the providers obtained (a login token) in a task of its own: it runs
+        // while the child starts, and is awaited before cme-exec exits, whatever happened.
+        let finishing = tokio::spawn(resolver.finisher());
+        let outcome = match resolution {
+            Err(sig) => Err((
+                Exit::Signal(sig as i32),
+                Error::new(format!(
+                    "interrupted by {sig} while resolving; nothing was started"
+                )),
+            )),
+            Ok(resolution) => {
+                run_child(
+                    args,
+                    &prepared,
+                    &program,
+                    &policy,
+                    &mut signals,
+                    &resolution,
+                )
+                .await
+            }
         };
-        let spec = child::Spec {
-            program: &program,
-            argv: &args.command,
-            env,
-            grace: Duration::from_secs_f64(args.grace),
-            mask,
-        };
-        let exit = child::run(spec, &mut signals, original_mask).await?;
+        let _ = finishing.await;
+        outcome
+    })
+}
 
-        let write_back = prepared.config.cme.write_back && !args.no_write_back && args.via != Via::Env;
-        if write_back {
-            if let Some(after) = handover.read_back() {
-                match after.and_then(|after| writeback::write_back(&prepared.base, &config, &after)) {
-                    Ok(report) => {
-                        for path in &report.written {
-                            tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
-                        }
-                        for path in &report.dropped_secrets {
-                            error::warn(format_args!(
-                                "cme changed the secret field {path}; it was not saved anywhere (store it in your secret store)"
-                            ));
-                        }
+/// Everything after a complete resolution: hand-over, the child, write-back, cleanup.
+async fn run_child(
+    args: &RunArgs,
+    prepared: &super::Prepared,
+    program: &std::path::Path,
+    policy: &EnvPolicy,
+    signals: &mut Signals,
+    resolution: &resolve::Resolution,
+) -> Result<Exit, (Exit, Error)> {
+    if !resolution.is_ok() {
+        return Err(failed(resolution.error()));
+    }
+    let config = cme_config::render(&prepared.base, &resolution.auth);
+    let handover = Handover::create(
+        args.via,
+        &config,
+        &resolution.auth,
+        &prepared.base.path,
+        args.dir.as_deref(),
+    )
+    .map_err(failed)?;
+    tracing::info!(via = ?args.via, at = handover.describe(), "config handed over");
+
+    let add: Vec<(OsString, OsString)> = handover
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                std::os::unix::ffi::OsStringExt::from_vec(v.to_vec()),
+            )
+        })
+        .collect();
+    let env = child::child_env(
+        prepared.ctx.env.all(),
+        policy,
+        &resolution.consumed_env,
+        &add,
+    );
+    drop(add);
+    let ci = prepared
+        .ctx
+        .env
+        .var(names::CI)
+        .is_some_and(|v| v != "false" && v != "0");
+    let masking = args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci);
+    let spec = child::Spec {
+        program,
+        argv: &args.command,
+        env,
+        grace: Duration::from_secs_f64(args.grace),
+        mask: masking.then_some(&resolution.auth),
+    };
+    let exit = child::run(spec, signals).await?;
+
+    let write_back = prepared.config.cme.write_back && !args.no_write_back && args.via != Via::Env;
+    if write_back {
+        if let Some(after) = handover.read_back() {
+            match after.and_then(|after| writeback::write_back(&prepared.base, &config, &after)) {
+                Ok(report) => {
+                    for path in &report.written {
+                        tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
                     }
-                    Err(e) => error::warn(e),
+                    for path in &report.dropped_secrets {
+                        error::warn(format_args!(
+                            "cme changed the secret field {path}; it was not saved anywhere (store it in your secret store)"
+                        ));
+                    }
                 }
+                Err(e) => error::warn(e),
             }
         }
-        drop(handover);
-        Ok(exit)
-    })
+    }
+    drop(handover);
+    Ok(exit)
 }

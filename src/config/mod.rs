@@ -455,8 +455,7 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
                     &table,
                     Some(&key),
                     &format!(
-                        "unknown scheme `{shown}` in {}: declare it under [providers.NAME] or use a built-in (env, file, vault, aws-sm){}",
-                        if reference.raw.len() <= 200 { &reference.raw } else { "the reference" },
+                        "unknown scheme `{shown}` (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in (env, file, vault, aws-sm){}",
                         if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
                     ),
                 ));

@@ -1,0 +1,101 @@
+//! Replacing a file atomically: a new file in the same directory (created exclusively, links
+//! not followed, the exact mode whatever the umask), every byte written and fsynced, renamed
+//! over the target, the directory fsynced. A reader sees the old file or the whole new one.
+//! Used by `render` and by write-back.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// What to do when the target is a symbolic link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Symlink {
+    /// Refuse (`render`: secrets are never written through a link someone planted).
+    Refuse,
+    /// Replace the link's target (write-back: a base config kept as a dotfile link).
+    Follow,
+}
+
+/// Writes `bytes` to `path` atomically with permission bits `mode`.
+pub fn write(path: &Path, bytes: &[u8], mode: u32, symlink: Symlink) -> Result<(), Error> {
+    let target: PathBuf = match symlink {
+        Symlink::Follow => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+        Symlink::Refuse => {
+            refuse_symlink(path)?;
+            path.to_owned()
+        }
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Err(Error::new(format!("{} names no file", path.display())));
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                Error::new(format!("cannot create {}", dir.display())).cause(e.to_string())
+            })?;
+    }
+    // A random name: two writers (even as PID 1 in two containers sharing a volume) never
+    // collide, and nothing planted can be predicted.
+    let tmp = dir.join(format!(".{name}.cme-exec-{}.tmp", random_suffix()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| {
+            Error::new(format!("cannot write {}", target.display())).cause(e.to_string())
+        })?;
+    // From here on the temporary file is ours, and removed if anything fails.
+    let result = (|| -> std::io::Result<()> {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        if symlink == Symlink::Refuse {
+            refuse_symlink(&target).map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+        }
+        std::fs::rename(&tmp, &target)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::new(format!("cannot write {}", target.display())).cause(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Refuses a symlink, or anything but a regular file, at `path`.
+pub fn refuse_symlink(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::new(format!(
+            "{} is a symbolic link; refusing to write secrets through it",
+            path.display()
+        ))
+        .hint("remove the link, or give the real path")),
+        Ok(m) if !m.is_file() => Err(Error::new(format!(
+            "{} exists and is not a regular file",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // RandomState is seeded from the OS's random source.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}

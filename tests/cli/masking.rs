@@ -1,0 +1,617 @@
+//! `--mask` through the real binary: the child prints secrets (raw, in a sentence, as the `Basic`
+//! header, line by line, one byte per `write()`, inside megabytes of output) and what comes out of
+//! cme-exec must be the child's output byte for byte, with every secret replaced by `***`.
+//! Also: `--no-mask` and the default off on a terminal leave the output (and the terminal) alone;
+//! the default is on when stdout is not a terminal or `CI` is set.
+//!
+//! The harness checks every run's stdout and stderr for every sentinel (raw, base64, URL and
+//! JSON forms), so a secret that slips through fails the test even where the expected text is not
+//! compared.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::support::launch::{from_terminal, pty_runner};
+use crate::support::scripts::sh_quote;
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A Test whose config gives one Confluence instance `fields`, each from its own variable.
+fn with_fields(mut t: Test, fields: &[(&str, &str)]) -> Test {
+    let mut toml = String::from("[confluence.\"https://company.atlassian.net\"]\n");
+    for (i, (field, value)) in fields.iter().enumerate() {
+        let var = format!("CME_TEST_MASK_{i}");
+        toml.push_str(&format!("{field} = \"env://{var}\"\n"));
+        t = t.env(&var, value);
+    }
+    t.config_toml(&toml)
+}
+
+/// Writes `payload` to `secrets/payload` (the only place besides `out/` a sentinel may be) and
+/// a child that prints it on stdout, then on stderr.
+fn cat_child(t: &Test, payload: &[u8]) -> PathBuf {
+    let file = t.secret_file("payload", payload);
+    t.script(
+        "cat-payload",
+        &format!("#!/bin/sh\ncat {f}\ncat {f} >&2\n", f = sh_quote(&file)),
+    )
+}
+
+/// A child that writes the payload one byte per `write()` (with a short pause after each, so
+/// that cme-exec reads them one at a time), to stdout and then to stderr.
+fn byte_by_byte_child(t: &Test, payload: &[u8]) -> PathBuf {
+    let file = t.secret_file("payload", payload);
+    let python = Venv::get().python();
+    t.script(
+        "drip",
+        &format!(
+            r#"#!{python}
+import os, sys, time
+data = open({file:?}, "rb").read()
+for fd in (1, 2):
+    for i in range(len(data)):
+        os.write(fd, data[i:i + 1])
+        time.sleep(0.0002)
+"#,
+            python = python.display(),
+            file = file.display().to_string(),
+        ),
+    )
+}
+
+fn basic_b64(user: &str, token: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+}
+
+/// Leftmost-longest replacement of `patterns` by `***`: what a correct filter produces.
+fn reference_mask(input: &[u8], patterns: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let longest = patterns
+            .iter()
+            .filter(|p| !p.is_empty() && input[i..].starts_with(p))
+            .map(|p| p.len())
+            .max();
+        match longest {
+            Some(n) => {
+                out.extend_from_slice(b"***");
+                i += n;
+            }
+            None => {
+                out.push(input[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Asserts `actual == expected` for output that may be large, naming the first difference with
+/// redacted context only.
+#[track_caller]
+fn assert_same_bytes(what: &str, actual: &[u8], expected: &[u8]) {
+    if actual == expected {
+        return;
+    }
+    let at = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(actual.len().min(expected.len()));
+    let context = |bytes: &[u8]| {
+        let start = at.saturating_sub(40);
+        let end = (at + 40).min(bytes.len());
+        redact(&String::from_utf8_lossy(&bytes[start.min(end)..end]))
+    };
+    panic!(
+        "{what}: differs at byte {at} (got {} bytes, expected {})\n  got:      {:?}\n  expected: {:?}",
+        actual.len(),
+        expected.len(),
+        context(actual),
+        context(expected)
+    );
+}
+
+/// Runs `run --mask -- child` and expects exit 0 and `expected` on both stdout and stderr.
+#[track_caller]
+fn assert_masked(t: &Test, child: &Path, expected: &str) {
+    let out = t.run_args([
+        "run".as_ref(),
+        "--mask".as_ref(),
+        "--".as_ref(),
+        child.as_os_str(),
+    ]);
+    out.assert_success();
+    assert_same_bytes("stdout", out.stdout.as_bytes(), expected.as_bytes());
+    assert_same_bytes("stderr", out.stderr.as_bytes(), expected.as_bytes());
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is masked
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn mask_raw_value() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = with_fields(t, &[("pat", &pat)]);
+    let child = cat_child(&t, format!("{pat}\n").as_bytes());
+    assert_masked(&t, &child, "***\n");
+}
+
+#[test]
+fn mask_value_inside_a_sentence() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = with_fields(t, &[("pat", &pat)]);
+    let child = cat_child(
+        &t,
+        format!("the token is {pat}, keep it safe.\nprefix{pat}suffix {pat}{pat}\n").as_bytes(),
+    );
+    assert_masked(
+        &t,
+        &child,
+        "the token is ***, keep it safe.\nprefix***suffix ******\n",
+    );
+}
+
+/// What cme's HTTP client sends for username + api_token, and each of the two on its own.
+#[test]
+fn mask_basic_header_of_username_and_api_token() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let t = with_fields(t, &[("username", &user), ("api_token", &token)]);
+    let header = basic_b64(&user, &token);
+    let child = cat_child(
+        &t,
+        format!("GET /rest/api/space\nAuthorization: Basic {header}\nuser={user} token={token}\n")
+            .as_bytes(),
+    );
+    assert_masked(
+        &t,
+        &child,
+        "GET /rest/api/space\nAuthorization: Basic ***\nuser=*** token=***\n",
+    );
+}
+
+/// A multi-line value (a cookie jar, a key): the whole value, and each line on its own.
+#[test]
+fn mask_multi_line_value_and_each_line() {
+    let mut t = Test::new();
+    let lines = [
+        t.sentinel("line1"),
+        t.sentinel("line2"),
+        t.sentinel("line3"),
+    ];
+    let value = lines.join("\n");
+    let t = with_fields(t, &[("session_cookies", &value)]);
+    let child = cat_child(
+        &t,
+        format!(
+            "{value}\nsecond: {} and first: {}\n[{}]\n",
+            lines[1], lines[0], lines[2]
+        )
+        .as_bytes(),
+    );
+    assert_masked(&t, &child, "***\nsecond: *** and first: ***\n[***]\n");
+}
+
+/// Two secrets where one is a prefix of the other: the longer one is replaced whole, and a
+/// near-miss of the longer one still hides the shorter one.
+#[test]
+fn mask_secret_that_is_a_prefix_of_another() {
+    let mut t = Test::new();
+    let short = t.sentinel("short");
+    let long = format!("{short}-EXTENDED");
+    let near_miss = format!("{short}-EXTENDE");
+    let t = with_fields(t, &[("pat", &short), ("session_cookies", &long)]);
+    let child = cat_child(
+        &t,
+        format!("{short}\n{long}\n{long}-tail\n{near_miss}\n").as_bytes(),
+    );
+    assert_masked(&t, &child, "***\n***\n***-tail\n***-EXTENDE\n");
+}
+
+/// The encoded forms a Python program such as cme prints a secret in: percent-encoded as
+/// `urllib.parse.quote(v, safe="")` (RFC 3986: `-._~` kept, space as `%20`), as `quote_plus`
+/// (form encoding), and JSON-escaped by `json.dumps` (ASCII-only by default, and without).
+#[test]
+fn mask_url_encoded_and_json_escaped_forms() {
+    let mut t = Test::new();
+    let ascii = format!("{}/a b\"c&d\\e~f", t.sentinel("ascii"));
+    let unicode = format!("{}-caf\u{e9} \u{1f511}", t.sentinel("unicode"));
+    let t = with_fields(t, &[("pat", &ascii), ("session_cookies", &unicode)]);
+    let a = t.secret_file("ascii", &ascii);
+    let u = t.secret_file("unicode", &unicode);
+    let python = Venv::get().python();
+    let child = t.script(
+        "encodings",
+        &format!(
+            r#"#!{python}
+import json, sys, urllib.parse
+for path in ({a:?}, {u:?}):
+    v = open(path, encoding="utf-8").read()
+    for form in (urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v), json.dumps(v), json.dumps(v, ensure_ascii=False)):
+        print("[" + form + "]")
+"#,
+            python = python.display(),
+            a = a.display().to_string(),
+            u = u.display().to_string(),
+        ),
+    );
+    // Stdout is checked here, form by form, to name what is missing.
+    let out = t
+        .launch([
+            "run".as_ref(),
+            "--mask".as_ref(),
+            "--".as_ref(),
+            child.as_os_str(),
+        ])
+        .allow_secrets_in_stdout()
+        .run();
+    out.assert_success();
+    let forms = [
+        "quote(safe='')",
+        "quote_plus",
+        "json.dumps",
+        "json.dumps(ensure_ascii=False)",
+    ];
+    let mut unmasked = Vec::new();
+    for (i, line) in out.stdout.lines().enumerate() {
+        let value = if i < 4 {
+            "ASCII value"
+        } else {
+            "non-ASCII value"
+        };
+        if line != "[***]" && line != "[\"***\"]" {
+            unmasked.push(format!("{value} as {}: {}", forms[i % 4], redact(line)));
+        }
+    }
+    assert_eq!(out.stdout.lines().count(), 8, "{}", out.describe());
+    assert!(
+        unmasked.is_empty(),
+        "encoded forms not masked:\n  {}",
+        unmasked.join("\n  ")
+    );
+    t.assert_no_leaks_in("the masked stdout", &out.stdout);
+    t.assert_clean();
+}
+
+/// The child writes one byte per `write()`: every secret, the `Basic` header and each line of a
+/// multi-line value is still replaced, and bytes that only looked like the start of a secret come
+/// out unchanged, also at the very end of the stream.
+#[test]
+fn mask_value_written_one_byte_per_write() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let lines = [t.sentinel("line1"), t.sentinel("line2")];
+    let cookies = lines.join("\n");
+    let t = with_fields(
+        t,
+        &[
+            ("username", &user),
+            ("api_token", &token),
+            ("session_cookies", &cookies),
+        ],
+    );
+    let header = basic_b64(&user, &token);
+    let almost = &token[..token.len() - 1];
+    let payload = format!(
+        "token={token};\nAuthorization: Basic {header}\n{cookies}\n> {} <\nalmost {almost}!\nS3NT1NEL-\nends with {almost}",
+        lines[1]
+    );
+    let child = byte_by_byte_child(&t, payload.as_bytes());
+    let expected = format!(
+        "token=***;\nAuthorization: Basic ***\n***\n> *** <\nalmost {almost}!\nS3NT1NEL-\nends with {almost}"
+    );
+    let out = t.run_args([
+        "run".as_ref(),
+        "--mask".as_ref(),
+        "--".as_ref(),
+        child.as_os_str(),
+    ]);
+    out.assert_success();
+    // `almost` is the token minus its last byte: not a secret, so it must come through.
+    let allowed = |text: &str| text.replace(almost, "<almost>");
+    assert_eq!(
+        allowed(&out.stdout),
+        allowed(&expected),
+        "stdout, one byte per write"
+    );
+    assert_eq!(
+        allowed(&out.stderr),
+        allowed(&expected),
+        "stderr, one byte per write"
+    );
+    t.assert_clean();
+}
+
+/// A partial match is released as soon as the next byte shows it is not a secret, not only at
+/// the end of the stream: the line arrives while the child is still running.
+#[test]
+fn mask_releases_a_near_miss_without_waiting_for_the_end() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = with_fields(t, &[("pat", &pat)]);
+    let start = &pat[..pat.len() / 2];
+    let release = t.out_dir().join("release");
+    let child = t.script(
+        "near-miss",
+        &format!(
+            "#!/usr/bin/env bash\nprintf '%s' {start}\nsleep 0.05\nprintf 'Z\\n'\nwhile [ ! -e {release} ]; do sleep 0.02; done\necho done\n",
+            start = start,
+            release = sh_quote(&release)
+        ),
+    );
+    let mut running = t.spawn_args([
+        "run".as_ref(),
+        "--mask".as_ref(),
+        "--".as_ref(),
+        child.as_os_str(),
+    ]);
+    running.wait_for_line(&format!("{start}Z"), Duration::from_secs(20));
+    std::fs::write(&release, "").unwrap();
+    let out = running.wait();
+    out.assert_success();
+    assert_eq!(out.stdout, format!("{start}Z\ndone\n"));
+    t.assert_clean();
+}
+
+/// A few MB of binary output (every byte value) with secrets scattered through it, many of them
+/// across the filter's 64 KiB read boundaries: the output is the input byte for byte, apart from
+/// the replacements. Prints the filter's throughput.
+#[test]
+fn mask_megabytes_of_output_exactly() {
+    let mut t = Test::new();
+    let pat = t.sentinel("big");
+    let t = with_fields(t, &[("pat", &pat)]);
+    const SIZE: usize = 4 * 1024 * 1024;
+    let mut payload = Vec::with_capacity(SIZE + 64 * 1024);
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut inserted = 0;
+    while payload.len() < SIZE {
+        // The next 64 KiB boundary, minus a few bytes: the secret straddles it.
+        let boundary = (payload.len() / 65536 + 1) * 65536;
+        let straddle = boundary - (next() as usize % pat.len()).max(1);
+        while payload.len() < straddle {
+            payload.push(next() as u8);
+        }
+        payload.extend_from_slice(pat.as_bytes());
+        inserted += 1;
+        // And one more somewhere in the middle of the block.
+        let middle = payload.len() + 1000 + next() as usize % 30000;
+        while payload.len() < middle {
+            payload.push(next() as u8);
+        }
+        payload.extend_from_slice(pat.as_bytes());
+        inserted += 1;
+    }
+    payload.extend_from_slice(b"\nthe end: ");
+    payload.extend_from_slice(&pat.as_bytes()[..10]);
+    let expected = reference_mask(&payload, &[pat.as_bytes()]);
+    assert_eq!(
+        expected.len(),
+        payload.len() - inserted * (pat.len() - 3),
+        "the payload holds exactly the inserted secrets"
+    );
+    let file = t.secret_file("payload", &payload);
+    let child = t.script("cat", &format!("#!/bin/sh\nexec cat {}\n", sh_quote(&file)));
+
+    let started = Instant::now();
+    let out = t
+        .launch([
+            "run".as_ref(),
+            "--mask".as_ref(),
+            "--".as_ref(),
+            child.as_os_str(),
+        ])
+        .run_raw();
+    let masked_time = started.elapsed();
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_same_bytes("masked stdout", &out.stdout, &expected);
+
+    let started = Instant::now();
+    let plain = t
+        .launch([
+            "run".as_ref(),
+            "--no-mask".as_ref(),
+            "--".as_ref(),
+            child.as_os_str(),
+        ])
+        .allow_secrets_in_stdout()
+        .run_raw();
+    let plain_time = started.elapsed();
+    assert_eq!(plain.code(), Some(0), "{}", plain.describe());
+    assert_same_bytes("unmasked stdout", &plain.stdout, &payload);
+    let mb = payload.len() as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "masking throughput: {mb:.1} MiB with {inserted} secrets in {:.0} ms with --mask, {:.0} ms with --no-mask ({:.0} MiB/s through the filter, debug build)",
+        masked_time.as_secs_f64() * 1000.0,
+        plain_time.as_secs_f64() * 1000.0,
+        mb / masked_time.as_secs_f64()
+    );
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// When it is on
+// ---------------------------------------------------------------------------------------------
+
+/// A child that prints the secret and says whether its stdout is a terminal, and whether it is
+/// the very pipe cme-exec itself writes to.
+fn print_secret_child(t: &Test, secret: &str) -> PathBuf {
+    let file = t.secret_file("payload", format!("secret={secret}\n"));
+    t.script(
+        "print-secret",
+        &format!(
+            r#"#!/usr/bin/env bash
+cat {file}
+if [ -t 1 ]; then echo "stdout=terminal"; else echo "stdout=not-terminal"; fi
+if [ "$(readlink /proc/$$/fd/1)" = "$(readlink /proc/$PPID/fd/1)" ]; then echo "stdout=cme-exec's own"; else echo "stdout=a pipe of cme-exec"; fi
+"#,
+            file = sh_quote(&file)
+        ),
+    )
+}
+
+/// `--no-mask`: the child writes straight to cme-exec's own stdout, untouched.
+#[test]
+fn no_mask_leaves_output_untouched() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = with_fields(t, &[("pat", &pat)]);
+    let child = print_secret_child(&t, &pat);
+    let out = t
+        .launch([
+            "run".as_ref(),
+            "--no-mask".as_ref(),
+            "--".as_ref(),
+            child.as_os_str(),
+        ])
+        .allow_secrets_in_stdout()
+        .run();
+    out.assert_success();
+    assert_contains_secret("the --no-mask output", &out.stdout, &pat);
+    assert_eq!(
+        out.stdout,
+        format!("secret={pat}\nstdout=not-terminal\nstdout=cme-exec's own\n"),
+        "--no-mask: the child's output, untouched, on cme-exec's own stdout"
+    );
+
+    // --mask after --no-mask wins (the last one counts), and the child writes into a pipe.
+    let out = t.run_args([
+        "run".as_ref(),
+        "--no-mask".as_ref(),
+        "--mask".as_ref(),
+        "--".as_ref(),
+        child.as_os_str(),
+    ]);
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "secret=***\nstdout=not-terminal\nstdout=a pipe of cme-exec\n"
+    );
+    t.assert_clean();
+}
+
+/// The default: on when stdout is not a terminal or `CI` is set (to anything but `false`/`0`);
+/// off on a terminal, where the child keeps the terminal itself. Flags override both.
+#[test]
+fn default_masking_follows_the_terminal_and_ci() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = with_fields(t, &[("pat", &pat)]);
+    let child = print_secret_child(&t, &pat);
+    let pty = pty_runner(&t);
+    let masked_pipe = "secret=***\nstdout=not-terminal\nstdout=a pipe of cme-exec\n";
+    let untouched_terminal = format!("secret={pat}\nstdout=terminal\nstdout=cme-exec's own\n");
+
+    struct Case<'a> {
+        what: &'a str,
+        terminal: bool,
+        ci: Option<&'a str>,
+        flag: Option<&'a str>,
+        masked: bool,
+    }
+    let cases = [
+        Case {
+            what: "a pipe, no CI",
+            terminal: false,
+            ci: None,
+            flag: None,
+            masked: true,
+        },
+        Case {
+            what: "a pipe, CI=true",
+            terminal: false,
+            ci: Some("true"),
+            flag: None,
+            masked: true,
+        },
+        Case {
+            what: "a terminal, no CI",
+            terminal: true,
+            ci: None,
+            flag: None,
+            masked: false,
+        },
+        Case {
+            what: "a terminal, CI=false",
+            terminal: true,
+            ci: Some("false"),
+            flag: None,
+            masked: false,
+        },
+        Case {
+            what: "a terminal, CI=true",
+            terminal: true,
+            ci: Some("true"),
+            flag: None,
+            masked: true,
+        },
+        Case {
+            what: "a terminal, --mask",
+            terminal: true,
+            ci: None,
+            flag: Some("--mask"),
+            masked: true,
+        },
+        Case {
+            what: "a terminal, CI=1, --no-mask",
+            terminal: true,
+            ci: Some("1"),
+            flag: Some("--no-mask"),
+            masked: false,
+        },
+    ];
+    for case in cases {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        if let Some(flag) = case.flag {
+            args.push(flag.as_ref());
+        }
+        args.extend(["--".as_ref(), child.as_os_str()]);
+        let mut launch = t.launch(args).env_remove("CI");
+        if let Some(ci) = case.ci {
+            launch = launch.env("CI", ci);
+        }
+        if case.terminal {
+            launch = launch.wrapper([&pty]);
+        }
+        if !case.masked {
+            launch = launch.allow_secrets_in_stdout();
+        }
+        let out = launch.run();
+        assert_eq!(out.code(), Some(0), "{}: {}", case.what, out.describe());
+        let stdout = from_terminal(&out.stdout);
+        let expected = if case.masked {
+            masked_pipe.to_owned()
+        } else if case.terminal {
+            untouched_terminal.clone()
+        } else {
+            unreachable!()
+        };
+        assert_eq!(
+            redact(&stdout),
+            redact(&expected),
+            "{}: expected the output {}",
+            case.what,
+            if case.masked { "masked" } else { "untouched" }
+        );
+    }
+    t.assert_clean();
+}
