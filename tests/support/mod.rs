@@ -504,19 +504,30 @@ impl Test {
             // Its own process group: whatever cme-exec signals as "its group" is never the test
             // runner, and a stuck run can be killed with everything it started.
             .process_group(0);
-        if !self.extra_fds.is_empty() {
-            let fds = self.extra_fds.clone();
-            // SAFETY: dup2 is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    for &fd in &fds {
-                        if nix::libc::dup2(0, fd) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
+        let fds = self.extra_fds.clone();
+        // SAFETY: signal, sigprocmask and dup2 are async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                // cme-exec starts as a shell or CI runner would start it: every standard signal
+                // at its default. The test process itself may have inherited ignored signals
+                // (a background job of a non-interactive shell ignores SIGINT and SIGQUIT), and
+                // cme-exec rightly passes an ignored signal on as ignored.
+                for sig in 1..32 {
+                    if sig != nix::libc::SIGKILL && sig != nix::libc::SIGSTOP {
+                        nix::libc::signal(sig, nix::libc::SIG_DFL);
                     }
-                    Ok(())
-                });
-            }
+                }
+                let mut empty: nix::libc::sigset_t = std::mem::zeroed();
+                nix::libc::sigemptyset(&mut empty);
+                nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                for &fd in &fds {
+                    if nix::libc::dup2(0, fd) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
         }
         command
     }
