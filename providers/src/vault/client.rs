@@ -548,7 +548,7 @@ impl VaultProvider {
                 self.name
             )),
             Some(403) => err.with_hint(format!(
-                "the token's policies must allow `read` on {}",
+                "the token may have expired or been revoked; if not, its policies must allow `read` on {}",
                 match kv {
                     KvVersion::V2 => format!("{mount}/data/{path}"),
                     KvVersion::V1 => format!("{mount}/{path}"),

@@ -1,0 +1,254 @@
+//! A raw fault-injecting HTTP server for the store-fault tests (`tests/cli/faults.rs`): unlike
+//! [`super::openbao::StandIn`], whose answers are whole responses, its handler writes to the
+//! connection itself, so it can send a status line and then drip the body one byte at a time,
+//! reset the connection halfway through the body, or stream a body far larger than any client
+//! should read, without holding it in memory.
+//!
+//! Also here: [`peak_rss_kib`], the peak resident set of a child process of the test that has
+//! exited but is not reaped yet (`waitid(WNOWAIT)` with the kernel's rusage).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::openbao::Seen;
+
+/// One accepted connection, after its request was read.
+pub struct Conn {
+    stream: TcpStream,
+    stop: Arc<AtomicBool>,
+    reset: bool,
+}
+
+impl Conn {
+    /// True once the server is being dropped.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Writes and flushes `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// The status line and headers (plus `Connection: close`) and the blank line.
+    pub fn head(&mut self, status: u16, headers: &[(&str, String)]) -> std::io::Result<()> {
+        let mut head = format!("HTTP/1.1 {status} Fault-Stand-In\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        self.write(head.as_bytes())
+    }
+
+    /// Sends `body` one byte every `every`, until it is sent, the peer goes away or the server
+    /// stops. Returns how many bytes were written.
+    pub fn drip(&mut self, body: &[u8], every: Duration) -> usize {
+        for (sent, byte) in body.iter().enumerate() {
+            if self.stopped() || self.write(std::slice::from_ref(byte)).is_err() {
+                return sent;
+            }
+            let next = Instant::now() + every;
+            while Instant::now() < next && !self.stopped() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        body.len()
+    }
+
+    /// Makes the end of this connection (when the handler returns) a TCP RST instead of a FIN:
+    /// SO_LINGER 0, and no shutdown before the close.
+    pub fn reset_on_close(&mut self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket descriptor and a correctly sized `linger`.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::addr_of!(linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt(SO_LINGER): {}",
+            std::io::Error::last_os_error()
+        );
+        self.reset = true;
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize, &mut Conn) + Send + Sync;
+
+struct Shared {
+    handler: Box<Handler>,
+    seen: Mutex<Vec<(Seen, Instant)>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// An HTTP server on `127.0.0.1:0` whose handler writes each answer itself (`(request, index,
+/// connection)`, index counting from 0 in arrival order). One request per connection; the
+/// connection is closed when the handler returns.
+pub struct FaultServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultServer {
+    pub fn start(handler: impl Fn(&Seen, usize, &mut Conn) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fault stand-in");
+        let addr = listener.local_addr().expect("fault stand-in address");
+        let shared = Arc::new(Shared {
+            handler: Box::new(handler),
+            seen: Mutex::new(Vec::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        let accept = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = Arc::clone(&accept);
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        FaultServer { addr, shared }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// Method and target of every request, one per line (no headers: safe to print).
+    pub fn summary(&self) -> String {
+        self.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let Some(seen) = read_request(&stream) else {
+        return;
+    };
+    let index = {
+        let mut all = shared.seen.lock().unwrap_or_else(|p| p.into_inner());
+        all.push((seen.clone(), Instant::now()));
+        all.len() - 1
+    };
+    let mut conn = Conn {
+        stream,
+        stop: Arc::clone(&shared.stop),
+        reset: false,
+    };
+    (shared.handler)(&seen, index, &mut conn);
+    if !conn.reset {
+        let _ = conn.stream.shutdown(Shutdown::Both);
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Seen> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let target = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            break;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length.min(4 << 20)];
+    reader.read_exact(&mut body).ok()?;
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// The peak resident set (KiB) of `pid`, a child of this test process, once it has exited:
+/// waits (polling, at most `timeout`) for it to become a zombie, then asks the kernel for its
+/// rusage with `waitid(WNOWAIT)`, which leaves it unreaped for its owner to wait for. `None`
+/// when it did not exit in time.
+pub fn peak_rss_kib(pid: i32, timeout: Duration) -> Option<i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: plain data out-parameters of the raw waitid system call, whose fifth argument
+        // (the rusage) libc's wrapper does not expose.
+        let (rc, info, usage) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let rc = libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PID,
+                pid,
+                std::ptr::addr_of_mut!(info),
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+                std::ptr::addr_of_mut!(usage),
+            );
+            (rc, info, usage)
+        };
+        assert_eq!(rc, 0, "waitid({pid}): {}", std::io::Error::last_os_error());
+        // SAFETY: si_pid is set by waitid (0 when the child has not exited yet).
+        if unsafe { info.si_pid() } == pid {
+            return Some(usage.ru_maxrss);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
