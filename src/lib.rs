@@ -21,6 +21,8 @@ pub mod resolve;
 
 use std::process::ExitCode;
 
+use tracing_subscriber::filter::LevelFilter;
+
 use crate::exit::Exit;
 
 /// The whole program; `main.rs` only calls this.
@@ -64,20 +66,26 @@ fn harden() {
     }));
 }
 
-/// Log targets capped at `info` whatever `RUST_LOG` asks for.
-const SECRET_BEARING_LOG_TARGETS: [&str; 9] = [
-    "vaultrs=off",
-    "rustify=off",
-    "hyper=info",
-    "hyper_util=info",
-    "reqwest=info",
-    "h2=info",
-    "rustls=info",
-    "aws_smithy_runtime=info",
-    "aws_smithy_runtime_api=info",
+/// Log targets capped whatever `RUST_LOG` asks for, as prefixes: these crates can log request or
+/// response details (headers with tokens, bodies with secrets) at debug or trace level.
+/// cme-exec's own logs never hold values.
+const SECRET_BEARING_LOG_TARGETS: [(&str, LevelFilter); 8] = [
+    ("vaultrs", LevelFilter::OFF),
+    ("rustify", LevelFilter::OFF),
+    ("hyper", LevelFilter::INFO), // also hyper_util
+    ("reqwest", LevelFilter::INFO),
+    ("h2", LevelFilter::INFO),
+    ("rustls", LevelFilter::INFO),
+    ("aws", LevelFilter::INFO), // aws_config, aws_sigv4, aws_smithy_*, aws_sdk_*
+    ("tower", LevelFilter::INFO),
 ];
 
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::{FilterExt as _, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let from_env = std::env::var_os(envnames::RUST_LOG).is_some();
     if verbose == 0 && !from_env {
         return;
@@ -87,26 +95,23 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    // vaultrs logs every API error (404s included) at error level: keep it quiet.
-    let default = format!("{level},vaultrs=off,rustify=off,hyper=warn,aws=warn");
-    let mut filter = if from_env {
+    let filter = if from_env {
         tracing_subscriber::EnvFilter::from_default_env()
     } else {
-        tracing_subscriber::EnvFilter::new(default)
+        tracing_subscriber::EnvFilter::new(level)
     };
-    // Whatever RUST_LOG says: these targets can log request or response details (headers with
-    // tokens, bodies with secrets) at debug/trace level. cme-exec's own logs never hold values.
-    for quiet in SECRET_BEARING_LOG_TARGETS {
-        if let Ok(d) = quiet.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // A second filter that must also agree: a more specific RUST_LOG directive
+    // (`hyper_util::client=trace`) cannot lift these caps.
+    let caps = SECRET_BEARING_LOG_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    );
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(
             std::env::var_os(envnames::NO_COLOR).is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )
-        .try_init();
+        .with_filter(filter.and(caps));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -457,7 +457,13 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         auth.instances.insert(key, InstanceAuth { fields });
     }
 
-    // Check every value, and what cme would do with the combination.
+    // Check every value, and what cme would do with the combination (not for an instance with
+    // a failed reference: its missing field is already reported).
+    let failed: BTreeSet<(Product, String)> = verdicts
+        .iter()
+        .filter(|v| v.outcome.is_err())
+        .filter_map(|v| Some((v.product?, v.url.clone()?)))
+        .collect();
     for ((product, url), instance) in &auth.instances {
         let verdict = |subject: String, source: String, outcome| Verdict {
             product: Some(*product),
@@ -475,6 +481,9 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
                     Err(Failure::new("the value is empty")),
                 ));
             }
+        }
+        if failed.contains(&(*product, url.clone())) {
+            continue;
         }
         let has = |f| instance.fields.contains_key(&f);
         if has(Field::ApiToken) && !has(Field::Username) {

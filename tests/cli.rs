@@ -1691,3 +1691,29 @@ fn embedded_cme_schema_matches_the_installed_cme() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--via file` refuses a root others can write to without the sticky bit (another user could
+/// swap the private directory for one of theirs), and accepts a sticky one like `/tmp`.
+#[test]
+fn via_file_refuses_a_root_others_can_write() {
+    let url = "https://company.atlassian.net";
+    let b = basic(url);
+    let marker = b.t.out_dir().join("child-ran");
+    let child = b.t.script("touch", &scripts::touch(&marker));
+    let open = b.t.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let out =
+        b.t.run_args(args!["run", "--via", "file", "--dir", &open, "--", &child]);
+    assert_eq!(out.code(), Some(125), "{}", out.describe());
+    out.assert_stderr_contains("no sticky bit");
+    assert!(!marker.exists(), "the child must not start");
+    assert_dir_empty(&open);
+
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+    b.t.run_args(args!["run", "--via", "file", "--dir", &open, "--", &child])
+        .assert_success();
+    assert!(marker.exists());
+    assert_dir_empty(&open);
+    b.t.assert_clean();
+}

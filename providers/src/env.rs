@@ -20,9 +20,9 @@ pub fn check_document(doc: &Document) -> Result<(), String> {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
-        return Err(format!(
-            "`{name}` is not a variable name (letters, digits and `_`, not starting with a digit)"
-        ));
+        return Err(
+            "not a variable name (letters, digits and `_`, not starting with a digit)".into(),
+        );
     }
     Ok(())
 }

@@ -462,7 +462,11 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
             }
             Some(settings) => {
                 if let Err(e) = settings.kind().check_document(&reference.document) {
-                    problems.push(problem(&table, Some(&key), &format!("{reference}: {e}")));
+                    problems.push(problem(
+                        &table,
+                        Some(&key),
+                        &format!("bad {scheme} reference: {e}"),
+                    ));
                 }
             }
         }

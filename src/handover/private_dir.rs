@@ -71,6 +71,7 @@ impl PrivateDir {
                 .cause(e.desc())
                 .hint("--dir must be an existing directory, not a symlink")
         })?;
+        check_trusted_root(&root_path, &root)?;
         if !is_in_memory(&root) {
             error::warn(format_args!(
                 "{} is not an in-memory filesystem: the config (with secrets) will touch disk until the run ends; prefer --via memfd or a tmpfs --dir",
@@ -247,6 +248,30 @@ pub fn sweep(root_path: &Path, root: &OwnedFd) {
         let _ = remove_contents(locked.as_fd().as_raw_fd(), 0);
         let _ = unlinkat(root, name, UnlinkatFlags::RemoveDir);
     }
+}
+
+/// The root must be owned by root or by us, and others must not be able to rename what we make
+/// in it: no group or other write bit, unless the sticky bit is set (as on `/tmp`). Otherwise
+/// another user could move our directory aside and plant their own under its name, and cme,
+/// which reopens its config by path and rewrites it with the secrets, would write there.
+fn check_trusted_root(path: &Path, root: &OwnedFd) -> Result<(), Error> {
+    let st = fstat(root)
+        .map_err(|e| Error::new(format!("cannot inspect {}", path.display())).cause(e.desc()))?;
+    let owner_ok = st.st_uid == 0 || st.st_uid == nix::unistd::geteuid().as_raw();
+    let others_can_rename = st.st_mode & 0o022 != 0 && st.st_mode & 0o1000 == 0;
+    if !owner_ok || others_can_rename {
+        return Err(Error::new(format!(
+            "{} is not a safe place for the config: {}",
+            path.display(),
+            if owner_ok {
+                "others can write to it and it has no sticky bit"
+            } else {
+                "it belongs to another user"
+            }
+        ))
+        .hint("use a directory of your own (mode 0700) with --dir, or --via memfd"));
+    }
+    Ok(())
 }
 
 /// Whether a directory is on tmpfs or ramfs.

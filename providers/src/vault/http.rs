@@ -504,13 +504,19 @@ impl Transport {
                 Ok(answer) => return Ok(answer),
                 Err(f) => f,
             };
+            // A GET is retried on any transient failure. Anything else (a login) only when it
+            // cannot have been processed: a login answer lost on the way back would leave an
+            // orphaned token (never revoked) or use up a single-use secret id.
+            let idempotent = method == reqwest::Method::GET;
             let retry_after = match &failure {
                 Failure::Status {
                     status,
                     retry_after,
                     ..
-                } if retryable_status(*status) => Some(*retry_after),
-                Failure::Transport { .. } => Some(None),
+                } if retryable_status(*status) && (idempotent || matches!(status, 429 | 503)) => {
+                    Some(*retry_after)
+                }
+                Failure::Transport { connect, .. } if idempotent || *connect => Some(None),
                 _ => None,
             };
             let wait = retry_after.map(|after| {
@@ -608,6 +614,8 @@ enum Failure {
     Transport {
         message: String,
         timeout: bool,
+        /// The connection was never made: the request cannot have been delivered.
+        connect: bool,
     },
     TooLarge,
 }
@@ -618,12 +626,17 @@ impl Failure {
             return Failure::Tls(tls);
         }
         let timeout = e.is_timeout();
+        let connect = e.is_connect();
         let message = if timeout {
             "timed out".to_owned()
         } else {
             deepest_cause(&e)
         };
-        Failure::Transport { message, timeout }
+        Failure::Transport {
+            message,
+            timeout,
+            connect,
+        }
     }
 
     fn finish(self, attempts: u32) -> HttpError {
@@ -641,7 +654,9 @@ impl Failure {
             },
             Failure::Redirect { status, to } => HttpError::Redirect { status, to },
             Failure::Tls(m) => HttpError::Tls(m),
-            Failure::Transport { message, timeout } => HttpError::Transport {
+            Failure::Transport {
+                message, timeout, ..
+            } => HttpError::Transport {
                 message,
                 timeout,
                 attempts,
