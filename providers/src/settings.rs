@@ -15,6 +15,19 @@ pub struct Problem {
     pub message: String,
 }
 
+/// A key as TOML would need it written in a table name: bare when it can be, else quoted.
+pub fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
 /// Reads one TOML table strictly.
 pub struct TableReader<'t, 'p> {
     table: &'t toml::Table,

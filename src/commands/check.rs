@@ -8,24 +8,11 @@ use crate::exit::Exit;
 use crate::resolve::Resolution;
 
 pub fn check(cli: &Cli, args: &ReportArgs) -> Exit {
-    let prepared = match super::prepare(cli) {
-        Ok(p) => p,
-        Err(e) => {
-            report_error(args.format, &e.to_string());
-            error::print(&e);
-            return Exit::CheckFailed;
-        }
-    };
-    let resolution = match super::resolve_blocking(cli, &prepared, true) {
+    let (_, resolution) = match super::prepare_and_resolve(cli, true, |e| {
+        report_error(args.format, &e.to_string())
+    }) {
         Ok(r) => r,
-        Err((exit, e)) => {
-            error::print(&e);
-            return if matches!(exit, Exit::Signal(_)) {
-                exit
-            } else {
-                Exit::CheckFailed
-            };
-        }
+        Err(exit) => return exit,
     };
     match args.format {
         Format::Text => print_text(&resolution),

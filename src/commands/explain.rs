@@ -13,23 +13,9 @@ use crate::exit::Exit;
 use crate::resolve::{Auth, InstanceAuth, Value};
 
 pub fn explain(cli: &Cli, args: &ReportArgs) -> Exit {
-    let prepared = match super::prepare(cli) {
-        Ok(p) => p,
-        Err(e) => {
-            error::print(&e);
-            return Exit::CheckFailed;
-        }
-    };
-    let resolution = match super::resolve_blocking(cli, &prepared, false) {
+    let (prepared, resolution) = match super::prepare_and_resolve(cli, false, |_| {}) {
         Ok(r) => r,
-        Err((exit, e)) => {
-            error::print(&e);
-            return if matches!(exit, Exit::Signal(_)) {
-                exit
-            } else {
-                Exit::CheckFailed
-            };
-        }
+        Err(exit) => return exit,
     };
     let mut shown = Auth::default();
     for (key, instance) in &resolution.auth.instances {

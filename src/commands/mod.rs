@@ -80,6 +80,29 @@ pub fn options(cli: &Cli, identities: bool) -> resolve::Options {
     }
 }
 
+/// For `check` and `explain`: prepare and resolve. A failure is printed (`on_config_error` sees
+/// a configuration error first) and becomes the exit code: 1, or 128+N after signal N.
+pub fn prepare_and_resolve(
+    cli: &Cli,
+    identities: bool,
+    on_config_error: impl FnOnce(&Error),
+) -> Result<(Prepared, Resolution), Exit> {
+    let prepared = prepare(cli).map_err(|e| {
+        on_config_error(&e);
+        error::print(&e);
+        Exit::CheckFailed
+    })?;
+    let resolution = resolve_blocking(cli, &prepared, identities).map_err(|(exit, e)| {
+        error::print(&e);
+        if matches!(exit, Exit::Signal(_)) {
+            exit
+        } else {
+            Exit::CheckFailed
+        }
+    })?;
+    Ok((prepared, resolution))
+}
+
 /// Resolves without a child (render, check, explain); a terminating signal aborts.
 pub fn resolve_blocking(
     cli: &Cli,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use cme_exec_providers::context::EnvReader;
 use cme_exec_providers::reference::{looks_like_reference, Reference};
-use cme_exec_providers::settings::{Problem, ProviderSettings, TableReader};
+use cme_exec_providers::settings::{toml_key, Problem, ProviderSettings, TableReader};
 use cme_exec_providers::Kind;
 
 use crate::envnames as names;
@@ -503,19 +503,6 @@ fn is_provider_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
         && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
-}
-
-/// A key as TOML would need it written: bare when it can be, else quoted.
-pub fn toml_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    }
 }
 
 fn problem(table: &str, key: Option<&str>, message: &str) -> Problem {

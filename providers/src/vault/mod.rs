@@ -317,7 +317,7 @@ impl Settings {
         let mut kv_mounts = BTreeMap::new();
         if let Some(t) = r.table("kv_mounts") {
             for (mount, v) in t {
-                let key = format!("kv_mounts.{}", quote_key(mount));
+                let key = format!("kv_mounts.{}", crate::settings::toml_key(mount));
                 if let Err(e) = check_mount_like(mount) {
                     r.problem(Some(&key), e);
                     continue;
@@ -420,18 +420,6 @@ impl Settings {
         } else {
             Err(problems)
         }
-    }
-}
-
-fn quote_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
     }
 }
 
