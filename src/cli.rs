@@ -19,9 +19,9 @@ use crate::handover::Via;
 ///   cme-exec check
 ///
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
-/// before starting it; 126 not executable; 127 not found. `check`: 0 or 1.
+/// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1.
 #[derive(Debug, Parser)]
-#[command(name = "cme-exec", version)]
+#[command(name = "cme-exec", version, verbatim_doc_comment)]
 pub struct Cli {
     /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
     /// else CME_EXEC_* variables]

@@ -36,17 +36,6 @@ impl Error {
         self
     }
 
-    /// Adds every `source()` of an error as a cause. Printing the chain instead of `Debug`
-    /// keeps backtraces (which some transports attach) out of the output.
-    pub fn causes_of(mut self, err: &dyn std::error::Error) -> Self {
-        let mut next = Some(err);
-        while let Some(e) = next {
-            self.causes.push(e.to_string());
-            next = e.source();
-        }
-        self
-    }
-
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

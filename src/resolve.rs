@@ -64,15 +64,6 @@ pub struct Auth {
     pub instances: BTreeMap<(Product, String), InstanceAuth>,
 }
 
-impl Auth {
-    /// Every secret value, for `--mask`.
-    pub fn secrets(&self) -> impl Iterator<Item = (&Field, &SecretString)> {
-        self.instances
-            .values()
-            .flat_map(|i| i.fields.iter().map(|(f, v)| (f, &v.secret)))
-    }
-}
-
 /// Why something failed; never holds a value.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -291,14 +282,6 @@ impl<'c> Resolver<'c> {
             let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
         }
     }
-}
-
-/// Resolves every reference of `config` and releases the providers.
-pub async fn resolve(config: &Config, ctx: &Arc<Context>, options: &Options) -> Resolution {
-    let resolver = Resolver::new(config, ctx);
-    let resolution = resolver.resolve(options).await;
-    resolver.finish().await;
-    resolution
 }
 
 fn payload_of<'a>(fetched: &'a Fetched, reference: &Reference) -> Result<&'a Payload, Failure> {

@@ -133,22 +133,6 @@ impl<'t, 'p> TableReader<'t, 'p> {
         }
     }
 
-    /// One of a fixed set of strings.
-    pub fn choice(&mut self, key: &'t str, choices: &[&str]) -> Option<String> {
-        let s = self.string(key)?;
-        if choices.contains(&s.as_str()) {
-            Some(s)
-        } else {
-            let list = choices
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.problem(Some(key), format!("expected one of {list}"));
-            None
-        }
-    }
-
     /// A sub-table, or an inline table.
     pub fn table(&mut self, key: &'t str) -> Option<&'t toml::Table> {
         match self.get(key)? {

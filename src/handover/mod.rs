@@ -10,7 +10,7 @@ pub mod memfd;
 pub mod private_dir;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -113,14 +113,6 @@ impl Handover {
             Inner::Memfd(m) => format!("memfd /proc/self/fd/{}", m.raw_fd()),
             Inner::File(d) => d.path().display().to_string(),
             Inner::Env => "environment".into(),
-        }
-    }
-
-    /// The private directory, for `--via file`.
-    pub fn dir(&self) -> Option<PathBuf> {
-        match &self.inner {
-            Inner::File(d) => Some(d.path().to_owned()),
-            _ => None,
         }
     }
 }

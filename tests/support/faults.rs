@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::openbao::Seen;
+use super::openbao::{read_request, Seen};
 
 /// One accepted connection, after its request was read.
 pub struct Conn {
@@ -179,44 +179,6 @@ fn serve(stream: TcpStream, shared: &Shared) {
     if !conn.reset {
         let _ = conn.stream.shutdown(Shutdown::Both);
     }
-}
-
-fn read_request(stream: &TcpStream) -> Option<Seen> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let target = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
-            break;
-        }
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length.min(4 << 20)];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body,
-    })
 }
 
 /// The peak resident set (KiB) of `pid`, a child of this test process, once it has exited:

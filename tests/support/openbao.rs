@@ -755,7 +755,8 @@ impl Drop for StandIn {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Seen> {
+/// Reads one HTTP/1.1 request (also used by the fault stand-in in `faults.rs`).
+pub fn read_request(stream: &TcpStream) -> Option<Seen> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
