@@ -143,7 +143,8 @@ pub struct RunArgs {
     pub no_write_back: bool,
 
     /// Seconds the command gets to exit after a forwarded SIGTERM/SIGINT/SIGHUP/SIGQUIT before
-    /// its whole process group is killed.
+    /// its whole process group is killed; also the longest write-back waits for another run's
+    /// save to finish.
     #[arg(long, env = names::CME_EXEC_GRACE, hide_env_values = true, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub grace: f64,
 

@@ -24,6 +24,8 @@ mod safety;
 mod support;
 #[path = "cli/vault.rs"]
 mod vault;
+#[path = "cli/writeback.rs"]
+mod writeback;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -18,7 +18,7 @@ use crate::envnames as names;
 use crate::error::Error;
 
 /// The largest base config accepted.
-const MAX_BASE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_BASE_BYTES: u64 = 4 * 1024 * 1024;
 
 pub struct BaseConfig {
     pub path: PathBuf,

@@ -142,10 +142,23 @@ async fn run_child(
     let write_back = prepared.config.cme.write_back && !args.no_write_back && args.via != Via::Env;
     if write_back {
         if let Some(after) = handover.read_back() {
-            match after.and_then(|after| writeback::write_back(&prepared.base, &config, &after)) {
+            // The wait for another run's save is bounded by --grace: cme-exec's own work after
+            // the child exits never takes longer than the grace it gives the child.
+            let lock_wait = Duration::from_secs_f64(args.grace);
+            match after
+                .and_then(|after| writeback::write_back(&prepared.base, &config, &after, lock_wait))
+            {
                 Ok(report) => {
                     for path in &report.written {
                         tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
+                    }
+                    for c in &report.conflicts {
+                        error::warn(format_args!(
+                            "{} changed {} during the run; its value was kept and this run's change was not saved (to save it: {})",
+                            prepared.base.path.display(),
+                            c.key,
+                            c.save_with
+                        ));
                     }
                     for path in &report.dropped_secrets {
                         error::warn(format_args!(
