@@ -19,6 +19,8 @@ mod masking;
 mod processes;
 #[path = "cli/properties.rs"]
 mod properties;
+#[path = "cli/review_fixes.rs"]
+mod review_fixes;
 #[path = "cli/safety.rs"]
 mod safety;
 mod support;
