@@ -1,9 +1,12 @@
 //! Regression tests for the outside review (issue 9): each test names its item.
 
 use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
 
 use crate::support::launch::{from_terminal, pty_runner};
-use crate::support::scripts;
+use crate::support::scripts::{self, sh_quote};
 use crate::support::*;
 
 /// A Test with one Jira instance whose PAT comes from a variable.
@@ -71,5 +74,74 @@ fn issue_9_10_verbose_logging_on_a_terminal() {
             out.describe()
         );
     }
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 17: CME_CONFIG_PATH is absolute
+// ---------------------------------------------------------------------------------------------
+
+/// A child that changes directory, then checks that `CME_CONFIG_PATH` is absolute and names a
+/// readable file holding `auth` (without printing it); records `ok` in `out/config-after-cd`.
+fn cd_then_read_child(t: &Test) -> (PathBuf, PathBuf) {
+    let record = t.out_dir().join("config-after-cd");
+    let child = t.script(
+        "cd-then-read",
+        &format!(
+            r#"#!/bin/sh
+cd / || exit 90
+case "$CME_CONFIG_PATH" in
+  /*) ;;
+  *) echo "relative CME_CONFIG_PATH" > {record}; exit 91 ;;
+esac
+grep -q '"auth"' "$CME_CONFIG_PATH" || {{ echo "unreadable after cd" > {record}; exit 92; }}
+echo ok > {record}
+"#,
+            record = sh_quote(&record)
+        ),
+    );
+    (record, child)
+}
+
+/// Issue 9 item 17: `--via file --dir REL` (relative to the working directory) and `--via env`
+/// with a relative `CME_CONFIG_PATH` base config hand over an absolute path: a child that
+/// changes directory still reads its config.
+#[test]
+fn issue_9_17_a_relative_dir_gives_an_absolute_config_path() {
+    let (t, _) = pat_test();
+    let (record, child) = cd_then_read_child(&t);
+    let rel = t.work_dir().join("rt");
+    fs::create_dir(&rel).unwrap();
+    fs::set_permissions(&rel, fs::Permissions::from_mode(0o700)).unwrap();
+    let out = t.run_args([
+        OsStr::new("run"),
+        OsStr::new("--via"),
+        OsStr::new("file"),
+        OsStr::new("--dir"),
+        OsStr::new("rt"),
+        OsStr::new("--"),
+        child.as_os_str(),
+    ]);
+    let said = fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(said.trim(), "ok", "--dir rt\n{}", out.describe());
+    out.assert_success();
+    assert_dir_empty(&rel);
+
+    // --via env: CME_CONFIG_PATH is the base config, here given relative to the working dir.
+    fs::remove_file(&record).unwrap();
+    t.write_file("work/base.json", "{\"auth\": {}}\n");
+    let out = t
+        .launch([
+            OsStr::new("run"),
+            OsStr::new("--via"),
+            OsStr::new("env"),
+            OsStr::new("--"),
+            child.as_os_str(),
+        ])
+        .env("CME_CONFIG_PATH", "base.json")
+        .run();
+    let said = fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(said.trim(), "ok", "--via env\n{}", out.describe());
+    out.assert_success();
     t.assert_clean();
 }
