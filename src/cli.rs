@@ -158,7 +158,8 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// The file's permission bits, in octal.
+    /// The file's permission bits, in octal: world-writable is refused, readable by others
+    /// (0644) is warned about; 0640 shares it with a group.
     #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
 

@@ -145,3 +145,45 @@ fn issue_9_17_a_relative_dir_gives_an_absolute_config_path() {
     out.assert_success();
     t.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 18: render --mode that others can read
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 9 item 18: `render --mode 0644` writes the file as asked but warns that every user can
+/// read it; `--mode 0640` (group-readable, the documented sharing mode) and the default do not.
+#[test]
+fn issue_9_18_render_warns_when_others_can_read() {
+    let (t, _) = pat_test();
+    let output = t.out_dir().join("app_data.json");
+    let out = t.run_args([
+        OsStr::new("render"),
+        OsStr::new("--output"),
+        output.as_os_str(),
+        OsStr::new("--mode"),
+        OsStr::new("0644"),
+    ]);
+    out.assert_success()
+        .assert_stderr_contains("warning")
+        .assert_stderr_contains("readable by every user")
+        .assert_stderr_contains(&output.display().to_string());
+    assert_eq!(mode_of(&output), 0o644, "the mode asked for");
+    for mode in [None, Some("0640")] {
+        let mut args = vec![
+            OsStr::new("render"),
+            OsStr::new("--output"),
+            output.as_os_str(),
+        ];
+        if let Some(m) = mode {
+            args.extend([OsStr::new("--mode"), OsStr::new(m)]);
+        }
+        let out = t.run_args(args);
+        out.assert_success();
+        assert!(
+            !out.stderr.contains("warning"),
+            "--mode {mode:?}: no warning\n{}",
+            out.describe()
+        );
+    }
+    t.assert_clean();
+}
