@@ -187,3 +187,67 @@ fn issue_9_18_render_warns_when_others_can_read() {
     }
     t.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 16: control characters in values
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 9 item 16: a value with NUL (from a file) or ESC (from a variable) is refused by `run`
+/// (125, no child), `render` (125, nothing written), `check` and `explain` (1), each naming the
+/// field and never showing the value. A value with tab and a CRLF ending still resolves.
+#[test]
+fn issue_9_16_control_characters_in_values_are_refused() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let nul_token = format!("{token}\0tail");
+    let token_file = t.secret_file("token", nul_token.as_bytes());
+    let esc_user = format!("{user}\x1b[2J");
+    let t = t.env("CME_TEST_USER", &esc_user).config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_USER\"\n\
+         api_token = \"file://{}\"\n",
+        token_file.display()
+    ));
+    let marker = t.out_dir().join("child-ran");
+    let child = t.script("touch", &scripts::touch(&marker));
+    let output = t.out_dir().join("app_data.json");
+    let runs: [(Vec<&OsStr>, i32); 4] = [
+        (
+            vec![OsStr::new("run"), OsStr::new("--"), child.as_os_str()],
+            125,
+        ),
+        (
+            vec![
+                OsStr::new("render"),
+                OsStr::new("--output"),
+                output.as_os_str(),
+            ],
+            125,
+        ),
+        (vec![OsStr::new("check")], 1),
+        (vec![OsStr::new("explain")], 1),
+    ];
+    for (args, code) in runs {
+        let out = t.run_args(&args);
+        out.assert_code(code);
+        let text = format!("{}{}", out.stdout, out.stderr);
+        for field in ["username", "api_token"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(field) && l.contains("control character")),
+                "{args:?}: {field} is named with the reason\n{}",
+                out.describe()
+            );
+        }
+        assert!(!text.contains("tail"), "{args:?}: no part of the value");
+        assert!(!text.contains('\x1b'), "{args:?}: no escape sequence");
+    }
+    assert!(!marker.exists(), "the child must not start");
+    assert!(!output.exists(), "render writes nothing");
+
+    // Tab and a CRLF line ending are fine.
+    fs::write(&token_file, format!("{token}\tx\r\n")).unwrap();
+    let t = t.env("CME_TEST_USER", format!("{user}\r"));
+    t.run_args(["check"]).assert_success();
+    t.assert_clean();
+}
