@@ -104,8 +104,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page cme-exec(1) (roff), or with --dir write it and the subcommands' pages.
+    Man {
+        /// Write cme-exec.1 and cme-exec-run.1, cme-exec-render.1, ... into this existing
+        /// directory (printing each path) instead of printing cme-exec.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod exit;
 pub mod handover;
 pub mod mask;
 pub mod resolve;
+pub mod stdout;
 
 use std::process::ExitCode;
 
@@ -44,7 +45,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    commands::dispatch(cli).into()
+    stdout::finish(commands::dispatch(cli)).into()
 }
 
 /// cme-exec holds secrets in memory: no core file, no ptrace by other processes of the same

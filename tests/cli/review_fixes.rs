@@ -424,3 +424,119 @@ fn issue_9_15_file_type_first_and_no_chmod_hint_for_what_is_not_yours() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 13: a closed stdout, and the man pages
+// ---------------------------------------------------------------------------------------------
+
+/// `<tmp>/bin/closed-stdout PROGRAM ARGS...`: runs the program with stdout a pipe whose reader
+/// is already gone (as after `| head -1` has exited), and SIGPIPE at its default as a shell
+/// leaves it. Every write to stdout then fails with EPIPE, whatever its size or timing.
+fn closed_stdout_runner(t: &Test) -> PathBuf {
+    let python = Venv::get().python();
+    t.script(
+        "closed-stdout",
+        &format!(
+            r#"#!{python}
+import os, signal, sys
+r, w = os.pipe()
+os.close(r)
+os.dup2(w, 1)
+os.close(w)
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])
+"#,
+            python = python.display()
+        ),
+    )
+}
+
+/// Issue 9 item 13: every command that prints to stdout ends quietly when the reader is gone:
+/// the exit code it would have had, nothing on stderr (no "internal error"). `render --output -`
+/// is the exception by design: a cut-short config is an error (125), reported, not a crash.
+#[test]
+fn issue_9_13_a_closed_stdout_is_not_a_crash() {
+    let (t, _) = pat_test();
+    let closed = closed_stdout_runner(&t);
+    for args in [
+        &["completions", "fish"][..],
+        &["completions", "bash"],
+        &["man"],
+        &["check"],
+        &["check", "--format", "json"],
+        &["explain"],
+        &["explain", "--format", "json"],
+    ] {
+        let out = t.launch(args).wrapper([&closed]).run();
+        assert_eq!(out.code(), Some(0), "{args:?}\n{}", out.describe());
+        assert!(out.stderr.is_empty(), "{args:?}: quiet\n{}", out.describe());
+    }
+    let out = t
+        .launch(["render", "--output", "-", "--force-stdout"])
+        .wrapper([&closed])
+        .run();
+    out.assert_code(125)
+        .assert_stderr_contains("cannot write to stdout");
+    assert!(!out.stderr.contains("internal error"), "{}", out.describe());
+    t.assert_clean();
+}
+
+/// Issue 9 item 13: `man` has ENVIRONMENT, EXIT STATUS and run's options; every subcommand page
+/// it refers to is written by `man --dir DIR`, each with the same sections.
+#[test]
+fn issue_9_13_man_pages_are_complete() {
+    let t = Test::new();
+    let out = t.run_args(["man"]);
+    out.assert_success();
+    let main = out.stdout.clone();
+    for needle in [
+        ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"RUN OPTIONS\"",
+        "\\-\\-via",
+        "CME_EXEC_CONFIG",
+        "101",
+    ] {
+        assert!(main.contains(needle), "cme-exec.1 has {needle:?}");
+    }
+    let dir = t.out_dir().join("man1");
+    fs::create_dir(&dir).unwrap();
+    let out = t.run_args([OsStr::new("man"), OsStr::new("--dir"), dir.as_os_str()]);
+    out.assert_success();
+    assert_eq!(
+        fs::read_to_string(dir.join("cme-exec.1")).unwrap(),
+        main,
+        "--dir writes the same cme-exec.1"
+    );
+    // Every `cme-exec-NAME(1)` the main page names has its file.
+    let mut referenced = Vec::new();
+    for (i, _) in main.match_indices("cme\\-exec\\-") {
+        let rest = &main[i + "cme\\-exec\\-".len()..];
+        if let Some(end) = rest.find("(1)") {
+            let name = &rest[..end];
+            if name.chars().all(|c| c.is_ascii_lowercase()) {
+                referenced.push(format!("cme-exec-{name}.1"));
+            }
+        }
+    }
+    referenced.sort();
+    referenced.dedup();
+    assert!(
+        referenced.len() >= 6,
+        "the subcommands are listed: {referenced:?}"
+    );
+    for page in &referenced {
+        let text = fs::read_to_string(dir.join(page))
+            .unwrap_or_else(|e| panic!("{page} is referenced but not written: {e}"));
+        assert!(
+            text.contains(".SH ENVIRONMENT") && text.contains(".SH \"EXIT STATUS\""),
+            "{page} has ENVIRONMENT and EXIT STATUS"
+        );
+    }
+    let run = fs::read_to_string(dir.join("cme-exec-run.1")).unwrap();
+    assert!(
+        run.contains("\\-\\-grace"),
+        "cme-exec-run.1 has run's options"
+    );
+    t.assert_clean();
+}
