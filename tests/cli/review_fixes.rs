@@ -540,3 +540,24 @@ fn issue_9_13_man_pages_are_complete() {
     );
     t.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 25: no test skips
+// ---------------------------------------------------------------------------------------------
+
+/// Issue 9 item 25: the support code's way out for a test that needs namespaces the machine
+/// lacks fails the test, with the reason and the fix (it used to print "SKIPPED" and pass).
+#[test]
+fn issue_9_25_a_test_that_cannot_run_fails_with_the_reason() {
+    let outcome = std::panic::catch_unwind(|| {
+        crate::support::launch::cannot_run("some::test", "`unshare -m sh -c ...` failed: EPERM")
+    });
+    let payload = outcome.expect_err("a test that cannot run must fail");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    for needle in ["some::test", "EPERM", "To fix", "root"] {
+        assert!(message.contains(needle), "{needle:?} in {message:?}");
+    }
+}

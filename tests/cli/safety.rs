@@ -9,7 +9,7 @@
 //! every name cme-exec would use predictably; a symlinked `--dir`; a read-only directory; a full
 //! disk (a truncated config never reaches the child); cleanup never follows a link the child
 //! planted. The read-only and full-disk cases use a private mount namespace (`unshare -m`) and
-//! are skipped, with a message, where there is none; the permission case drops to uid 65534 with
+//! fail, with the reason and the fix, where there is none; the permission case drops to uid 65534 with
 //! `setpriv` when running as root.
 
 use std::ffi::{OsStr, OsString};
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::launch::{is_root, mount_namespace, skip};
+use crate::support::launch::{cannot_run, is_root, mount_namespace};
 use crate::support::scripts::{self, sh_quote};
 use crate::support::secrets;
 use crate::support::*;
@@ -863,13 +863,10 @@ fn read_only_directory() {
     // A read-only mount.
     let ns = match mount_namespace() {
         Ok(ns) => ns,
-        Err(why) => {
-            skip(
-                "safety::read_only_directory (the read-only mount part)",
-                &why,
-            );
-            return;
-        }
+        Err(why) => cannot_run(
+            "safety::read_only_directory (the read-only mount part)",
+            &why,
+        ),
     };
     let (t, _) = pat_test();
     let (marker, child) = marker_child(&t);
@@ -909,13 +906,10 @@ fn read_only_directory() {
 fn full_disk_never_gives_the_child_a_truncated_config() {
     let ns = match mount_namespace() {
         Ok(ns) => ns,
-        Err(why) => {
-            skip(
-                "safety::full_disk_never_gives_the_child_a_truncated_config",
-                &why,
-            );
-            return;
-        }
+        Err(why) => cannot_run(
+            "safety::full_disk_never_gives_the_child_a_truncated_config",
+            &why,
+        ),
     };
     let mut t = Test::new();
     let mut cookies = t.sentinel("big");
