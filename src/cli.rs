@@ -104,8 +104,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page cme-exec(1) (roff), or with --dir write it and the subcommands' pages.
+    Man {
+        /// Write cme-exec.1 and cme-exec-run.1, cme-exec-render.1, ... into this existing
+        /// directory (printing each path) instead of printing cme-exec.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +164,8 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// The file's permission bits, in octal.
+    /// The file's permission bits, in octal: world-writable is refused, readable by others
+    /// (0644) is warned about; 0640 shares it with a group.
     #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
 

@@ -463,6 +463,12 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
                     value.origin.to_string(),
                     Err(Failure::new("the value is empty")),
                 ));
+            } else if let Some(problem) = control_character_problem(v) {
+                verdicts.push(verdict(
+                    field.name().into(),
+                    value.origin.to_string(),
+                    Err(Failure::new(problem)),
+                ));
             }
         }
         if failed.contains(&(*product, url.clone())) {
@@ -501,6 +507,19 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         identities: Vec::new(),
         consumed_env: BTreeSet::new(),
     }
+}
+
+/// A value cme would put into an HTTP header must not hold NUL or another control character.
+/// Tab is allowed, and so are CR and LF: cme strips `\r` and `\n` from every credential (issue
+/// 9, item 16). The value itself is never described beyond that.
+fn control_character_problem(value: &str) -> Option<&'static str> {
+    value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+        .then_some(
+            "the value holds a NUL or another control character (only tab, CR and LF are allowed); \
+             cme would send it in an HTTP header",
+        )
 }
 
 fn read_bulk(

@@ -38,9 +38,9 @@ pub fn explain(cli: &Cli, args: &ReportArgs) -> Exit {
     }
     let doc = cme_config::render(&prepared.base, &shown);
     match args.format {
-        Format::Json => print!("{}", String::from_utf8_lossy(&doc)),
+        Format::Json => crate::out!("{}", String::from_utf8_lossy(&doc)),
         Format::Text => {
-            println!(
+            crate::outln!(
                 "# base config: {}{}",
                 prepared.base.path.display(),
                 if prepared.base.exists {
@@ -49,7 +49,7 @@ pub fn explain(cli: &Cli, args: &ReportArgs) -> Exit {
                     " (does not exist)"
                 }
             );
-            print!("{}", error::strip_controls(&String::from_utf8_lossy(&doc)));
+            crate::out!("{}", error::strip_controls(&String::from_utf8_lossy(&doc)));
         }
     }
     if resolution.is_ok() {

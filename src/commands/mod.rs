@@ -2,10 +2,10 @@
 
 mod check;
 mod explain;
+mod man;
 mod render;
 mod run;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,23 +27,13 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "cme-exec", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when stdout fails (`| head -1`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cme-exec", &mut script);
+            crate::stdout::write(&script);
             Exit::Success
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
-                Ok(()) => {
-                    let _ = std::io::stdout().write_all(&out);
-                    Exit::Success
-                }
-                Err(e) => {
-                    error::print(&Error::new("cannot render the man page").cause(e.to_string()));
-                    Exit::Failed
-                }
-            }
-        }
+        Command::Man { ref dir } => man::man(dir.as_deref()),
     }
 }
 

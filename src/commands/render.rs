@@ -49,5 +49,20 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
             });
     }
     atomic::write(&args.output, &config, args.mode, atomic::Symlink::Refuse)
-        .map_err(|e| (Exit::Failed, e))
+        .map_err(|e| (Exit::Failed, e))?;
+    warn_if_others_can_read(&args.output, args.mode);
+    Ok(())
+}
+
+/// A mode that lets every user read the secrets is allowed (the user asked for it) but never
+/// silent. Group-readable (`0640`) is not warned about: a group shared with the cme container is
+/// the documented way to hand the file over (issue 9, item 18).
+fn warn_if_others_can_read(path: &std::path::Path, mode: u32) {
+    if mode & 0o004 != 0 {
+        error::warn(format_args!(
+            "{} is readable by every user on this system (mode {mode:04o}): it holds secrets; \
+             prefer 0600, or 0640 with a group shared with the reader",
+            path.display()
+        ));
+    }
 }
