@@ -247,19 +247,28 @@ impl<'c> Resolver<'c> {
             }
         }
 
+        // `check`'s identity lookups run under the same deadline as the fetches (one deadline
+        // covers the whole resolution), all at once.
         let mut identities = Vec::new();
         if options.identities {
-            for (name, p, _) in &self.providers {
-                let identity = match tokio::time::timeout(options.deadline, p.identity()).await {
+            let lookups = self.providers.iter().map(|(name, p, _)| async move {
+                let identity = match tokio::time::timeout_at(deadline, p.identity()).await {
                     Ok(r) => r,
-                    Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
+                    Err(_) => Err(FetchError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s (the resolution deadline; see --timeout)",
+                            options.deadline.as_secs_f32()
+                        ),
+                    )),
                 };
-                identities.push(ProviderIdentity {
+                ProviderIdentity {
                     name: name.clone(),
                     kind: p.kind(),
                     identity,
-                });
-            }
+                }
+            });
+            identities = futures::future::join_all(lookups).await;
         }
         let mut resolution = assemble(self.config, &fetched);
         resolution.identities = identities;

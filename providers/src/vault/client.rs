@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{watch, OnceCell};
 
 use super::auth::{self, Session};
-use super::http::{self, Budget, Call, HttpError, Transport};
+use super::http::{self, Call, HttpError, Transport};
 use super::{names, Auth, JwtSource, KvVersion, RoleId, Settings, Source};
 use crate::payload::{zeroize_value, Payload, SecretMap};
 use crate::{Context, Document, FetchError, Identity, Kind, Provider};
@@ -734,9 +734,10 @@ impl Provider for VaultProvider {
         let session = self.session().await?;
         let call = Call::from_endpoint(&vaultrs::api::token::requests::LookupTokenSelfRequest {})?;
         let what = "looking up the token (auth/token/lookup-self)";
+        // Under the resolution deadline, like the reads (`check`: one deadline for everything).
         let answer = self
             .transport
-            .send_within(&call, Some(&session.token), Budget::Full)
+            .send(&call, Some(&session.token))
             .await
             .map_err(|e| e.into_fetch_error(what, self.transport.origin()))?;
         let mut body: Value = serde_json::from_slice(&answer.body)
