@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 
 pub use context::{Context, EnvReader};
-pub use error::{ErrorKind, FetchError};
+pub use error::{docs_url, ErrorKind, FetchError};
 pub use payload::{Format, Payload, SecretMap};
 pub use reference::{Document, Key, Reference};
 pub use settings::{ProviderSettings, TableReader};

@@ -420,7 +420,8 @@ fn credentials_hint(name: &str) -> String {
     format!(
         "the aws-sm provider `{name}` found no usable AWS credentials: set AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY, AWS_PROFILE (or profile in [providers.{name}]), or \
-         AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; see docs/providers/aws-sm.md"
+         AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; see {}",
+        crate::docs_url("providers/aws-sm.md")
     )
 }
 

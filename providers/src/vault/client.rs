@@ -147,7 +147,10 @@ impl VaultProvider {
                     "the built-in vault provider's settings from the environment: {}",
                     list.join("; ")
                 ))
-                .with_hint("see docs/providers/vault.md, \"Without a config file\"")
+                .with_hint(format!(
+                    "see {}",
+                    crate::docs_url("providers/vault.md#without-a-config-file")
+                ))
             })?
         };
         // Paths in the config file are relative to its directory; paths in variables to the
