@@ -143,6 +143,9 @@ impl Resolution {
             "{n} credential{} could not be resolved; nothing was started",
             if n == 1 { "" } else { "s" }
         ));
+        // A failure shared by several fields (a failed login, an unreachable store) is told
+        // once, with the fields it stopped listed under it.
+        let mut groups: Vec<(&Failure, Vec<String>)> = Vec::new();
         let mut hints = Vec::new();
         for v in failures {
             if let Err(f) = &v.outcome {
@@ -151,11 +154,25 @@ impl Resolution {
                 } else {
                     format!(" ({})", v.source)
                 };
-                err = err.detail(format!("{}{source}: {}", v.place(), f.message));
+                let place = format!("{}{source}", v.place());
+                match groups.iter_mut().find(|(g, _)| g.message == f.message) {
+                    Some((_, places)) => places.push(place),
+                    None => groups.push((f, vec![place])),
+                }
                 if let Some(h) = &f.hint {
                     if !hints.contains(h) {
                         hints.push(h.clone());
                     }
+                }
+            }
+        }
+        for (f, places) in groups {
+            if let [place] = places.as_slice() {
+                err = err.detail(format!("{place}: {}", f.message));
+            } else {
+                err = err.detail(format!("{} (for {} fields):", f.message, places.len()));
+                for place in places {
+                    err = err.detail(format!("  {place}"));
                 }
             }
         }

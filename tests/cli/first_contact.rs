@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::moto::{self, Moto};
+use crate::support::openbao::OpenBao;
 use crate::support::*;
 
 /// What a failing run may take beyond its `--timeout`: starting and ending the process on a busy
@@ -405,5 +408,121 @@ fn aws_credential_provider_text_never_reaches_the_output() {
     assert_in_words("a refused web identity", &out);
     let line = failed_line(&out);
     assert!(line.contains("InvalidIdentityToken"), "{line}");
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 20. Vault hints point at the cause
+// ---------------------------------------------------------------------------------------------
+
+/// A Vault test: two fields of one KV v2 document `secret/app`, the built-in provider from
+/// `VAULT_ADDR`, nothing else.
+fn vault_hint_test(t: Test, address: &str) -> Test {
+    t.env("VAULT_ADDR", address).config_toml(
+        "[confluence.\"https://x.atlassian.net\"]\nusername = \"vault://secret/app#user\"\n\
+         api_token = \"vault://secret/app#token\"\n",
+    )
+}
+
+/// The `hint:` line of a failed run.
+#[track_caller]
+fn hint_of(out: &Output) -> String {
+    out.assert_code(125);
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint\n{}", out.describe()))
+        .to_owned()
+}
+
+/// A wrong token, a token whose policies do not allow the read, a misspelt namespace and
+/// `https://` against a plain-HTTP server: each gets the hint for its own cause.
+#[test]
+fn vault_hints_name_the_cause() {
+    let bao = OpenBao::start();
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let wrong = t.sentinel("wrong-token");
+    let reader = t.sentinel("reader-token");
+    bao.kv2_put("secret", "app", json!({ "user": user, "token": token }));
+    bao.policy(
+        "elsewhere",
+        "path \"secret/data/other\" { capabilities = [\"read\"] }",
+    );
+    bao.token_with_id(&reader, &["elsewhere"]);
+    let t = vault_hint_test(t, &bao.address());
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    let run = |token: &str, extra: &[(&str, &str)]| {
+        let mut l = t
+            .launch([std::ffi::OsString::from("--"), child.clone().into()])
+            .env("VAULT_TOKEN", token);
+        for (k, v) in extra {
+            l = l.env(k, v);
+        }
+        l.run()
+    };
+
+    let hint = hint_of(&run(&wrong, &[]));
+    assert!(
+        hint.contains("does not accept the token") && !hint.contains("mount's name"),
+        "a wrong token: {hint}"
+    );
+
+    let hint = hint_of(&run(&reader, &[]));
+    assert!(
+        hint.contains("token is valid") && hint.contains("policies"),
+        "a token without read: {hint}"
+    );
+
+    let hint = hint_of(&run(bao.root_token(), &[("VAULT_NAMESPACE", "no-such-ns")]));
+    assert!(
+        hint.contains("namespace") && !hint.contains("mount's name"),
+        "a misspelt namespace: {hint}"
+    );
+
+    let https = bao.address().replacen("http://", "https://", 1);
+    let out = t
+        .launch([std::ffi::OsString::from("--"), child.clone().into()])
+        .env("VAULT_TOKEN", bao.root_token())
+        .env("VAULT_ADDR", &https)
+        .run();
+    let hint = hint_of(&out);
+    assert!(
+        hint.contains("plain HTTP") && !hint.contains("VAULT_CACERT"),
+        "https:// against plain HTTP: {hint}"
+    );
+    t.assert_clean();
+}
+
+/// A failed login is told once, with the fields it stopped under it, not once per field.
+#[test]
+fn vault_failed_login_is_told_once() {
+    let bao = OpenBao::start();
+    bao.enable_auth("approle", "approle");
+    bao.ok(
+        "POST",
+        "auth/approle/role/reader",
+        json!({ "token_policies": ["default"] }),
+    );
+    let mut t = Test::new();
+    let secret_id = t.sentinel("secret-id");
+    let config = format!(
+        "[providers.vault]\nkind = \"vault\"\naddress = {}\n\
+         auth = {{ method = \"approle\", role_id = \"no-such-role-id\", secret_id_env = \"SECRET_ID\" }}\n\n\
+         [confluence.\"https://x.atlassian.net\"]\nusername = \"vault://secret/app#user\"\n\
+         api_token = \"vault://secret/app#token\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n",
+        serde_json::to_string(&bao.address()).expect("a string")
+    );
+    let t = t.env("SECRET_ID", &secret_id).config_toml(&config);
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
+    out.assert_code(125);
+    let logins = out.stderr.matches("logging in to").count();
+    assert_eq!(logins, 1, "the login failure once\n{}", out.describe());
+    for field in ["username", "api_token", "pat"] {
+        out.assert_stderr_contains(field);
+    }
     t.assert_clean();
 }

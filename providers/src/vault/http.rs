@@ -152,13 +152,22 @@ impl HttpError {
                 } else {
                     String::new()
                 };
-                FetchError::new(
+                let e = FetchError::new(
                     kind,
                     format!(
                         "{what}: Vault at {origin} answered {}{tries}",
                         describe_status(status, &errors)
                     ),
-                )
+                );
+                // Whatever the call, a namespace the server does not have is the cause.
+                if status == 404 && errors.iter().any(|e| e.contains("namespace not found")) {
+                    e.with_hint(
+                        "check the namespace's name (namespace in [providers.NAME], or \
+                         VAULT_NAMESPACE): this server has no such namespace",
+                    )
+                } else {
+                    e
+                }
             }
             HttpError::Redirect { status, to } => FetchError::new(
                 ErrorKind::Denied,
@@ -172,14 +181,30 @@ impl HttpError {
                 "point `address` (VAULT_ADDR) at the server that answers, such as the active node \
                  or the load balancer",
             ),
-            HttpError::Tls(reason) => FetchError::new(
-                ErrorKind::Unavailable,
-                format!("{what}: TLS handshake with {origin} failed: {reason}"),
-            )
-            .with_hint(
-                "give the CA that signed Vault's certificate with ca_cert (VAULT_CACERT) or \
-                 ca_path (VAULT_CAPATH)",
-            ),
+            HttpError::Tls(reason) => {
+                let e = FetchError::new(
+                    ErrorKind::Unavailable,
+                    format!("{what}: TLS handshake with {origin} failed: {reason}"),
+                );
+                // Each TLS failure has its own fix; a CA bundle mends only an unknown issuer.
+                if reason == NOT_TLS {
+                    e.with_hint(
+                        "the address says https:// but the server answers plain HTTP: use \
+                         http:// if it has no TLS (allowed for loopback addresses, else with \
+                         allow_http), or the port of its TLS listener",
+                    )
+                } else if reason == WRONG_NAME {
+                    e.with_hint(
+                        "use the host name the certificate was issued for in the address \
+                         (address, or VAULT_ADDR)",
+                    )
+                } else {
+                    e.with_hint(
+                        "give the CA that signed Vault's certificate with ca_cert \
+                         (VAULT_CACERT) or ca_path (VAULT_CAPATH)",
+                    )
+                }
+            }
             HttpError::Transport {
                 message,
                 timeout,
@@ -214,6 +239,11 @@ impl HttpError {
         }
     }
 }
+
+/// The TLS failure of a server that answered in plain HTTP.
+const NOT_TLS: &str = "the server does not speak TLS (its answer was not a TLS record)";
+/// The TLS failure of a certificate issued for another name.
+const WRONG_NAME: &str = "the server's certificate is not valid for this host name";
 
 /// `403 (permission denied)`, `404`, `400 (invalid role or secret ID; ...)`.
 pub fn describe_status(status: u16, errors: &[String]) -> String {
@@ -688,12 +718,12 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t.to_string());
+            return Some(describe_tls(t));
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if let Some(inner) = io.get_ref() {
                 if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(t.to_string());
+                    return Some(describe_tls(t));
                 }
                 if let Some(found) = tls_cause(inner) {
                     return Some(found);
@@ -703,6 +733,20 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         next = err.source();
     }
     None
+}
+
+/// A rustls error in words, with the causes that have their own hint told apart.
+fn describe_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            NOT_TLS.to_owned()
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            ..
+        }) => WRONG_NAME.to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// The innermost cause's text (`Connection refused (os error 111)`), without reqwest's own
