@@ -91,6 +91,12 @@ pub fn warn(message: impl fmt::Display) {
     let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
 }
 
+/// Prints a note (progress, not a problem) to stderr.
+pub fn note(message: impl fmt::Display) {
+    let text = format!("cme-exec: {message}\n");
+    let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
+}
+
 /// Removes control characters except newlines and tabs.
 pub fn strip_controls(s: &str) -> String {
     s.chars()

@@ -234,7 +234,15 @@ impl<'c> Resolver<'c> {
     }
 
     /// Fetches every document concurrently under one deadline, then assembles the result.
+    /// On a terminal, what is being waited for is shown while it lasts ([`crate::progress`]).
     pub async fn resolve(&self, options: &Options) -> Resolution {
+        tokio::select! {
+            r = self.resolve_quietly(options) => r,
+            never = crate::progress::show_waits() => match never {},
+        }
+    }
+
+    async fn resolve_quietly(&self, options: &Options) -> Resolution {
         let mut fetched: Fetched = HashMap::new();
         for (d, e) in &self.unbuildable {
             fetched.insert(d.clone(), Err(e.clone()));

@@ -15,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod file;
 pub mod payload;
+pub mod progress;
 pub mod reference;
 pub mod settings;
 pub mod vault;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::launch::{from_terminal, pty_runner};
 use crate::support::moto::{self, Moto};
 use crate::support::openbao::OpenBao;
 use crate::support::*;
@@ -524,5 +525,119 @@ fn vault_failed_login_is_told_once() {
     for field in ["username", "api_token", "pat"] {
         out.assert_stderr_contains(field);
     }
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 21. What is being waited for, while a store is slow
+// ---------------------------------------------------------------------------------------------
+
+/// A Vault test whose only store is `address`, with a child that does nothing.
+fn waiting_test(address: &str) -> (Test, std::path::PathBuf) {
+    let t = Test::new()
+        .env("VAULT_ADDR", address)
+        .env("VAULT_TOKEN", "hvs.not-a-secret-token")
+        .global_arg("--timeout")
+        .global_arg("3")
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"vault://secret/app#pat\"\n");
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    (t, child)
+}
+
+/// On a terminal, a store that accepts and never answers is named after about a second: the
+/// store, its address, the time waited and the attempt. The lines come before the deadline's
+/// error, on cme-exec's own stderr (the child never starts). Not on a pipe: a CI log gets the
+/// error only.
+#[test]
+fn a_slow_store_is_named_on_a_terminal_while_it_is_awaited() {
+    let silent = Silent::start();
+    let (t, child) = waiting_test(&silent.url());
+    let pty = pty_runner(&t);
+    let start = Instant::now();
+    let out = t
+        .launch([std::ffi::OsString::from("--"), child.clone().into()])
+        .wrapper([&pty])
+        .run();
+    let elapsed = start.elapsed();
+    out.assert_code(125);
+    let screen = from_terminal(&out.stdout);
+    let line = screen
+        .lines()
+        .find(|l| l.starts_with("cme-exec: waiting for "))
+        .unwrap_or_else(|| panic!("nothing was shown while waiting\n{}", out.describe()));
+    assert!(
+        line.contains(&format!("Vault at {}", silent.url())) && line.contains("attempt 1"),
+        "the store, its address and the attempt: {line}"
+    );
+    assert!(line.contains(" s"), "the time waited: {line}");
+    let waiting_at = screen.find("waiting for").expect("found above");
+    let error_at = screen
+        .find("cme-exec: error:")
+        .unwrap_or_else(|| panic!("no error after the deadline\n{}", out.describe()));
+    assert!(
+        waiting_at < error_at,
+        "shown while waiting, before the error"
+    );
+    assert!(
+        screen.matches("waiting for").count() <= 2,
+        "repeated sparingly (3 s of waiting)\n{screen}"
+    );
+    assert!(elapsed < Duration::from_secs(3) + MARGIN, "{elapsed:?}");
+
+    let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
+    out.assert_code(125);
+    assert!(
+        !out.stderr.contains("waiting for"),
+        "not on a pipe\n{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
+/// Each retry is logged at `-v` (info), terminal or not: the store, the address, the attempt.
+#[test]
+fn retries_are_logged_at_verbose() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("address").port()
+    };
+    let closed = format!("http://127.0.0.1:{port}");
+    let (t, child) = waiting_test(&closed);
+    let out = t.run_args([std::ffi::OsString::from("-v"), "--".into(), child.into()]);
+    out.assert_code(125);
+    let retries: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying"))
+        .collect();
+    assert_eq!(
+        retries.len(),
+        2,
+        "three attempts, two retries\n{}",
+        out.describe()
+    );
+    assert!(
+        retries[0].contains(&format!("Vault at {closed}")) && retries[0].contains("attempt 1 of 3"),
+        "{}",
+        retries[0]
+    );
+    t.assert_clean();
+
+    // The AWS SDK retries on its own: its attempts are logged the same way.
+    let t = aws_words_test(Test::new(), &closed)
+        .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-secret-key");
+    let out = t.run_args(["-v", "check"]);
+    out.assert_code(1);
+    let retry = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("retrying") && l.contains("GetSecretValue"))
+        .unwrap_or_else(|| panic!("no AWS retry logged\n{}", out.describe()));
+    assert!(
+        retry.contains(&format!("AWS Secrets Manager at {closed}"))
+            && retry.contains("attempt 1 of 3"),
+        "{retry}"
+    );
     t.assert_clean();
 }

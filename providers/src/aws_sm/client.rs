@@ -37,7 +37,7 @@ use zeroize::Zeroize as _;
 use super::diagnose;
 use super::{parse_target, Settings, Target, Version, CREDENTIAL_VARS, DEFAULT_SESSION_NAME};
 use crate::payload::{Format, Payload, MAX_DOCUMENT_BYTES};
-use crate::{Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
+use crate::{progress, Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
 
 /// Attempts per request, the first included.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -185,7 +185,9 @@ impl AwsSmProvider {
             profile: s.profile.as_deref(),
             env: &self.ctx.env,
         };
+        let waiting = progress::begin("the AWS credential chain", "", 0);
         let sdk = diagnose::resolve_credentials(sdk, &place).await?;
+        drop(waiting);
         tracing::debug!(
             provider = %self.name,
             region = ?sdk.region().map(|r| r.as_ref().to_owned()),
@@ -223,6 +225,11 @@ impl AwsSmProvider {
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        builder = builder.interceptor(diagnose::Attempts {
+            store: "AWS Secrets Manager",
+            address: self.endpoint_name(),
+            max_attempts: MAX_ATTEMPTS,
+        });
         let client = Client::from_conf(builder.build());
         clients.insert(key, client.clone());
         Ok(client)
@@ -230,6 +237,7 @@ impl AwsSmProvider {
 
     /// `GetSecretValue` for one target.
     async fn get(&self, client: &Client, target: &Target) -> Fetched {
+        let _waiting = progress::begin("AWS Secrets Manager", &self.endpoint_name(), MAX_ATTEMPTS);
         let mut request = client.get_secret_value().secret_id(&target.secret_id);
         match &target.version {
             Version::Current => {}
@@ -268,6 +276,7 @@ impl AwsSmProvider {
         concurrency: usize,
     ) -> Vec<(Target, Fetched)> {
         let ids: Vec<String> = targets.iter().map(|t| t.secret_id.clone()).collect();
+        let waiting = progress::begin("AWS Secrets Manager", &self.endpoint_name(), MAX_ATTEMPTS);
         let mut entries = Vec::new();
         let mut errors = Vec::new();
         let mut next_token: Option<String> = None;
@@ -289,6 +298,7 @@ impl AwsSmProvider {
                     }
                 }
                 Err(err) => {
+                    drop(waiting);
                     let first = targets[0].clone();
                     let bad_credentials = matches!(
                         &err,
@@ -323,6 +333,7 @@ impl AwsSmProvider {
             }
         }
 
+        drop(waiting);
         let mut out = Vec::with_capacity(targets.len());
         let mut rest = Vec::new();
         for target in targets {
@@ -710,8 +721,22 @@ impl Provider for AwsSmProvider {
             // STS answers in every region; only a reference by ARN may have brought us here.
             config = config.region(aws_sdk_sts::config::Region::from_static("us-east-1"));
         }
+        let sts_endpoint = self
+            .ctx
+            .env
+            .var("AWS_ENDPOINT_URL_STS")
+            .or_else(|| self.ctx.env.var("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| "AWS STS".to_owned());
+        let config = config.interceptor(diagnose::Attempts {
+            store: "AWS STS",
+            address: sts_endpoint.clone(),
+            max_attempts: MAX_ATTEMPTS,
+        });
         let sts = aws_sdk_sts::Client::from_conf(config.build());
-        match sts.get_caller_identity().send().await {
+        let waiting = progress::begin("AWS STS", &sts_endpoint, MAX_ATTEMPTS);
+        let answer = sts.get_caller_identity().send().await;
+        drop(waiting);
+        match answer {
             Ok(out) => {
                 let mut facts = Vec::new();
                 if let Some(account) = out.account {
@@ -744,15 +769,7 @@ impl Provider for AwsSmProvider {
                         ),
                         None,
                     ),
-                    _ => {
-                        let sts = self
-                            .ctx
-                            .env
-                            .var("AWS_ENDPOINT_URL_STS")
-                            .or_else(|| self.ctx.env.var("AWS_ENDPOINT_URL"))
-                            .unwrap_or_else(|| "AWS STS".to_owned());
-                        self.transport_failure(&err, &sts)
-                    }
+                    _ => self.transport_failure(&err, &sts_endpoint),
                 };
                 let e = FetchError::new(kind, format!("STS GetCallerIdentity: {detail}"));
                 Err(match hint {

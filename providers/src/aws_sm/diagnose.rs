@@ -475,3 +475,47 @@ mod tests {
         assert_eq!(code_word(None), "an error without a code");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attempts: progress and retry logs
+// ---------------------------------------------------------------------------------------------
+
+/// Tells [`crate::progress`] each attempt of a request to `address`, and logs each retry at
+/// `-v` (info): the operation and the attempt, never a request's contents.
+#[derive(Debug)]
+pub(super) struct Attempts {
+    pub store: &'static str,
+    pub address: String,
+    pub max_attempts: u32,
+}
+
+impl aws_sdk_secretsmanager::config::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "cme-exec-attempts"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_sdk_secretsmanager::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        cfg: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), aws_sdk_secretsmanager::error::BoxError> {
+        use aws_smithy_runtime_api::client::orchestrator::Metadata;
+        use aws_smithy_runtime_api::client::retries::RequestAttempts;
+        let n = cfg
+            .load::<RequestAttempts>()
+            .map_or(1, RequestAttempts::attempts);
+        crate::progress::attempt_at(&self.address, n);
+        if n > 1 {
+            let op = cfg.load::<Metadata>().map_or("a request", Metadata::name);
+            tracing::info!(
+                "{} at {}: {op}: attempt {} of {} failed; retrying",
+                self.store,
+                self.address,
+                n - 1,
+                self.max_attempts
+            );
+        }
+        Ok(())
+    }
+}

@@ -346,6 +346,8 @@ pub struct Transport {
     max_retries: u32,
     timeout: Duration,
     deadline: Option<tokio::time::Instant>,
+    /// What the server is, for progress and retry messages.
+    store: &'static str,
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -414,6 +416,12 @@ impl Transport {
             max_retries: options.max_retries,
             timeout: options.timeout,
             deadline: options.deadline,
+            // Vault calls go under /v1; the only other server is the CI's OIDC token endpoint.
+            store: if api_prefix.is_some() {
+                "Vault"
+            } else {
+                "the ID token endpoint"
+            },
         })
     }
 
@@ -507,9 +515,12 @@ impl Transport {
             Budget::Full => None,
         };
         let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        // Shown on a terminal while it lasts (see crate::progress); never the path or a token.
+        let waiting = crate::progress::begin(self.store, &self.origin, self.max_retries + 1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            waiting.attempt(attempt);
             let timeout = match left() {
                 Some(left) if left < MIN_ATTEMPT => {
                     return Err(HttpError::Transport {
@@ -560,6 +571,15 @@ impl Transport {
                     if attempt <= self.max_retries
                         && left().is_none_or(|left| left > wait + MIN_ATTEMPT) =>
                 {
+                    tracing::info!(
+                        "{} at {}: {method} {}: attempt {attempt} of {} failed ({}); retrying in {} ms",
+                        self.store,
+                        self.origin,
+                        url.path(),
+                        self.max_retries + 1,
+                        failure.reason(),
+                        wait.as_millis()
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 _ => return Err(failure.finish(attempt)),
@@ -651,6 +671,17 @@ enum Failure {
 }
 
 impl Failure {
+    /// A few words for a retry's log line (no body, no token).
+    fn reason(&self) -> String {
+        match self {
+            Failure::Status { status, .. } => format!("answered {status}"),
+            Failure::Redirect { status, .. } => format!("answered {status} with a redirect"),
+            Failure::Tls(m) => format!("TLS: {m}"),
+            Failure::Transport { message, .. } => message.clone(),
+            Failure::TooLarge => "the answer was too large".to_owned(),
+        }
+    }
+
     fn from_reqwest(e: reqwest::Error) -> Failure {
         if let Some(tls) = tls_cause(&e) {
             return Failure::Tls(tls);
