@@ -641,3 +641,159 @@ fn retries_are_logged_at_verbose() {
     );
     t.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 24. Documentation that matches
+// ---------------------------------------------------------------------------------------------
+
+/// The fenced block of `page` (under docs/) that contains `marker`.
+fn doc_block(page: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("docs").join(page))
+        .unwrap_or_else(|e| panic!("read docs/{page}: {e}"));
+    text.split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.split_once('\n').map_or("", |(_, body)| body).to_owned())
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("docs/{page} has no block with {marker:?}"))
+}
+
+/// Every line of the documented sample is a line of the real output (after `replace`).
+#[track_caller]
+fn assert_sample_matches(page: &str, sample: &str, real: &str) {
+    let real_lines: Vec<&str> = real.lines().collect();
+    for line in sample.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            real_lines.contains(&line),
+            "docs/{page} shows a line the real output does not have:\n  {line}\nreal output:\n{real}"
+        );
+    }
+}
+
+/// docs/configuration.md's sample of a strict parse (an unknown key, an unknown scheme) is
+/// what cme-exec prints.
+#[test]
+fn documented_config_error_sample_matches_real_output() {
+    let sample = doc_block("configuration.md", "problems in the configuration");
+    let t = Test::new();
+    t.write_file(
+        "work/cme-exec.toml",
+        "[confluence.\"https://x.atlassian.net\"]\nusername = \"env://CONFLUENCE_USER\"\n\
+         api_tokn = \"env://CONFLUENCE_TOKEN\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"valt://secret/jira#pat\"\n",
+    );
+    let work = t.work_dir();
+    let t = t.current_dir(work);
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    let real = out
+        .stderr
+        .replace(&format!("{}/", t.work_dir().display()), "");
+    assert_sample_matches("configuration.md", &sample, &real);
+}
+
+/// docs/providers/vault.md's sample of a failed login told once is what cme-exec prints
+/// against OpenBao (its address written as the docs' `https://vault.example.com`).
+#[test]
+fn documented_vault_login_sample_matches_real_output() {
+    let sample = doc_block("providers/vault.md", "(for 3 fields)");
+    let bao = OpenBao::start();
+    bao.enable_auth("approle", "approle");
+    bao.ok(
+        "POST",
+        "auth/approle/role/reader",
+        json!({ "token_policies": ["default"] }),
+    );
+    let mut t = Test::new();
+    let secret_id = t.sentinel("secret-id");
+    let config = format!(
+        "[providers.vault]\nkind = \"vault\"\naddress = {}\n\
+         auth = {{ method = \"approle\", role_id = \"no-such-role-id\", secret_id_env = \"SECRET_ID\" }}\n\n\
+         [confluence.\"https://a.example.com\"]\nusername = \"vault://secret/app#user\"\n\
+         api_token = \"vault://secret/app#token\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n",
+        serde_json::to_string(&bao.address()).expect("a string")
+    );
+    let t = t.env("SECRET_ID", &secret_id).config_toml(&config);
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
+    out.assert_code(125);
+    let real = out
+        .stderr
+        .replace(&bao.address(), "https://vault.example.com");
+    assert_sample_matches("providers/vault.md", &sample, &real);
+}
+
+/// A base config that holds a credential but is otherwise valid for cme: the hint says why
+/// credentials do not belong there, not that cme would ignore the file.
+#[test]
+fn base_config_with_a_secret_gets_the_right_hint() {
+    let mut t = Test::new();
+    let token = t.sentinel("token-in-base");
+    let base = t.secret_file(
+        "app_data.json",
+        format!(
+            "{{\"auth\":{{\"confluence\":{{\"https://x.atlassian.net\":{{\"username\":\"\",\"api_token\":{}}}}}}}}}",
+            serde_json::to_string(&token).expect("a string")
+        ),
+    );
+    let user = var_name_for_test("USER");
+    let t = t.env(&user, "me@example.com").config_toml(&format!(
+        "[cme]\nbase_config = {}\n\n[confluence.\"https://x.atlassian.net\"]\n\
+         username = \"env://{user}\"\napi_token = \"env://{user}\"\n",
+        serde_json::to_string(&base.display().to_string()).expect("a string")
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    out.assert_stderr_contains("holds a secret");
+    let hint = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint\n{}", out.describe()));
+    assert!(
+        !hint.contains("silently ignore") && hint.contains("credentials come from your stores"),
+        "{hint}"
+    );
+    t.assert_clean();
+}
+
+/// `render` into a directory that does not exist creates it (0700) and says so on stderr.
+#[test]
+fn render_says_which_directories_it_created() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let var = var_name_for_test("PAT");
+    let t = t.env(&var, &pat).config_toml(&format!(
+        "[jira.\"https://jira.example.com\"]\npat = \"env://{var}\"\n"
+    ));
+    let output = t.out_dir().join("new").join("deeper").join("app_data.json");
+    let out = t.run_args([
+        std::ffi::OsString::from("render"),
+        "--output".into(),
+        output.clone().into(),
+    ]);
+    out.assert_success();
+    assert!(output.is_file());
+    let created = [t.out_dir().join("new"), t.out_dir().join("new/deeper")];
+    for dir in &created {
+        assert_eq!(mode_of(dir) & 0o777, 0o700, "{}", dir.display());
+        out.assert_stderr_contains(&dir.display().to_string());
+    }
+    out.assert_stderr_contains("created the directories");
+
+    // Into an existing directory: nothing to say.
+    let out = t.run_args([
+        std::ffi::OsString::from("render"),
+        "--output".into(),
+        output.into(),
+    ]);
+    out.assert_success();
+    assert!(!out.stderr.contains("created"), "{}", out.describe());
+    t.assert_clean();
+}
+
+/// A unique variable name.
+fn var_name_for_test(label: &str) -> String {
+    format!("CME_TEST_{label}_{}", secrets::random_hex().to_uppercase())
+}
