@@ -203,7 +203,9 @@ impl RunArgs {
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
-        _ => Err("expected a number of seconds between 0 and 86400".into()),
+        // 0 is not "no limit": a run that can wait forever on a silent store is never what CI
+        // wants, and 86400 is there for whoever needs a very long wait.
+        _ => Err("expected a number of seconds greater than 0 and at most 86400 (0 does not mean \"no limit\")".into()),
     }
 }
 

@@ -7,6 +7,16 @@
 use std::fmt;
 use std::io::Write as _;
 
+/// The address of a page of the user documentation (`page` is relative to `docs/`, with an
+/// optional `#anchor`), at this version's tag: an installed binary has no `docs/` beside it.
+pub fn docs_url(page: &str) -> String {
+    format!(
+        "{}/blob/v{}/docs/{page}",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct Error {
     message: String,
@@ -78,6 +88,12 @@ pub fn print(err: &Error) {
 /// Prints a warning to stderr.
 pub fn warn(message: impl fmt::Display) {
     let text = format!("cme-exec: warning: {message}\n");
+    let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
+}
+
+/// Prints a note (progress, not a problem) to stderr.
+pub fn note(message: impl fmt::Display) {
+    let text = format!("cme-exec: {message}\n");
     let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod exit;
 pub mod handover;
 pub mod mask;
+pub mod progress;
 pub mod resolve;
 pub mod stdout;
 

@@ -143,6 +143,9 @@ impl Resolution {
             "{n} credential{} could not be resolved; nothing was started",
             if n == 1 { "" } else { "s" }
         ));
+        // A failure shared by several fields (a failed login, an unreachable store) is told
+        // once, with the fields it stopped listed under it.
+        let mut groups: Vec<(&Failure, Vec<String>)> = Vec::new();
         let mut hints = Vec::new();
         for v in failures {
             if let Err(f) = &v.outcome {
@@ -151,11 +154,25 @@ impl Resolution {
                 } else {
                     format!(" ({})", v.source)
                 };
-                err = err.detail(format!("{}{source}: {}", v.place(), f.message));
+                let place = format!("{}{source}", v.place());
+                match groups.iter_mut().find(|(g, _)| g.message == f.message) {
+                    Some((_, places)) => places.push(place),
+                    None => groups.push((f, vec![place])),
+                }
                 if let Some(h) = &f.hint {
                     if !hints.contains(h) {
                         hints.push(h.clone());
                     }
+                }
+            }
+        }
+        for (f, places) in groups {
+            if let [place] = places.as_slice() {
+                err = err.detail(format!("{place}: {}", f.message));
+            } else {
+                err = err.detail(format!("{} (for {} fields):", f.message, places.len()));
+                for place in places {
+                    err = err.detail(format!("  {place}"));
                 }
             }
         }
@@ -217,7 +234,15 @@ impl<'c> Resolver<'c> {
     }
 
     /// Fetches every document concurrently under one deadline, then assembles the result.
+    /// On a terminal, what is being waited for is shown while it lasts ([`crate::progress`]).
     pub async fn resolve(&self, options: &Options) -> Resolution {
+        tokio::select! {
+            r = self.resolve_quietly(options) => r,
+            never = crate::progress::show_waits() => match never {},
+        }
+    }
+
+    async fn resolve_quietly(&self, options: &Options) -> Resolution {
         let mut fetched: Fetched = HashMap::new();
         for (d, e) in &self.unbuildable {
             fetched.insert(d.clone(), Err(e.clone()));
@@ -247,19 +272,28 @@ impl<'c> Resolver<'c> {
             }
         }
 
+        // `check`'s identity lookups run under the same deadline as the fetches (one deadline
+        // covers the whole resolution), all at once.
         let mut identities = Vec::new();
         if options.identities {
-            for (name, p, _) in &self.providers {
-                let identity = match tokio::time::timeout(options.deadline, p.identity()).await {
+            let lookups = self.providers.iter().map(|(name, p, _)| async move {
+                let identity = match tokio::time::timeout_at(deadline, p.identity()).await {
                     Ok(r) => r,
-                    Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
+                    Err(_) => Err(FetchError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s (the resolution deadline; see --timeout)",
+                            options.deadline.as_secs_f32()
+                        ),
+                    )),
                 };
-                identities.push(ProviderIdentity {
+                ProviderIdentity {
                     name: name.clone(),
                     kind: p.kind(),
                     identity,
-                });
-            }
+                }
+            });
+            identities = futures::future::join_all(lookups).await;
         }
         let mut resolution = assemble(self.config, &fetched);
         resolution.identities = identities;

@@ -11,6 +11,8 @@
 mod aws_sm;
 #[path = "cli/faults.rs"]
 mod faults;
+#[path = "cli/first_contact.rs"]
+mod first_contact;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/masking.rs"]

@@ -15,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod file;
 pub mod payload;
+pub mod progress;
 pub mod reference;
 pub mod settings;
 pub mod vault;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 
 pub use context::{Context, EnvReader};
-pub use error::{ErrorKind, FetchError};
+pub use error::{docs_url, ErrorKind, FetchError};
 pub use payload::{Format, Payload, SecretMap};
 pub use reference::{Document, Key, Reference};
 pub use settings::{ProviderSettings, TableReader};

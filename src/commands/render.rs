@@ -48,9 +48,20 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
                 )
             });
     }
+    // Missing parent directories are created (mode 0700, like a private directory), as cme
+    // itself does for its config, and said: a misspelt directory is then seen, not silent.
+    let missing = missing_ancestors(&args.output);
     atomic::write(&args.output, &config, args.mode, atomic::Symlink::Refuse)
         .map_err(|e| (Exit::Failed, e))?;
     warn_if_others_can_read(&args.output, args.mode);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|d| d.display().to_string()).collect();
+        error::note(format!(
+            "created the director{} {} (mode 0700) for --output",
+            if list.len() == 1 { "y" } else { "ies" },
+            list.join(", ")
+        ));
+    }
     Ok(())
 }
 
@@ -65,4 +76,17 @@ fn warn_if_others_can_read(path: &std::path::Path, mode: u32) {
             path.display()
         ));
     }
+}
+
+/// The directories above `path` that do not exist yet, outermost first.
+fn missing_ancestors(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut missing: Vec<std::path::PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
 }

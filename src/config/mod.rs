@@ -628,7 +628,7 @@ pub fn from_environment(env: &EnvReader) -> Result<Config, Error> {
         return Err(Error::new("no configuration found")
             .detail("looked for --config, $CME_EXEC_CONFIG, ./cme-exec.toml, $XDG_CONFIG_HOME/cme-exec/config.toml")
             .detail("and for CME_EXEC_CONFLUENCE_URL, CME_EXEC_JIRA_URL or CME_EXEC_AUTH_FROM in the environment")
-            .hint("write a cme-exec.toml (see docs/configuration.md) or set CME_EXEC_CONFLUENCE_URL and CME_EXEC_CONFLUENCE_API_TOKEN=env://..."));
+            .hint(format!("write a cme-exec.toml (see {}) or set CME_EXEC_CONFLUENCE_URL and CME_EXEC_CONFLUENCE_API_TOKEN=env://...", crate::error::docs_url("configuration.md"))));
     }
     parse_table(&table, Source::Environment)
 }

@@ -47,6 +47,8 @@
 
 #[cfg(feature = "aws-sm")]
 mod client;
+#[cfg(feature = "aws-sm")]
+mod diagnose;
 
 use std::sync::Arc;
 
