@@ -193,22 +193,13 @@ pub fn check_endpoint(raw: &str, allow_http: bool) -> Result<(), String> {
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if allow_http || is_loopback(&url) => Ok(()),
+        "http" if allow_http || crate::net::is_loopback_url(&url) => Ok(()),
         "http" => Err(
             "plain http:// is allowed only to a loopback address; use https://, or set \
              allow_http = true in the provider's table if the network is trusted"
                 .into(),
         ),
         _ => Err("must start with https:// (or http:// to a loopback address)".into()),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

@@ -672,17 +672,7 @@ fn check_mount_like(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `host` is the local machine: plain `http://` is allowed there without opting in.
-pub fn is_loopback(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-    }
-}
+pub use crate::net::is_loopback;
 
 /// Validates a Vault address (never echoing it: it could carry user info).
 pub fn check_address(raw: &str, allow_http: bool) -> Result<url::Url, String> {
