@@ -47,16 +47,26 @@ impl Source {
     }
 }
 
-/// A field's configured value.
-#[derive(Clone, Debug)]
+/// A field's configured value. `Debug` is written by hand: a literal user name is treated as
+/// a secret (it is masked, and `explain` fingerprints it), so it is never printed.
+#[derive(Clone)]
 pub enum FieldSpec {
     Reference(Reference),
     /// Only for fields that allow it (`username`, `cloud_id`): not a secret.
     Literal(String),
 }
 
-/// `[confluence."URL"]` or `[jira."URL"]`.
-#[derive(Clone, Debug)]
+impl std::fmt::Debug for FieldSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldSpec::Reference(r) => f.debug_tuple("Reference").field(r).finish(),
+            FieldSpec::Literal(_) => f.write_str("Literal([REDACTED])"),
+        }
+    }
+}
+
+/// `[confluence."URL"]` or `[jira."URL"]`. No derived `Debug`: it holds literal field values.
+#[derive(Clone)]
 pub struct Instance {
     pub product: Product,
     /// Normalised as cme matches it.
@@ -65,6 +75,18 @@ pub struct Instance {
     pub table: String,
     pub fields: BTreeMap<Field, FieldSpec>,
     pub from: Option<Reference>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("product", &self.product)
+            .field("url", &self.url)
+            .field("table", &self.table)
+            .field("fields", &self.fields)
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// `[cme]`.
@@ -85,8 +107,8 @@ impl Default for CmeSettings {
     }
 }
 
-/// The whole configuration, checked.
-#[derive(Clone, Debug)]
+/// The whole configuration, checked. No derived `Debug`: its instances hold literal values.
+#[derive(Clone)]
 pub struct Config {
     pub source: Source,
     /// Declared providers by name (the name is their scheme).
@@ -95,6 +117,18 @@ pub struct Config {
     /// `[auth] from`: one document holding `{"confluence": {...}, "jira": {...}}`.
     pub auth_from: Option<Reference>,
     pub cme: CmeSettings,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("providers", &self.providers)
+            .field("instances", &self.instances)
+            .field("auth_from", &self.auth_from)
+            .field("cme", &self.cme)
+            .finish()
+    }
 }
 
 impl Config {
@@ -443,6 +477,15 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
         let scheme = &reference.document.scheme;
         let (table, key) = split_place(&place);
         match config.provider_for(scheme) {
+            None if !reference.document.has_authority => {
+                // `secret:x` or `user:password` pasted where a reference belongs: what precedes
+                // the colon may be the secret itself, so it is not named.
+                problems.push(problem(
+                    &table,
+                    Some(&key),
+                    "not a reference: expected SCHEME://PATH[#KEY] with a declared or built-in scheme (env, file, vault, aws-sm); the value is not shown: it may be a pasted secret",
+                ));
+            }
             None => {
                 let mut declared: Vec<_> = config.providers.keys().map(String::as_str).collect();
                 declared.sort();

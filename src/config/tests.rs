@@ -305,3 +305,42 @@ fn a_world_writable_config_is_refused() {
         "{err}"
     );
 }
+
+/// Issue 9, item 4: a secret pasted before a colon (`Sup3rSecretPwd:x`, `user:password`) is
+/// not named as an "unknown scheme"; a value with `://` still names its scheme.
+#[test]
+fn a_pasted_secret_before_a_colon_is_not_named_as_a_scheme() {
+    for (field, value, hidden) in [
+        ("api_token", "Sup3rSecretPwd:x", "sup3rsecretpwd"),
+        ("pat", "S3NT1NELuser:password", "s3nt1neluser"),
+        ("username", "S3NT1NELuser:password", "s3nt1neluser"),
+    ] {
+        let all = problems(&format!(
+            "[confluence.\"https://x.atlassian.net\"]\n{field} = \"{value}\"\n"
+        ))
+        .join("\n");
+        assert!(
+            !all.to_ascii_lowercase().contains(hidden),
+            "{field}: the part before the colon is echoed: {all}"
+        );
+        assert!(all.contains(&format!("{field}: not a reference")), "{all}");
+    }
+    // Built-in schemes without `//` keep working.
+    assert!(parse("[confluence.\"https://x.atlassian.net\"]\npat = \"file:rel/pat\"\n").is_ok());
+}
+
+/// Issue 9, item 8: `Debug` of a parsed config never shows a literal user name.
+#[test]
+fn debug_of_a_config_hides_literal_values() {
+    let sentinel = "lit-S3NT1NEL@example.com";
+    let c = parse(&format!(
+        "[confluence.\"https://x.atlassian.net\"]\nusername = \"{sentinel}\"\npat = \"env://P\"\n"
+    ))
+    .unwrap();
+    let shown = format!("{c:?} {:?} {:?}", c.instances[0], c.instances[0].fields);
+    assert!(!shown.contains("S3NT1NEL"), "{shown}");
+    assert!(
+        shown.contains("env://P") && shown.contains("REDACTED"),
+        "{shown}"
+    );
+}
