@@ -23,8 +23,8 @@ use crate::handover::Via;
 #[derive(Debug, Parser)]
 #[command(name = "cme-exec", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
-    /// else CME_EXEC_* variables]
+    /// The config file [default: ./cme-exec.toml once trusted with `cme-exec trust`, else
+    /// $XDG_CONFIG_HOME/cme-exec/config.toml, else CME_EXEC_* variables]
     #[arg(short, long, global = true, env = names::CME_EXEC_CONFIG, hide_env_values = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -51,11 +51,12 @@ impl Cli {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 7] = [
+    const COMMANDS: [&str; 8] = [
         "run",
         "render",
         "check",
         "explain",
+        "trust",
         "completions",
         "man",
         "help",
@@ -99,6 +100,9 @@ pub enum Command {
     Check(ReportArgs),
     /// Show the config cme would get, with every value replaced by its source and a fingerprint.
     Explain(ReportArgs),
+    /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
+    /// contact, and record its path and content hash (a changed file must be trusted again).
+    Trust(TrustArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -165,6 +169,21 @@ pub struct RenderArgs {
     /// Allow `--output -`: the config, secrets included, goes to stdout.
     #[arg(long)]
     pub force_stdout: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The config file to trust [default: ./cme-exec.toml].
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+
+    /// Remove the file's trust record instead.
+    #[arg(long, conflicts_with = "list")]
+    pub revoke: bool,
+
+    /// List the trusted files (path and content hash).
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Args)]

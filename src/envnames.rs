@@ -27,6 +27,8 @@ pub const CME_AUTH_JIRA: &str = "CME_AUTH__JIRA";
 pub const CME_AUTH: &str = "CME_AUTH";
 
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// cme-exec's state directory (trust records, the fingerprint key) is `$XDG_STATE_HOME/cme-exec`.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 pub const TMPDIR: &str = "TMPDIR";
 pub const HOME: &str = "HOME";

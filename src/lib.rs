@@ -18,6 +18,8 @@ pub mod exit;
 pub mod handover;
 pub mod mask;
 pub mod resolve;
+pub mod state;
+pub mod trust;
 
 use std::process::ExitCode;
 

@@ -22,6 +22,8 @@ mod properties;
 #[path = "cli/safety.rs"]
 mod safety;
 mod support;
+#[path = "cli/trust.rs"]
+mod trust;
 #[path = "cli/vault.rs"]
 mod vault;
 

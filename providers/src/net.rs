@@ -18,9 +18,58 @@ pub fn is_loopback_url(url: &url::Url) -> bool {
     url.host().is_some_and(|h| is_loopback(&h))
 }
 
+/// Whether two endpoint URLs name the same server and path (scheme, host, port, path without
+/// its trailing `/`). Unparseable URLs are never the same.
+pub fn same_endpoint(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a.trim()), url::Url::parse(b.trim())) {
+        (Ok(a), Ok(b)) => {
+            a.origin() == b.origin()
+                && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+        }
+        _ => false,
+    }
+}
+
+/// An address as it may be shown: scheme, host, port and path, never user info or a query.
+pub fn show_origin(raw: &str) -> String {
+    match url::Url::parse(raw.trim()) {
+        Ok(u) => format!(
+            "{}{}",
+            u.origin().ascii_serialization(),
+            u.path().trim_end_matches('/')
+        ),
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_compare_by_origin_and_path() {
+        assert!(same_endpoint(
+            "http://127.0.0.1:8200/",
+            "http://127.0.0.1:8200"
+        ));
+        assert!(same_endpoint(
+            "https://v.example.com",
+            "https://V.example.com:443/"
+        ));
+        assert!(!same_endpoint(
+            "http://127.0.0.1:8200",
+            "http://127.0.0.1:8201"
+        ));
+        assert!(!same_endpoint(
+            "http://127.0.0.1:8200",
+            "https://127.0.0.1:8200"
+        ));
+        assert!(!same_endpoint("x", "x"));
+        assert_eq!(
+            show_origin("https://u:p@h.example.com:8200/a/?q=1"),
+            "https://h.example.com:8200/a"
+        );
+    }
 
     #[test]
     fn only_ip_loopback_literals_and_exactly_localhost() {

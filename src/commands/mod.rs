@@ -4,6 +4,7 @@ mod check;
 mod explain;
 mod render;
 mod run;
+mod trust;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "cme-exec", &mut std::io::stdout());
@@ -90,7 +92,11 @@ pub fn prepare_and_resolve(
     let prepared = prepare(cli).map_err(|e| {
         on_config_error(&e);
         error::print(&e);
-        Exit::CheckFailed
+        if e.is_fatal() {
+            Exit::Failed
+        } else {
+            Exit::CheckFailed
+        }
     })?;
     let resolution = resolve_blocking(cli, &prepared, identities).map_err(|(exit, e)| {
         error::print(&e);

@@ -165,11 +165,12 @@ impl Config {
 /// environment alone.
 pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Config, Error> {
     if let Some(path) = explicit {
-        return load_file(path, env);
+        return load_file(path, env, false);
     }
-    for candidate in candidates(env, cwd) {
+    for (i, candidate) in candidates(env, cwd).iter().enumerate() {
         if candidate.exists() {
-            return load_file(&candidate, env);
+            // The first candidate is the working directory's: it must be trusted (trust.rs).
+            return load_file(candidate, env, i == 0);
         }
     }
     from_environment(env)
@@ -191,7 +192,21 @@ fn candidates(env: &EnvReader, cwd: &Path) -> Vec<PathBuf> {
 /// The largest config file accepted (it holds references only).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
+/// Reads and parses a config file. With `needs_trust` (a `./cme-exec.toml` found in the working
+/// directory), the exact bytes read must match a trust record, checked before anything else
+/// reads them.
+pub fn load_file(path: &Path, env: &EnvReader, needs_trust: bool) -> Result<Config, Error> {
+    let (bytes, _) = read_config_bytes(path, env, needs_trust)?;
+    parse_bytes(path, &bytes)
+}
+
+/// The bytes of a config file, after its checks (regular file, not writable by others, size;
+/// trust when `needs_trust`); also its canonical path when trust was checked.
+pub fn read_config_bytes(
+    path: &Path,
+    env: &EnvReader,
+    needs_trust: bool,
+) -> Result<(Vec<u8>, Option<PathBuf>), Error> {
     use std::os::unix::fs::MetadataExt as _;
     let shown = path.display().to_string();
     let meta = fs_err::metadata(path).map_err(|e| {
@@ -218,7 +233,23 @@ fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
     let bytes = fs_err::read(path).map_err(|e| {
         Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
     })?;
-    let text = match std::str::from_utf8(&bytes) {
+    if !needs_trust {
+        return Ok((bytes, None));
+    }
+    let canonical = crate::trust::canonical(path)?;
+    match crate::trust::status(env, &canonical, &bytes)? {
+        crate::trust::Status::Trusted => Ok((bytes, Some(canonical))),
+        s => Err(crate::trust::untrusted(
+            &shown,
+            s == crate::trust::Status::Changed,
+        )),
+    }
+}
+
+/// Parses the bytes of a config file (`path` only names it in messages).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
+    let shown = path.display().to_string();
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             let line = bytes[..e.valid_up_to()]
@@ -242,7 +273,6 @@ fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
         ))
         .hint("values in cme-exec.toml are quoted references such as \"env://NAME\"; the offending text is not shown in case it is a secret")
     })?;
-    let _ = env;
     parse_table(&table, Source::File(path.to_owned()))
 }
 

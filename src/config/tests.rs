@@ -250,10 +250,22 @@ fn discovery_order() {
     std::fs::create_dir_all(xdg.join("cme-exec")).unwrap();
     let body = "[confluence.\"https://x.atlassian.net\"]\npat = \"env://A\"\n";
     std::fs::write(xdg.join("cme-exec/config.toml"), body).unwrap();
-    let e = env(&[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    let state = dir.path().join("state");
+    let e = env(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ]);
     let c = load(None, &e, &cwd).unwrap();
     assert_eq!(c.source, Source::File(xdg.join("cme-exec/config.toml")));
     std::fs::write(cwd.join("cme-exec.toml"), body).unwrap();
+    // The working directory's file is used only once trusted.
+    let err = load(None, &e, &cwd).unwrap_err();
+    assert!(
+        err.is_fatal() && err.to_string().contains("not trusted"),
+        "{err}"
+    );
+    let canonical = crate::trust::canonical(&cwd.join("cme-exec.toml")).unwrap();
+    crate::trust::record(&e, &canonical, body.as_bytes()).unwrap();
     let c = load(None, &e, &cwd).unwrap();
     assert_eq!(c.source, Source::File(cwd.join("cme-exec.toml")));
     let explicit = dir.path().join("other.toml");

@@ -89,6 +89,11 @@ pub struct Settings {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// Sign requests to a configured `endpoint_url` that is not the environment's
+    /// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL`) with the environment's AWS
+    /// credentials. Without it such an endpoint is refused: ambient credentials go only where
+    /// the environment sends them.
+    pub use_ambient_credentials: bool,
     pub allow_http: bool,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
@@ -103,6 +108,7 @@ impl Settings {
             region: r.non_empty_string("region"),
             profile: r.non_empty_string("profile"),
             endpoint_url: r.non_empty_string("endpoint_url"),
+            use_ambient_credentials: r.bool("use_ambient_credentials").unwrap_or(false),
             allow_http: r.bool("allow_http").unwrap_or(false),
             role_arn: r.non_empty_string("role_arn"),
             external_id: r.non_empty_string("external_id"),
