@@ -98,7 +98,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Resolve every reference and report, per field, ok or why not. Never prints a value.
     Check(ReportArgs),
-    /// Show the config cme would get, with every value replaced by its source and a fingerprint.
+    /// Show the config cme would get, with every value replaced by its source and a keyed
+    /// fingerprint (HMAC-SHA-256 under a per-user key in ~/.local/state/cme-exec, or the
+    /// shared key file $CME_EXEC_FINGERPRINT_KEY_FILE). Prints nothing when a reference fails.
     Explain(ReportArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
     /// contact, and record its path and content hash (a changed file must be trusted again).

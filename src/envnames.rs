@@ -41,3 +41,7 @@ pub const CI: &str = "CI";
 pub const CME_EXEC_BASE_CONFIG: &str = "CME_EXEC_BASE_CONFIG";
 /// `[cme] write_back` of the environment-only configuration (`true` or `false`).
 pub const CME_EXEC_WRITE_BACK: &str = "CME_EXEC_WRITE_BACK";
+
+/// A shared key file for `explain`'s fingerprints (default: the per-user key in the state
+/// directory), so that two machines can compare.
+pub const CME_EXEC_FINGERPRINT_KEY_FILE: &str = "CME_EXEC_FINGERPRINT_KEY_FILE";

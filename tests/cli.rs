@@ -19,6 +19,8 @@ mod masking;
 mod processes;
 #[path = "cli/properties.rs"]
 mod properties;
+#[path = "cli/review_secrets.rs"]
+mod review_secrets;
 #[path = "cli/safety.rs"]
 mod safety;
 mod support;
