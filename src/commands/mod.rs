@@ -58,6 +58,7 @@ pub struct Prepared {
 
 pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
     let env = EnvReader::from_process();
+    crate::envnames::check_unknown(&env)?;
     let cwd = std::env::current_dir()
         .map_err(|e| Error::new("cannot read the working directory").cause(e.to_string()))?;
     let config = config::load(cli.config.as_deref(), &env, &cwd)?;

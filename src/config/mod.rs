@@ -197,7 +197,9 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// reads them.
 pub fn load_file(path: &Path, env: &EnvReader, needs_trust: bool) -> Result<Config, Error> {
     let (bytes, _) = read_config_bytes(path, env, needs_trust)?;
-    parse_bytes(path, &bytes)
+    let config = parse_bytes(path, &bytes)?;
+    names::warn_ignored_env_only(env, path);
+    Ok(config)
 }
 
 /// The bytes of a config file, after its checks (regular file, not writable by others, size;

@@ -5,6 +5,7 @@
 use serde_json::Value;
 use sha2::Digest as _;
 
+use crate::support::scripts;
 use crate::support::*;
 
 const URL: &str = "https://x.atlassian.net";
@@ -168,5 +169,53 @@ fn explain_prints_nothing_when_resolution_fails() {
             out.describe()
         );
     }
+    t.assert_clean();
+}
+
+/// Item 22: a misspelt `CME_EXEC_*` variable is an error (exit 125) naming the closest known
+/// name, for every command that reads the config; nothing runs.
+#[test]
+fn unknown_cme_exec_variables_are_refused_with_a_suggestion() {
+    let mut t = Test::new();
+    let (t, _, _) = env_config(&mut t);
+    let marker = t.out_dir().join("ran");
+    let child = t.script("mark", &scripts::touch(&marker));
+    for (typo, meant) in [
+        ("CME_EXEC_TIMOUT", "CME_EXEC_TIMEOUT"),
+        ("CME_EXEC_VAULT_KV_VERSON", "CME_EXEC_VAULT_KV_VERSION"),
+    ] {
+        let t = Test::new().env(typo, "3");
+        let t = t.config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://P\"\n");
+        for args in [
+            vec!["check".to_owned()],
+            vec!["explain".to_owned()],
+            vec!["--".to_owned(), child.display().to_string()],
+        ] {
+            let out = t.run_args(&args);
+            out.assert_code(125)
+                .assert_stderr_contains(&format!("{typo}: did you mean {meant}?"));
+        }
+        t.assert_clean();
+    }
+    assert!(!marker.exists(), "the child ran");
+    // The test harness's own variables are not cme-exec's.
+    let t = t.env("CME_EXEC_TEST_ANYTHING", "1");
+    t.run_args(["check"]).assert_success();
+    t.assert_clean();
+}
+
+/// Item 22: environment-only settings next to a config file are ignored, and cme-exec says so,
+/// naming the file.
+#[test]
+fn env_only_settings_ignored_for_a_config_file_are_named() {
+    let mut t = Test::new();
+    let (t, _, _) = env_config(&mut t);
+    let t = t
+        .env("CME_EXEC_JIRA_URL", "https://other.example.com")
+        .env("CME_EXEC_JIRA_PAT", "env://CME_TEST_PAT");
+    let out = t.run_args(["check"]);
+    out.assert_success()
+        .assert_stderr_contains("CME_EXEC_JIRA_URL, CME_EXEC_JIRA_PAT are ignored")
+        .assert_stderr_contains(&t.config_path().display().to_string());
     t.assert_clean();
 }

@@ -251,6 +251,25 @@ fn method_keys(method: &str) -> &'static [&'static str] {
     }
 }
 
+/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads (the binary's list of
+/// known `CME_EXEC_*` names includes them).
+pub fn auth_variable_names() -> Vec<String> {
+    let mut out: Vec<String> = METHODS
+        .iter()
+        .flat_map(|m| method_keys(m).iter())
+        .map(|k| {
+            format!(
+                "{}{}",
+                names::CME_EXEC_VAULT_AUTH_PREFIX,
+                k.to_ascii_uppercase()
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Keys that hold booleans (for the `CME_EXEC_VAULT_AUTH_*` variables).
 const BOOLEAN_AUTH_KEYS: [&str; 1] = ["github_actions"];
 
