@@ -136,7 +136,8 @@ pub struct RunArgs {
     pub empty_env: bool,
 
     /// Replace every secret (and its base64, URL- and JSON-encoded forms) with *** in the
-    /// command's stdout and stderr [default: on when stdout is not a terminal or CI is set]
+    /// command's stdout and stderr [default: on for each of stdout and stderr that is not a
+    /// terminal, and for both when CI is set]
     #[arg(long, overrides_with = "no_mask")]
     pub mask: bool,
 
@@ -201,15 +202,16 @@ pub enum Format {
 }
 
 impl RunArgs {
-    /// Whether the output is masked: `--mask`/`--no-mask`, else on when stdout is not a
-    /// terminal (a CI log, a file) or `CI` is set.
-    pub fn masking(&self, stdout_is_terminal: bool, ci: bool) -> bool {
+    /// Whether one output stream (stdout or stderr, decided for each on its own) is masked:
+    /// `--mask`/`--no-mask`, else on when that stream is not a terminal (a CI log, a file,
+    /// `2>export.log`) or `CI` is set. A terminal stream stays the child's own.
+    pub fn masking(&self, stream_is_terminal: bool, ci: bool) -> bool {
         if self.mask {
             true
         } else if self.no_mask {
             false
         } else {
-            !stdout_is_terminal || ci
+            !stream_is_terminal || ci
         }
     }
 }

@@ -129,13 +129,19 @@ async fn run_child(
         .env
         .var(names::CI)
         .is_some_and(|v| v != "false" && v != "0");
-    let masking = args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci);
+    // Each stream on its own: `cme-exec -- cme ... 2>export.log` on a terminal masks the log.
+    let mask_stdout = args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci);
+    let mask_stderr = args.masking(std::io::IsTerminal::is_terminal(&std::io::stderr()), ci);
     let spec = child::Spec {
         program,
         argv: &args.command,
         env,
         grace: Duration::from_secs_f64(args.grace),
-        mask: masking.then_some(&resolution.auth),
+        mask: (mask_stdout || mask_stderr).then_some(child::Mask {
+            auth: &resolution.auth,
+            stdout: mask_stdout,
+            stderr: mask_stderr,
+        }),
     };
     let exit = child::run(spec, signals).await?;
 
