@@ -148,6 +148,14 @@ pub struct Spec<'a> {
     pub mask: Option<Mask<'a>>,
 }
 
+/// The child's environment (with `--via env`, the credentials) is wiped when the spec is
+/// dropped. The copy std's `Command` makes for `execve` is not under cme-exec's control.
+impl Drop for Spec<'_> {
+    fn drop(&mut self) {
+        cme_exec_providers::context::wipe_env(&mut self.env);
+    }
+}
+
 /// Which of the child's output streams are masked, with which secrets. An unmasked stream is
 /// cme-exec's own, inherited (a terminal stays the child's terminal).
 pub struct Mask<'a> {

@@ -107,7 +107,7 @@ async fn run_child(
     .map_err(failed)?;
     tracing::info!(via = ?args.via, at = handover.describe(), "config handed over");
 
-    let add: Vec<(OsString, OsString)> = handover
+    let mut add: Vec<(OsString, OsString)> = handover
         .env
         .iter()
         .map(|(k, v)| {
@@ -123,7 +123,8 @@ async fn run_child(
         &resolution.consumed_env,
         &add,
     );
-    drop(add);
+    // With --via env these are the credentials as JSON: wiped, not just freed.
+    cme_exec_providers::context::wipe_env(&mut add);
     let ci = prepared
         .ctx
         .env
