@@ -19,7 +19,8 @@ use crate::handover::Via;
 ///   cme-exec check
 ///
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
-/// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1.
+/// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1 (125 when
+/// refused before checking: an untrusted ./cme-exec.toml, an unknown CME_EXEC_ variable).
 #[derive(Debug, Parser)]
 #[command(name = "cme-exec", version, verbatim_doc_comment)]
 pub struct Cli {
