@@ -23,6 +23,9 @@ pub struct Error {
     details: Vec<String>,
     causes: Vec<String>,
     hint: Option<String>,
+    /// Exit 125 even from `check` and `explain`, whose other errors exit 1: the run was refused
+    /// before anything was checked (an untrusted config file, an unknown CME_EXEC_ variable).
+    fatal: bool,
 }
 
 impl Error {
@@ -32,7 +35,18 @@ impl Error {
             details: Vec::new(),
             causes: Vec::new(),
             hint: None,
+            fatal: false,
         }
+    }
+
+    /// Marks the error as a refusal to run at all (exit 125 from every command).
+    pub fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
     }
 
     /// One more line under the message (a failed reference, a config problem).

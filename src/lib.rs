@@ -19,7 +19,9 @@ pub mod handover;
 pub mod mask;
 pub mod progress;
 pub mod resolve;
+pub mod state;
 pub mod stdout;
+pub mod trust;
 
 use std::process::ExitCode;
 

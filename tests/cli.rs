@@ -23,9 +23,13 @@ mod processes;
 mod properties;
 #[path = "cli/review_fixes.rs"]
 mod review_fixes;
+#[path = "cli/review_secrets.rs"]
+mod review_secrets;
 #[path = "cli/safety.rs"]
 mod safety;
 mod support;
+#[path = "cli/trust.rs"]
+mod trust;
 #[path = "cli/vault.rs"]
 mod vault;
 #[path = "cli/writeback.rs"]
@@ -1305,6 +1309,9 @@ fn config_discovery_order() {
     );
 
     let t = t.env_remove("CME_EXEC_CONFIG");
+    // The working directory's file only once trusted (issue 9, item 1).
+    t.run_args(args!["--", child]).assert_code(125);
+    t.run_args(["trust"]).assert_success();
     t.run_args(args!["--", child]).assert_success();
     assert_eq!(
         hosts(&t),

@@ -213,14 +213,28 @@ fn read_text(
     if meta.len() > MAX_DOCUMENT_BYTES as u64 {
         return Err(too_large(path));
     }
-    // Sized up front so the buffer never reallocates (a reallocation would leave a copy).
+    // Sized from the file's length, but a file can hold more than its metadata says (procfs
+    // and sysfs report 0, a file may grow): the buffer then grows by copying into a new wiped
+    // buffer, never by a reallocation that would leave the old bytes behind.
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    (&mut file)
-        .take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| FetchError::io(path, &e))?;
-    if buf.len() > MAX_DOCUMENT_BYTES {
-        return Err(too_large(path));
+    let mut chunk = Zeroizing::new(vec![0u8; 16 * 1024]);
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FetchError::io(path, &e)),
+        };
+        if buf.len() + n > MAX_DOCUMENT_BYTES {
+            return Err(too_large(path));
+        }
+        if buf.len() + n > buf.capacity() {
+            let mut bigger =
+                Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();

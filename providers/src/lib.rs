@@ -14,6 +14,7 @@ pub mod context;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod net;
 pub mod payload;
 pub mod progress;
 pub mod reference;

@@ -5,6 +5,7 @@ mod explain;
 mod man;
 mod render;
 mod run;
+mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when stdout fails (`| head -1`).
             let mut script = Vec::new();
@@ -46,6 +48,7 @@ pub struct Prepared {
 
 pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
     let env = EnvReader::from_process();
+    crate::envnames::check_unknown(&env)?;
     let cwd = std::env::current_dir()
         .map_err(|e| Error::new("cannot read the working directory").cause(e.to_string()))?;
     let config = config::load(cli.config.as_deref(), &env, &cwd)?;
@@ -80,7 +83,11 @@ pub fn prepare_and_resolve(
     let prepared = prepare(cli).map_err(|e| {
         on_config_error(&e);
         error::print(&e);
-        Exit::CheckFailed
+        if e.is_fatal() {
+            Exit::Failed
+        } else {
+            Exit::CheckFailed
+        }
     })?;
     let resolution = resolve_blocking(cli, &prepared, identities).map_err(|(exit, e)| {
         error::print(&e);

@@ -53,7 +53,7 @@ fn fault_test(t: Test, address: &str, token: &str, docs: &[&str]) -> (Test, Path
     let marker = t.out_dir().join("child-ran");
     let child = t.script("touch", &scripts::touch(&marker));
     let mut config = format!(
-        "[providers.vault]\nkind = \"vault\"\naddress = {}\nkv_version = 2\n",
+        "[providers.vault]\nkind = \"vault\"\naddress = {}\nkv_version = 2\nauth = {{ method = \"token\" }}\n",
         q(address)
     );
     for (i, doc) in docs.iter().enumerate() {
@@ -668,7 +668,7 @@ fn faults_load_500_references_across_50_documents_read_once_with_bounded_concurr
         "cloud_id",
     ];
     let mut config = format!(
-        "[providers.vault]\nkind = \"vault\"\naddress = {}\nkv_version = 2\n",
+        "[providers.vault]\nkind = \"vault\"\naddress = {}\nkv_version = 2\nauth = {{ method = \"token\" }}\n",
         q(proxy.url())
     );
     let mut expected = Vec::new();

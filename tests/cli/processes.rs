@@ -764,7 +764,7 @@ fn a_signal_during_resolution_aborts_at_once() {
         .global_arg("--timeout")
         .global_arg("60")
         .config_toml(&format!(
-            "[providers.v]\nkind = \"vault\"\naddress = \"http://127.0.0.1:{}\"\nkv_version = 2\n\n[jira.\"https://jira.example.com\"]\npat = \"v://secret/app#pat\"\n",
+            "[providers.v]\nkind = \"vault\"\naddress = \"http://127.0.0.1:{}\"\nkv_version = 2\nauth = {{ method = \"token\" }}\n\n[jira.\"https://jira.example.com\"]\npat = \"v://secret/app#pat\"\n",
             server.port
         ));
     let marker = t.out_dir().join("child-ran");

@@ -94,6 +94,35 @@ pub(super) fn build(
             .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
             .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
     });
+    // Ambient credentials (keys, profile, the default chain) go only where the environment
+    // sends them: a config's endpoint_url that is not the environment's needs the explicit tie.
+    if let Some(configured) = &settings.endpoint_url {
+        let from_env = if ignore_env {
+            None
+        } else {
+            ctx.env
+                .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
+        };
+        let same = from_env
+            .as_deref()
+            .is_some_and(|e| crate::net::same_endpoint(e, configured));
+        if !same && !settings.use_ambient_credentials {
+            return Err(FetchError::invalid(format!(
+                "the aws-sm provider `{name}`: its endpoint_url {} is not the environment's endpoint ({}), \
+                 so the environment's AWS credentials are not sent to it",
+                crate::net::show_origin(configured),
+                from_env.as_deref().map_or_else(
+                    || "AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL are not set".to_owned(),
+                    crate::net::show_origin
+                ),
+            ))
+            .with_hint(format!(
+                "if your AWS credentials are meant for this endpoint, set use_ambient_credentials = true \
+                 in [providers.{name}] (or set AWS_ENDPOINT_URL_SECRETS_MANAGER to it)"
+            )));
+        }
+    }
     Ok(Arc::new(AwsSmProvider {
         name: name.to_owned(),
         settings: settings.clone(),

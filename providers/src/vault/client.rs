@@ -122,6 +122,42 @@ fn parse_path(raw: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(raw))
 }
 
+/// The ambient token (`VAULT_TOKEN`, `BAO_TOKEN`, `~/.vault-token`) goes only to the address the
+/// environment names (`VAULT_ADDR`, else `BAO_ADDR`). A config whose `address` is another
+/// server must tie them explicitly with `auth = { method = "token" }` (or `token_env`,
+/// `token_file`): otherwise a config file could send the user's token to any server.
+fn check_ambient_token_address(
+    name: &str,
+    place: &str,
+    url: &url::Url,
+    env: &crate::EnvReader,
+) -> Result<(), FetchError> {
+    let (var, from_env) = match env.var(names::VAULT_ADDR) {
+        Some(a) => (names::VAULT_ADDR, Some(a)),
+        None => (names::BAO_ADDR, env.var(names::BAO_ADDR)),
+    };
+    if from_env
+        .as_deref()
+        .is_some_and(|a| crate::net::same_endpoint(a, url.as_str()))
+    {
+        return Ok(());
+    }
+    let theirs = match &from_env {
+        Some(a) => format!("{var} is {}", crate::net::show_origin(a)),
+        None => "VAULT_ADDR and BAO_ADDR are not set".to_owned(),
+    };
+    Err(FetchError::invalid(format!(
+        "the vault provider `{name}`: its address {} ({place} address) is not the address the \
+         environment's Vault token is for ({theirs}), so VAULT_TOKEN, BAO_TOKEN and ~/.vault-token \
+         are not sent to it",
+        crate::net::show_origin(url.as_str()),
+    ))
+    .with_hint(format!(
+        "if your token is meant for this server, write auth = {{ method = \"token\" }} in {place} \
+         (or set VAULT_ADDR to this address); or configure another auth method"
+    )))
+}
+
 impl VaultProvider {
     pub fn build(
         name: &str,
@@ -175,6 +211,9 @@ impl VaultProvider {
         })?;
         let url = super::check_address(&address.value, settings.allow_http)
             .map_err(|e| FetchError::invalid(format!("{}: {e}", address.from)))?;
+        if settings.declared && settings.auth.is_none() && address.from == "address" {
+            check_ambient_token_address(name, &place, &url, env)?;
+        }
 
         let namespace = from_settings_or_env(
             settings.namespace.clone(),
@@ -974,6 +1013,38 @@ mod tests {
         assert!(e.message().contains("jwt_file"), "{e}");
     }
 
+    /// Issue 9, item 1: the ambient token goes only to the environment's address, unless the
+    /// config ties them with an explicit token method.
+    #[test]
+    fn an_ambient_token_goes_only_to_the_environments_address() {
+        let s = || Settings {
+            declared: true,
+            address: Some("http://127.0.0.1:8200".into()),
+            ..Settings::default()
+        };
+        for env in [
+            &[("VAULT_TOKEN", "t")][..],
+            &[
+                ("VAULT_TOKEN", "t"),
+                ("VAULT_ADDR", "http://127.0.0.1:9999"),
+            ],
+            &[
+                ("BAO_TOKEN", "t"),
+                ("BAO_ADDR", "https://vault.example.com"),
+            ],
+        ] {
+            let e = provider(env, s()).err().unwrap();
+            assert!(e.message().contains("is not the address"), "{e}");
+            assert!(e.hint().unwrap().contains("method = \"token\""), "{e:?}");
+        }
+        assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:8200")], s()).is_ok());
+        let tied = Settings {
+            auth: Some(Auth::Token { source: None }),
+            ..s()
+        };
+        assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:9999")], tied).is_ok());
+    }
+
     #[test]
     fn mounts_split_by_the_longest_declared_mount() {
         let mut s = Settings {
@@ -983,7 +1054,7 @@ mod tests {
         };
         s.kv_mounts.insert("team/kv".into(), KvVersion::V1);
         s.kv_mounts.insert("team".into(), KvVersion::V2);
-        let p = provider(&[], s).unwrap();
+        let p = provider(&[("VAULT_ADDR", "http://127.0.0.1:8200/")], s).unwrap();
         assert_eq!(
             p.split("team/kv/app/x"),
             ("team/kv", "app/x", Some(KvVersion::V1))

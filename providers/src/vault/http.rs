@@ -466,13 +466,7 @@ impl Transport {
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
         if let Some(token) = token {
-            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                HttpError::Build(
-                    "the Vault token holds characters that cannot be sent in a header".into(),
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert("X-Vault-Token", value);
+            headers.insert("X-Vault-Token", token_header(token)?);
         }
         if let Some(ns) = &self.namespace {
             let value = HeaderValue::from_str(ns)
@@ -539,7 +533,9 @@ impl Transport {
                 .timeout(timeout)
                 .headers(headers.clone());
             if let Some(b) = body {
-                request = request.body(b.to_vec());
+                // Each attempt needs its own body (reqwest consumes it); the copy wipes itself
+                // when hyper drops it.
+                request = request.body(wiped_bytes(b));
             }
             let failure = match self.attempt(request).await {
                 Ok(answer) => return Ok(answer),
@@ -617,6 +613,34 @@ impl Transport {
             })
         }
     }
+}
+
+/// A buffer that is wiped when dropped, as the owner of a [`bytes::Bytes`].
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A copy of `b` as `Bytes` whose buffer is wiped when the last reference is dropped (reqwest
+/// and hyper hold request bodies and header values as `Bytes`).
+fn wiped_bytes(b: &[u8]) -> bytes::Bytes {
+    bytes::Bytes::from_owner(Wiped(Zeroizing::new(b.to_vec())))
+}
+
+/// The `X-Vault-Token` header: one copy of the token, in a buffer wiped when the header map's
+/// last clone is dropped, marked sensitive (never shown by `Debug` or logged by hyper/h2).
+/// What hyper writes into its own head buffer and what rustls encrypts are not under
+/// cme-exec's control (docs/security.md).
+fn token_header(token: &SecretString) -> Result<HeaderValue, HttpError> {
+    let mut value = HeaderValue::from_maybe_shared(wiped_bytes(token.expose_secret().as_bytes()))
+        .map_err(|_| {
+        HttpError::Build("the Vault token holds characters that cannot be sent in a header".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Reads a body into a wiped buffer, refusing more than [`MAX_RESPONSE_BYTES`].
@@ -909,5 +933,18 @@ mod tests {
             "https://vault.example.com:8200/prefix/v1/secret/data/a%20b/c%3Fd%23e%25f"
         );
         assert_eq!(t.origin(), "https://vault.example.com:8200");
+    }
+
+    /// Issue 9, item 7: the token header holds the one wiped copy (no second copy made by
+    /// `HeaderValue`), and is marked sensitive.
+    #[test]
+    fn the_token_header_is_one_wiped_sensitive_copy() {
+        let b = wiped_bytes(b"tok-S3NT1NEL");
+        let at = b.as_ptr();
+        let h = HeaderValue::from_maybe_shared(b).unwrap();
+        assert_eq!(h.as_bytes().as_ptr(), at, "HeaderValue copied the token");
+        let h = token_header(&SecretString::from("tok-S3NT1NEL")).unwrap();
+        assert!(h.is_sensitive());
+        assert!(!format!("{h:?}").contains("S3NT1NEL"));
     }
 }
