@@ -128,7 +128,10 @@ pub fn check_unknown(env: &cme_exec_providers::EnvReader) -> Result<(), crate::e
         e = e.detail(u);
     }
     Err(e
-        .hint("fix the name or unset it; the known names are listed in docs/configuration.md")
+        .hint(format!(
+            "fix the name or unset it; the known names are listed at {}",
+            crate::error::docs_url("configuration.md#no-config-file")
+        ))
         .fatal())
 }
 

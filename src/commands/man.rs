@@ -125,6 +125,8 @@ fn sections() -> Roff {
     for (code, text) in EXIT_STATUS {
         r.control("TP", []).text([bold(*code)]).text([roman(*text)]);
     }
+    r.control("SH", ["DOCUMENTATION"]);
+    r.text([roman(crate::error::docs_url("configuration.md"))]);
     r
 }
 
@@ -141,8 +143,8 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CME_EXEC_CONFLUENCE_URL, CME_EXEC_CONFLUENCE_USERNAME, ..._API_TOKEN, ..._PAT, \
          ..._SESSION_COOKIES, ..._CLOUD_ID, ..._FROM, CME_EXEC_JIRA_*, CME_EXEC_AUTH_FROM, \
          CME_EXEC_BASE_CONFIG, CME_EXEC_WRITE_BACK",
-        "The configuration when no config file is found: references, never values \
-         (docs/configuration.md).",
+        "The configuration when no config file is found: references, never values (see \
+         DOCUMENTATION). Any other CME_EXEC_* name is an error.",
     ),
     (
         "VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH, \
@@ -171,6 +173,16 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Where $XDG_CONFIG_HOME/cme-exec/config.toml and cme's own config are looked for.",
     ),
     (
+        "XDG_STATE_HOME",
+        "Where trust records for working-directory configs (cme-exec trust) and the \
+         fingerprint key of explain are kept: $XDG_STATE_HOME/cme-exec (default \
+         ~/.local/state/cme-exec).",
+    ),
+    (
+        "CME_EXEC_FINGERPRINT_KEY_FILE",
+        "A shared key for explain's fingerprints, so that two machines can compare them.",
+    ),
+    (
         "XDG_RUNTIME_DIR, TMPDIR",
         "Where --via file makes its private directory (after --dir; then /dev/shm, /tmp).",
     ),
@@ -197,7 +209,12 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ),
     (
         "check, explain",
-        "0 when every reference resolved; 1 otherwise.",
+        "0 when every reference resolved; 1 otherwise; 125 when refused before anything is \
+         checked (an untrusted ./cme-exec.toml, an unknown CME_EXEC_* variable).",
+    ),
+    (
+        "trust",
+        "0 when the file was trusted (or its record removed, or listed); 125 otherwise.",
     ),
     (
         "completions, man",

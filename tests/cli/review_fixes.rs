@@ -231,10 +231,15 @@ fn issue_9_16_control_characters_in_values_are_refused() {
         let out = t.run_args(&args);
         out.assert_code(code);
         let text = format!("{}{}", out.stdout, out.stderr);
+        // The reason is told once, with the fields it concerns under it (or on the same line).
+        assert!(
+            text.contains("control character"),
+            "{args:?}: the reason is given\n{}",
+            out.describe()
+        );
         for field in ["username", "api_token"] {
             assert!(
-                text.lines()
-                    .any(|l| l.contains(field) && l.contains("control character")),
+                text.lines().any(|l| l.contains(&format!("] {field}"))),
                 "{args:?}: {field} is named with the reason\n{}",
                 out.describe()
             );
