@@ -491,18 +491,27 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         };
         for (field, value) in &instance.fields {
             let v = value.secret.expose_secret();
-            if v.trim().is_empty() {
-                verdicts.push(verdict(
-                    field.name().into(),
-                    value.origin.to_string(),
-                    Err(Failure::new("the value is empty")),
-                ));
-            } else if let Some(problem) = control_character_problem(v) {
-                verdicts.push(verdict(
+            let problem = if v.trim().is_empty() {
+                Some("the value is empty")
+            } else {
+                control_character_problem(v)
+            };
+            let Some(problem) = problem else { continue };
+            // The field's own verdict (its reference resolved) becomes the failure, so that a
+            // field is reported once; a field that came from `from` or `[auth] from` gets its own.
+            let own = verdicts.iter_mut().find(|x| {
+                x.product == Some(*product)
+                    && x.url.as_ref() == Some(url)
+                    && x.subject == field.name()
+                    && x.outcome.is_ok()
+            });
+            match own {
+                Some(x) => x.outcome = Err(Failure::new(problem)),
+                None => verdicts.push(verdict(
                     field.name().into(),
                     value.origin.to_string(),
                     Err(Failure::new(problem)),
-                ));
+                )),
             }
         }
         if failed.contains(&(*product, url.clone())) {

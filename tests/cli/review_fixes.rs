@@ -192,6 +192,37 @@ fn issue_9_18_render_warns_when_others_can_read() {
 // Item 16: control characters in values
 // ---------------------------------------------------------------------------------------------
 
+/// A field whose reference resolves to an unusable value (empty, or holding a control
+/// character) is reported once, as FAILED: never first as `ok` and then again as failed.
+#[test]
+fn check_reports_an_unusable_value_once() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let token_file = t.secret_file("token", format!("{token}\x07bell"));
+    let t = t.env("CME_TEST_USER", "").config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_USER\"\n\
+         api_token = \"file://{}\"\n",
+        token_file.display()
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    for field in ["username", "api_token"] {
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("] {field} ")))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{field} is reported once\n{}",
+            out.describe()
+        );
+        assert!(lines[0].contains("FAILED"), "{}", out.describe());
+    }
+    assert!(out.stdout.contains("2 of 2 failed"), "{}", out.describe());
+}
+
 /// Issue 9 item 16: a value with NUL (from a file) or ESC (from a variable) is refused by `run`
 /// (125, no child), `render` (125, nothing written), `check` and `explain` (1), each naming the
 /// field and never showing the value. A value with tab and a CRLF ending still resolves.
