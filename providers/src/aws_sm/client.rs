@@ -29,7 +29,6 @@ use aws_sdk_secretsmanager::config::{Region, SharedCredentialsProvider};
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::Client;
-use futures::StreamExt as _;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 use zeroize::Zeroize as _;
@@ -279,21 +278,16 @@ impl AwsSmProvider {
         }
     }
 
-    /// `GetSecretValue` for several targets, concurrently.
+    /// `GetSecretValue` for several targets, concurrently ([`crate::fetch_concurrently`]).
     async fn get_each(
         &self,
         client: &Client,
         targets: Vec<Target>,
         concurrency: usize,
     ) -> Vec<(Target, Fetched)> {
-        futures::stream::iter(targets)
-            .map(|t| async move {
-                let r = self.get(client, &t).await;
-                (t, r)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await
+        let results =
+            crate::fetch_concurrently(&targets, concurrency, |t| self.get(client, t)).await;
+        targets.into_iter().zip(results).collect()
     }
 
     /// `BatchGetSecretValue` for up to [`BATCH_MAX`] targets at their current version; targets
@@ -682,7 +676,7 @@ fn too_large(target: &Target) -> FetchError {
 #[async_trait]
 impl Provider for AwsSmProvider {
     fn kind(&self) -> Kind {
-        Kind::AwsSm
+        super::KIND
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {

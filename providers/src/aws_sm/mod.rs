@@ -52,8 +52,8 @@ mod diagnose;
 
 use std::sync::Arc;
 
-use crate::settings::TableReader;
-use crate::{Context, Document, FetchError, Provider};
+use crate::table::TableReader;
+use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
 /// Environment variables that hold AWS credentials or point at them. Whenever an `aws-sm`
 /// provider is used they are treated as consumed, so the child does not inherit them (the
@@ -409,24 +409,91 @@ fn check_arn(arn: &str) -> Result<String, String> {
     Ok(parts[3].to_owned())
 }
 
-/// Builds the provider, or says that this build left it out.
+/// `kind = "aws-sm"`, with the `aws-sm` cargo feature.
+pub const KIND: Kind = Kind::new("aws-sm");
+
+/// The `aws-sm` backend, listed in [`crate::registry::BACKENDS`].
+pub struct AwsSmBackend;
+
+impl Backend for AwsSmBackend {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    fn feature(&self) -> Option<&'static str> {
+        Some("aws-sm")
+    }
+
+    fn available(&self) -> bool {
+        cfg!(feature = "aws-sm")
+    }
+
+    fn parse(&self, r: &mut TableReader<'_, '_>) -> Arc<dyn BackendSettings> {
+        Arc::new(Settings::parse(r))
+    }
+
+    fn builtin(&self) -> Option<Arc<dyn BackendSettings>> {
+        Some(Arc::new(Settings::default()))
+    }
+
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        check_document(doc)
+    }
+}
+
+impl BackendSettings for Settings {
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "kind aws-sm, endpoint {}",
+            self.endpoint_url
+                .as_deref()
+                .unwrap_or("AWS's regional endpoint (or AWS_ENDPOINT_URL*)")
+        );
+        if let Some(r) = &self.region {
+            s.push_str(&format!(", region {r}"));
+        }
+        if let Some(p) = &self.profile {
+            s.push_str(&format!(", profile {p}"));
+        }
+        if let Some(r) = &self.role_arn {
+            s.push_str(&format!(", assumes {r}"));
+        }
+        if self.use_ambient_credentials {
+            s.push_str(", use_ambient_credentials");
+        }
+        if self.allow_http {
+            s.push_str(", allow_http");
+        }
+        s
+    }
+
+    fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
+        build(name, self, ctx)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Builds the provider.
+#[cfg(feature = "aws-sm")]
 pub fn build(
     name: &str,
     settings: &Settings,
     ctx: &Arc<Context>,
 ) -> Result<Arc<dyn Provider>, FetchError> {
-    #[cfg(feature = "aws-sm")]
-    {
-        client::build(name, settings, ctx)
-    }
-    #[cfg(not(feature = "aws-sm"))]
-    {
-        let _ = (settings, ctx);
-        Err(FetchError::unavailable(format!(
-            "the aws-sm provider `{name}` is not available in this build of cme-exec"
-        ))
-        .with_hint("rebuild with `--features aws-sm` (or keep the default features)"))
-    }
+    client::build(name, settings, ctx)
+}
+
+/// This build has no AWS client: the one answer for an aws-sm provider, whatever its settings.
+#[cfg(not(feature = "aws-sm"))]
+pub fn build(
+    name: &str,
+    _settings: &Settings,
+    _ctx: &Arc<Context>,
+) -> Result<Arc<dyn Provider>, FetchError> {
+    Err(FetchError::left_out(KIND.name(), name, "aws-sm"))
 }
 
 #[cfg(test)]

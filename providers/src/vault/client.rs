@@ -821,7 +821,7 @@ fn format_ttl(seconds: u64) -> String {
 #[async_trait]
 impl Provider for VaultProvider {
     fn kind(&self) -> Kind {
-        Kind::Vault
+        super::KIND
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
