@@ -8,7 +8,7 @@
 //!
 //! Layers, each importing only the ones below it:
 //! - [`registry`]: every backend listed once ([`registry::BACKENDS`]), building by kind;
-//! - the backends: [`file`], [`env`], [`vault`], [`aws_sm`], one module (or folder) each; none
+//! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], one module (or folder) each; none
 //!   imports another;
 //! - shared pieces the backends use: [`provider`] (the traits and [`fetch_concurrently`]),
 //!   [`secure_fs`], [`net`], [`progress`], [`payload`], [`context`];
@@ -18,6 +18,7 @@
 //! still parses their settings, and each backend's own module answers that it was left out.
 
 pub mod aws_sm;
+pub mod command;
 pub mod context;
 pub mod env;
 pub mod error;

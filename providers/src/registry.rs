@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use crate::provider::{Backend, BackendSettings, Provider};
 use crate::table::TableReader;
-use crate::{aws_sm, env, file, vault};
+use crate::{aws_sm, command, env, file, vault};
 use crate::{Context, Document, FetchError, Kind};
 
 /// Every backend cme-exec knows, whether or not this build includes its client.
 pub static BACKENDS: &[&dyn Backend] = &[
     &env::EnvBackend,
     &file::FileBackend,
+    &command::CommandBackend,
     &vault::VaultBackend,
     &aws_sm::AwsSmBackend,
 ];

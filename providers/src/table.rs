@@ -73,6 +73,13 @@ impl<'t, 'p> TableReader<'t, 'p> {
         });
     }
 
+    /// Whether a problem was already reported for `key` of this table.
+    pub fn has_problem(&self, key: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.table == self.path && p.key.as_deref() == Some(key))
+    }
+
     fn get(&mut self, key: &'t str) -> Option<&'t toml::Value> {
         self.used.push(key);
         self.table.get(key)
@@ -126,6 +133,33 @@ impl<'t, 'p> TableReader<'t, 'p> {
             }
             other => {
                 self.wrong_type(key, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// An array of strings (each element's type is checked; values are never shown).
+    pub fn string_list(&mut self, key: &'t str) -> Option<Vec<String>> {
+        match self.get(key)? {
+            toml::Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        toml::Value::String(s) => out.push(s.clone()),
+                        other => {
+                            let found = describe_toml(other);
+                            self.problem(
+                                Some(key),
+                                format!("element {} is {found}, expected a string", i + 1),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.wrong_type(key, "an array of strings", other);
                 None
             }
         }
