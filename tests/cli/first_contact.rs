@@ -711,6 +711,7 @@ fn documented_vault_login_sample_matches_real_output() {
         .stderr
         .replace(&bao.address(), "https://vault.example.com");
     assert_sample_matches("providers/vault.md", &sample, &real);
+    t.assert_clean();
 }
 
 /// A base config that holds a credential but is otherwise valid for cme: the hint says why
