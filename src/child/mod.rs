@@ -186,8 +186,17 @@ fn pump(
                     Some(s) => s.feed(&buf[..n], &mut out),
                     None => out.extend_from_slice(&buf[..n]),
                 }
-                // Keep draining even if our own output is gone, so the child never blocks.
-                let _ = to.write_all(&out).and_then(|()| to.flush());
+                // The reader of our output is gone (`cme-exec --mask -- cme ... | head`): close
+                // the child's pipe, so that its next write fails (EPIPE or SIGPIPE) as it would
+                // without cme-exec, instead of running a whole export into nowhere. Any other
+                // write error: keep draining, so the child never blocks.
+                if let Err(e) = to.write_all(&out).and_then(|()| to.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        drop(from);
+                        let _ = done.send(());
+                        return;
+                    }
+                }
                 out.clear();
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -496,9 +496,9 @@ fn vault_hints_name_the_cause() {
     t.assert_clean();
 }
 
-/// A failed login is told once, with the fields it stopped under it, not once per field.
-#[test]
-fn vault_failed_login_is_told_once() {
+/// A run whose AppRole login fails at a real OpenBao (an unknown role id), with three fields
+/// (two instances) that all need the login; it must exit 125.
+fn failed_approle_login(confluence_url: &str) -> (OpenBao, Test, Output) {
     let bao = OpenBao::start();
     bao.enable_auth("approle", "approle");
     bao.ok(
@@ -511,15 +511,23 @@ fn vault_failed_login_is_told_once() {
     let config = format!(
         "[providers.vault]\nkind = \"vault\"\naddress = {}\n\
          auth = {{ method = \"approle\", role_id = \"no-such-role-id\", secret_id_env = \"SECRET_ID\" }}\n\n\
-         [confluence.\"https://x.atlassian.net\"]\nusername = \"vault://secret/app#user\"\n\
+         [confluence.{}]\nusername = \"vault://secret/app#user\"\n\
          api_token = \"vault://secret/app#token\"\n\n\
          [jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n",
-        serde_json::to_string(&bao.address()).expect("a string")
+        serde_json::to_string(&bao.address()).expect("a string"),
+        serde_json::to_string(confluence_url).expect("a string"),
     );
     let t = t.env("SECRET_ID", &secret_id).config_toml(&config);
     let child = t.script("true", "#!/bin/sh\nexit 0\n");
     let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
     out.assert_code(125);
+    (bao, t, out)
+}
+
+/// A failed login is told once, with the fields it stopped under it, not once per field.
+#[test]
+fn vault_failed_login_is_told_once() {
+    let (_bao, t, out) = failed_approle_login("https://x.atlassian.net");
     let logins = out.stderr.matches("logging in to").count();
     assert_eq!(logins, 1, "the login failure once\n{}", out.describe());
     for field in ["username", "api_token", "pat"] {
@@ -698,31 +706,12 @@ fn documented_config_error_sample_matches_real_output() {
 #[test]
 fn documented_vault_login_sample_matches_real_output() {
     let sample = doc_block("providers/vault.md", "(for 3 fields)");
-    let bao = OpenBao::start();
-    bao.enable_auth("approle", "approle");
-    bao.ok(
-        "POST",
-        "auth/approle/role/reader",
-        json!({ "token_policies": ["default"] }),
-    );
-    let mut t = Test::new();
-    let secret_id = t.sentinel("secret-id");
-    let config = format!(
-        "[providers.vault]\nkind = \"vault\"\naddress = {}\n\
-         auth = {{ method = \"approle\", role_id = \"no-such-role-id\", secret_id_env = \"SECRET_ID\" }}\n\n\
-         [confluence.\"https://a.example.com\"]\nusername = \"vault://secret/app#user\"\n\
-         api_token = \"vault://secret/app#token\"\n\n\
-         [jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n",
-        serde_json::to_string(&bao.address()).expect("a string")
-    );
-    let t = t.env("SECRET_ID", &secret_id).config_toml(&config);
-    let child = t.script("true", "#!/bin/sh\nexit 0\n");
-    let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
-    out.assert_code(125);
+    let (bao, t, out) = failed_approle_login("https://a.example.com");
     let real = out
         .stderr
         .replace(&bao.address(), "https://vault.example.com");
     assert_sample_matches("providers/vault.md", &sample, &real);
+    t.assert_clean();
 }
 
 /// A base config that holds a credential but is otherwise valid for cme: the hint says why

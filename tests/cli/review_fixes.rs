@@ -517,6 +517,39 @@ fn issue_9_13_a_closed_stdout_is_not_a_crash() {
     t.assert_clean();
 }
 
+/// With `--mask`, cme-exec relays the child's output; when the reader of that output goes away
+/// (`cme-exec --mask -- cme ... | head`), the child's next write fails as it would without
+/// cme-exec, instead of the child writing its whole output into nowhere.
+#[test]
+fn a_closed_stdout_reaches_a_masked_child() {
+    let (t, _) = pat_test();
+    let closed = closed_stdout_runner(&t);
+    let count = t.out_dir().join("count");
+    let child = t.script(
+        "writer",
+        &format!(
+            "#!/usr/bin/env bash\ntrap '' PIPE\nn=0\nwhile [ $n -lt 100000 ] && echo \"line $n\"; do n=$((n+1)); done\necho $n > {}\n",
+            sh_quote(&count)
+        ),
+    );
+    let out = t
+        .launch([OsStr::new("--mask"), OsStr::new("--"), child.as_os_str()])
+        .wrapper([&closed])
+        .run();
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let written: u64 = fs::read_to_string(&count)
+        .expect("the child records how many lines it wrote")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        written < 100_000,
+        "the child's writes must fail once cme-exec's reader is gone; it wrote {written} lines\n{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
 /// Issue 9 item 13: `man` has ENVIRONMENT, EXIT STATUS and run's options; every subcommand page
 /// it refers to is written by `man --dir DIR`, each with the same sections.
 #[test]
