@@ -11,12 +11,14 @@
 //! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], one module (or folder) each; none
 //!   imports another;
 //! - shared pieces the backends use: [`provider`] (the traits and [`fetch_concurrently`]),
-//!   [`secure_fs`], [`net`], [`progress`], [`payload`], [`context`];
+//!   [`aws_shared`] (for the AWS backends), [`secure_fs`], [`net`], [`progress`], [`payload`],
+//!   [`context`];
 //! - leaves: [`kind`], [`table`], [`reference`], [`error`].
 //!
 //! The list of kinds is never behind `#[cfg]`: a build without the `vault` or `aws-sm` feature
 //! still parses their settings, and each backend's own module answers that it was left out.
 
+pub mod aws_shared;
 pub mod aws_sm;
 pub mod command;
 pub mod context;
