@@ -9,6 +9,8 @@
 
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
+#[path = "cli/aws_ssm.rs"]
+mod aws_ssm;
 #[path = "cli/command_provider.rs"]
 mod command_provider;
 #[path = "cli/faults.rs"]

@@ -8,7 +8,7 @@
 //!
 //! Layers, each importing only the ones below it:
 //! - [`registry`]: every backend listed once ([`registry::BACKENDS`]), building by kind;
-//! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], one module (or folder) each; none
+//! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], [`aws_ssm`], one module (or folder) each; none
 //!   imports another;
 //! - shared pieces the backends use: [`provider`] (the traits and [`fetch_concurrently`]),
 //!   [`aws_shared`] (for the AWS backends), [`secure_fs`], [`net`], [`progress`], [`payload`],
@@ -20,6 +20,7 @@
 
 pub mod aws_shared;
 pub mod aws_sm;
+pub mod aws_ssm;
 pub mod command;
 pub mod context;
 pub mod env;

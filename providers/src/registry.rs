@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::provider::{Backend, BackendSettings, Provider};
 use crate::table::TableReader;
-use crate::{aws_sm, command, env, file, vault};
+use crate::{aws_sm, aws_ssm, command, env, file, vault};
 use crate::{Context, Document, FetchError, Kind};
 
 /// Every backend cme-exec knows, whether or not this build includes its client.
@@ -22,6 +22,7 @@ pub static BACKENDS: &[&dyn Backend] = &[
     &command::CommandBackend,
     &vault::VaultBackend,
     &aws_sm::AwsSmBackend,
+    &aws_ssm::AwsSsmBackend,
 ];
 
 /// The backend of a kind name.
