@@ -7,6 +7,8 @@
 //! `assert_clean`: nothing left in XDG_RUNTIME_DIR, TMPDIR or /dev/shm, and no sentinel in any file
 //! outside the test's own `secrets/` and `out/` directories.
 
+#[path = "cli/aws_credentials.rs"]
+mod aws_credentials;
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
 #[path = "cli/aws_ssm.rs"]

@@ -11,9 +11,9 @@
 //!   token, a profile file's contents around a syntax error. None of it is shown. A message says
 //!   what failed from the error's kind, AWS's error *code* (a word such as
 //!   `InvalidIdentityToken`), an I/O error, and what cme-exec itself reads from the profile
-//!   files: whether the profile exists, and whether it needs a part of the SDK this build leaves
-//!   out (`sso`, `credentials-process`). Keys are looked at by name; values never leave this
-//!   module, except `source_profile` (a profile name) to follow a chain.
+//!   files: whether the profile exists, and whether it signs in with SSO or runs a
+//!   `credential_process` helper (each gets its own message and fix). Keys are looked at by name;
+//!   values never leave this module, except `source_profile` (a profile name) to follow a chain.
 //! - **Transport failures** are told by the SDK's connector error kinds (io, timeout, user,
 //!   other) and the I/O error underneath, never by the `Debug` of the error tree.
 
@@ -75,6 +75,9 @@ pub async fn resolve_credentials(
 pub fn credentials_error(err: &CredentialsError, place: &Place<'_>) -> FetchError {
     let profiles = Profiles::read(place);
     if let Some(e) = profile_problem(&profiles, place) {
+        return e;
+    }
+    if let Some(e) = source_problem(&profiles, place, chain_cause(err)) {
         return e;
     }
     let profile = place
@@ -143,21 +146,13 @@ fn no_credentials(place: &Place<'_>, why: &str) -> FetchError {
     .with_hint(hint)
 }
 
-/// A profile that is missing, or that needs what this build leaves out.
+/// A profile that is missing (the chosen one, or one of its `source_profile` chain).
 fn profile_problem(profiles: &Profiles, place: &Place<'_>) -> Option<FetchError> {
     let (chosen, from) = match place.chosen_profile() {
         Some(c) => c,
         // Without a choice the SDK reads `default`, which may be absent.
         None if profiles.get("default").is_some() => ("default".to_owned(), "the default".into()),
         None => return None,
-    };
-    let workaround = |p: &str| {
-        format!(
-            "let the AWS CLI hand the credentials over in the environment (after `aws sso login \
-             --profile {p}` for SSO): eval \"$(aws configure export-credentials --profile {p} \
-             --format env)\", then run cme-exec again; see {}",
-            docs_url("providers/aws-sm.md#credentials")
-        )
     };
     let mut name = chosen.clone();
     for _ in 0..8 {
@@ -181,23 +176,55 @@ fn profile_problem(profiles: &Profiles, place: &Place<'_>) -> Option<FetchError>
                 .with_hint(format!("check its spelling; {listed}")),
             );
         };
+        match &profile.source_profile {
+            Some(next) if *next != name => name = next.clone(),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The profile, or one it takes its credentials from, that signs in with SSO or runs a
+/// `credential_process` helper: the credentials failed there, and the fix is its own. The
+/// helper's output and the SDK's words are not shown (they may hold a credential).
+fn source_problem(
+    profiles: &Profiles,
+    place: &Place<'_>,
+    cause: Option<String>,
+) -> Option<FetchError> {
+    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+    let chosen = match place.chosen_profile() {
+        Some((p, _)) => p,
+        None if profiles.get("default").is_some() => "default".to_owned(),
+        None => return None,
+    };
+    let mut name = chosen.clone();
+    for _ in 0..8 {
+        let profile = profiles.get(&name)?;
         if profile.has("sso_session") || profile.has("sso_start_url") {
             return Some(
-                FetchError::invalid(format!(
-                    "the AWS profile `{name}` signs in with IAM Identity Center (SSO), which this \
-                     build of cme-exec leaves out (the AWS SDK's `sso` feature)"
+                FetchError::denied(format!(
+                    "the AWS profile `{name}` signs in with IAM Identity Center (SSO), and no \
+                     usable SSO session was found for it (not signed in, expired, or refused){cause}"
                 ))
-                .with_hint(workaround(&chosen)),
+                .with_hint(format!(
+                    "sign in with `aws sso login --profile {chosen}` and run cme-exec again; \
+                     `aws sts get-caller-identity --profile {chosen}` shows what AWS says; see {}",
+                    docs_url("providers/aws-sm.md#credentials")
+                )),
             );
         }
         if profile.has("credential_process") {
             return Some(
-                FetchError::invalid(format!(
-                    "the AWS profile `{name}` gets its credentials from credential_process, \
-                     which this build of cme-exec leaves out (the AWS SDK's \
-                     `credentials-process` feature); the helper was not run"
+                FetchError::denied(format!(
+                    "the credential_process helper of the AWS profile `{name}` gave no \
+                     credentials; what it printed is not shown (it may hold a credential){cause}"
                 ))
-                .with_hint(workaround(&chosen)),
+                .with_hint(format!(
+                    "run `aws sts get-caller-identity --profile {chosen}` in the same environment \
+                     to see what the helper says; see {}",
+                    docs_url("providers/aws-sm.md#credentials")
+                )),
             );
         }
         match &profile.source_profile {

@@ -36,9 +36,9 @@
 //! The AWS SDK's default chain: environment keys, the shared config and credentials files and
 //! their profiles (`role_arn`/`source_profile`, `web_identity_token_file`), web identity
 //! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`: EKS IRSA, GitHub Actions and other CI
-//! OIDC), container credentials (ECS, EKS Pod Identity), and EC2 instance metadata. This build
-//! leaves out the SDK's `sso` and `credentials-process` features: a profile using
-//! `sso_session`/`sso_start_url` or `credential_process` is reported as unsupported. The
+//! OIDC), container credentials (ECS, EKS Pod Identity), and EC2 instance metadata, and the
+//! SDK's `sso` (IAM Identity Center profiles, from the AWS CLI's token cache) and
+//! `credentials-process` (a profile's helper, whose output is never shown) features. The
 //! credential variables the chain reads ([`CREDENTIAL_VARS`]) never reach the child. The SDK's
 //! `LOG_SENSITIVE_BODIES=true`, which would log secret values, is refused.
 //!
