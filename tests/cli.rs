@@ -15,6 +15,8 @@ mod aws_sm;
 mod aws_ssm;
 #[path = "cli/command_provider.rs"]
 mod command_provider;
+#[path = "cli/conformance.rs"]
+mod conformance;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/first_contact.rs"]
