@@ -45,8 +45,32 @@ pub struct Cli {
 impl Cli {
     /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
     pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(with_default_command(args.into_iter().collect()))
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut matches = Cli::command()
+            .long_version(long_version())
+            .try_get_matches_from(with_default_command(args.into_iter().collect()))?;
+        Cli::from_arg_matches_mut(&mut matches)
     }
+}
+
+/// `--version`: the version, then the backends of this build from the providers' registry
+/// (ripgrep's `features:` line): a backend left out is listed with `-`.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let backends: Vec<String> = cme_exec_providers::registry::BACKENDS
+            .iter()
+            .map(|b| {
+                let sign = if b.available() { '+' } else { '-' };
+                format!("{sign}{}", b.kind())
+            })
+            .collect();
+        format!(
+            "{}\nbackends: {}",
+            env!("CARGO_PKG_VERSION"),
+            backends.join(" ")
+        )
+    })
 }
 
 /// Inserts `run` when the first word after the global options is not a command, so that
@@ -259,6 +283,20 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_args(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn long_version_lists_the_backends_of_this_build() {
+        let text = long_version();
+        assert!(text.contains("+env +file +command"), "{text}");
+        for (feature, on) in [
+            ("vault", cfg!(feature = "vault")),
+            ("aws-sm", cfg!(feature = "aws-sm")),
+            ("aws-ssm", cfg!(feature = "aws-ssm")),
+        ] {
+            let sign = if on { '+' } else { '-' };
+            assert!(text.contains(&format!("{sign}{feature}")), "{text}");
+        }
     }
 
     #[test]
