@@ -90,7 +90,7 @@ pub const MINIMAL_ENV: &[&str] = &[
 /// size, and only counted.
 const STDERR_DRAIN_CHUNK: usize = 8 * 1024;
 
-/// The `command` backend, listed in [`crate::registry::BACKENDS`].
+/// The `command` backend, listed in `registry::BACKENDS`.
 pub struct CommandBackend;
 
 impl Backend for CommandBackend {

@@ -15,7 +15,7 @@ use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provi
 /// `kind = "env"`: always built in.
 pub const KIND: Kind = Kind::new("env");
 
-/// The `env` backend, listed in [`crate::registry::BACKENDS`].
+/// The `env` backend, listed in `registry::BACKENDS`.
 pub struct EnvBackend;
 
 impl Backend for EnvBackend {

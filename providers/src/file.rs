@@ -45,7 +45,7 @@ use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provi
 /// `kind = "file"`: always built in.
 pub const KIND: Kind = Kind::new("file");
 
-/// The `file` backend, listed in [`crate::registry::BACKENDS`].
+/// The `file` backend, listed in `registry::BACKENDS`.
 pub struct FileBackend;
 
 impl Backend for FileBackend {

@@ -1,6 +1,6 @@
 //! A backend's name, as a value (a leaf: it imports nothing of the crate).
 //!
-//! The list of kinds is [`crate::registry::BACKENDS`]; a `Kind` is only the name a backend
+//! The list of kinds is `registry::BACKENDS`; a `Kind` is only the name a backend
 //! answers to in `kind = "..."` and as its built-in scheme, so adding a backend adds no variant
 //! anywhere. [`Kind::from_name`], [`Kind::feature`], [`Kind::available`] and
 //! [`Kind::check_document`] look the backend up in the registry.

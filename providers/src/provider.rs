@@ -86,7 +86,7 @@ where
 
 /// A kind of secret store: its name, its cargo feature, how its `[providers.NAME]` table is
 /// read and how its references are checked. One value per backend, listed once in
-/// [`crate::registry::BACKENDS`].
+/// `registry::BACKENDS`.
 pub trait Backend: Sync {
     /// `kind = "..."`, and the built-in scheme when [`Backend::builtin`] gives settings.
     fn kind(&self) -> Kind;

@@ -242,7 +242,7 @@ fn check_arn(arn: &str) -> Result<String, String> {
 /// `kind = "aws-sm"`, with the `aws-sm` cargo feature.
 pub const KIND: Kind = Kind::new("aws-sm");
 
-/// The `aws-sm` backend, listed in [`crate::registry::BACKENDS`].
+/// The `aws-sm` backend, listed in `registry::BACKENDS`.
 pub struct AwsSmBackend;
 
 impl Backend for AwsSmBackend {

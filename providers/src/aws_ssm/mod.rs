@@ -55,7 +55,7 @@ pub const KIND: Kind = Kind::new("aws-ssm");
 /// The most names one `GetParameters` call takes.
 pub const BATCH_MAX: usize = 10;
 
-/// The `aws-ssm` backend, listed in [`crate::registry::BACKENDS`].
+/// The `aws-ssm` backend, listed in `registry::BACKENDS`.
 pub struct AwsSsmBackend;
 
 impl Backend for AwsSsmBackend {

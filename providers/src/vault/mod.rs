@@ -755,7 +755,7 @@ pub fn check_document(doc: &Document) -> Result<(), String> {
 /// `kind = "vault"`, with the `vault` cargo feature.
 pub const KIND: Kind = Kind::new("vault");
 
-/// The `vault` backend, listed in [`crate::registry::BACKENDS`].
+/// The `vault` backend, listed in `registry::BACKENDS`.
 pub struct VaultBackend;
 
 impl Backend for VaultBackend {
