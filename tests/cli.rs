@@ -13,6 +13,8 @@ mod aws_sm;
 mod faults;
 #[path = "cli/first_contact.rs"]
 mod first_contact;
+#[path = "cli/job_control.rs"]
+mod job_control;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/masking.rs"]
