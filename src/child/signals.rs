@@ -164,8 +164,9 @@ impl Signals {
             }
             match signal(SignalKind::from_raw(sig.0)) {
                 Ok(stream) => streams.push((sig, stream)),
-                // tokio 1.x keeps slots for signals 1 to SIGRTMAX()-1 only, and refuses
-                // SIGRTMAX itself; every other refusal is a real failure.
+                // tokio 1.x keeps slots for signals 1 to SIGRTMAX()-1 only and refuses
+                // SIGRTMAX itself ("signal too large"; tokio-rs/tokio#4555 counted the range
+                // as ending before it). Every other refusal is a real failure.
                 Err(_) if sig.0 == libc::SIGRTMAX() => {
                     tracing::debug!("SIGRTMAX cannot be caught through tokio; not forwarded");
                 }

@@ -32,14 +32,15 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
 }
 
 impl Terminal {
-    /// `Some` when one of stdin, stdout and stderr (the first that is a terminal) is
-    /// cme-exec's controlling terminal, whether or not cme-exec is its foreground job.
+    /// `Some` when one of stdin, stdout and stderr is cme-exec's controlling terminal (the first
+    /// that is), whether or not cme-exec is its foreground job.
     pub fn controlling() -> Option<Terminal> {
         [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]
             .into_iter()
-            .find(|&fd| nix::unistd::isatty(borrow(fd)).unwrap_or(false))
             // tcgetpgrp fails (ENOTTY) on a terminal that is not cme-exec's controlling one.
-            .filter(|&fd| tcgetpgrp(borrow(fd)).is_ok())
+            .find(|&fd| {
+                nix::unistd::isatty(borrow(fd)).unwrap_or(false) && tcgetpgrp(borrow(fd)).is_ok()
+            })
             .map(|fd| Terminal {
                 fd,
                 our_group: getpgrp(),
