@@ -295,8 +295,9 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
                             grace_deadline = Some(tokio::time::Instant::now() + spec.grace);
                         }
                     }
-                    // Continued while the child runs: `fg` after a `bg` (or after `cme-exec &`)
-                    // made cme-exec the foreground job, so the child gets the terminal.
+                    // Continued while the child runs (`fg` after a stop of cme-exec alone,
+                    // `kill -CONT`): if that made cme-exec the foreground job, the child gets
+                    // the terminal. (`fg` of a running job sends no signal: see `stopped`.)
                     Event::Continued => {
                         if let Some(t) = &terminal {
                             t.hand_to(pid);
