@@ -98,7 +98,8 @@ pub enum Command {
     /// Write cme's config to a file (for a Kubernetes init container).
     Render(RenderArgs),
     /// Resolve every reference and report, per field, ok or why not. Never prints a value.
-    Check(ReportArgs),
+    /// With --live, also log in to each Confluence and Jira instance as cme would.
+    Check(CheckArgs),
     /// Show the config cme would get, with every value replaced by its source and a keyed
     /// fingerprint (HMAC-SHA-256 under a per-user key in ~/.local/state/cme-exec, or the
     /// shared key file $CME_EXEC_FINGERPRINT_KEY_FILE). Prints nothing when a reference fails.
@@ -161,6 +162,11 @@ pub struct RunArgs {
     #[arg(long, env = names::CME_EXEC_GRACE, hide_env_values = true, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub grace: f64,
 
+    /// Before starting the command, log in to each instance as cme would (like `check
+    /// --live`); when one does not authenticate, start nothing and exit 125.
+    #[arg(long)]
+    pub check_live: bool,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND", required = true)]
     pub command: Vec<OsString>,
@@ -201,6 +207,21 @@ pub struct TrustArgs {
 pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also make one small read-only call to each Confluence and Jira instance with the
+    /// resolved credentials and exactly the authentication cme would use, and report whom it
+    /// authenticated as, or why not (401, 403, CAPTCHA, 404/410, a login redirect, TLS,
+    /// connection). For *.atlassian.net also compares the site's cloud_id. Respects
+    /// --timeout, HTTPS_PROXY/NO_PROXY and cme's CA settings (connection_config.ca_bundle,
+    /// verify_ssl, REQUESTS_CA_BUNDLE). Exit 0 only when every instance authenticates.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -292,8 +313,9 @@ mod tests {
         let cli = parse(&["cme-exec", "-c", "f.toml", "check", "--format", "json"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Check(ReportArgs {
-                format: Format::Json
+            Command::Check(CheckArgs {
+                format: Format::Json,
+                live: false,
             })
         ));
         let help = parse(&["cme-exec", "--help"]).unwrap_err();

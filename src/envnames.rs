@@ -36,6 +36,10 @@ pub const PATH: &str = "PATH";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const CI: &str = "CI";
+/// The CA bundle Python's requests (and so cme) verifies with, when cme's own
+/// `connection_config.ca_bundle` is not set (`check --live`).
+pub const REQUESTS_CA_BUNDLE: &str = "REQUESTS_CA_BUNDLE";
+pub const CURL_CA_BUNDLE: &str = "CURL_CA_BUNDLE";
 
 /// `[cme] base_config` of the environment-only configuration.
 pub const CME_EXEC_BASE_CONFIG: &str = "CME_EXEC_BASE_CONFIG";

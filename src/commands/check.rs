@@ -1,24 +1,39 @@
-//! `cme-exec check`: every field, ok or why not; which identity each provider used.
+//! `cme-exec check`: every field, ok or why not; which identity each provider used; with
+//! `--live`, whom each instance authenticates the credentials as (see [`crate::live`]).
 
 use serde_json::json;
 
-use crate::cli::{Cli, Format, ReportArgs};
+use crate::cli::{CheckArgs, Cli, Format};
 use crate::error;
 use crate::exit::Exit;
+use crate::live::Report;
 use crate::resolve::Resolution;
 
-pub fn check(cli: &Cli, args: &ReportArgs) -> Exit {
-    let (_, resolution) = match super::prepare_and_resolve(cli, true, |e| {
+pub fn check(cli: &Cli, args: &CheckArgs) -> Exit {
+    let (prepared, resolution) = match super::prepare_and_resolve(cli, true, |e| {
         report_error(args.format, &e.to_string())
     }) {
         Ok(r) => r,
         Err(exit) => return exit,
     };
+    let live = if args.live {
+        match super::live_blocking(cli, &prepared, &resolution) {
+            Ok(reports) => Some(reports),
+            Err((exit, e)) => {
+                report_error(args.format, &e.to_string());
+                error::print(&e);
+                return exit;
+            }
+        }
+    } else {
+        None
+    };
     match args.format {
-        Format::Text => print_text(&resolution),
-        Format::Json => print_json(&resolution),
+        Format::Text => print_text(&resolution, live.as_deref()),
+        Format::Json => print_json(&resolution, live.as_deref()),
     }
-    if resolution.is_ok() {
+    let live_ok = live.as_deref().is_none_or(|r| r.iter().all(Report::is_ok));
+    if resolution.is_ok() && live_ok {
         Exit::Success
     } else {
         Exit::CheckFailed
@@ -34,7 +49,7 @@ fn report_error(format: Format, message: &str) {
     }
 }
 
-fn print_text(r: &Resolution) {
+fn print_text(r: &Resolution, live: Option<&[Report]>) {
     let width = r
         .verdicts
         .iter()
@@ -73,15 +88,63 @@ fn print_text(r: &Resolution) {
             error::strip_controls(&format!("provider {} ({}): {identity}", p.name, p.kind))
         );
     }
+    if let Some(reports) = live {
+        print_live_text(r, reports);
+    }
     let failed = r.failures().count();
     if failed == 0 {
         crate::outln!("all {} resolved", r.verdicts.len());
     } else {
         crate::outln!("{failed} of {} failed", r.verdicts.len());
     }
+    if let Some(reports) = live {
+        let ok = reports.iter().filter(|x| x.is_ok()).count();
+        let not_called = super::unresolved_instances(r).len();
+        let mut line = format!(
+            "live: {ok} of {} instance{} authenticated",
+            reports.len(),
+            if reports.len() == 1 { "" } else { "s" }
+        );
+        if not_called > 0 {
+            line.push_str(&format!(
+                "; {not_called} not called (a reference did not resolve)"
+            ));
+        }
+        crate::outln!("{line}");
+    }
 }
 
-fn print_json(r: &Resolution) {
+/// `live [confluence."https://x"]  GET https://x/rest/api/user/current (Basic): authenticated as ...`
+fn print_live_text(r: &Resolution, reports: &[Report]) {
+    let width = reports.iter().map(|x| x.place().len()).max().unwrap_or(0);
+    for x in reports {
+        let line = format!(
+            "live {:width$}  GET {} ({}): {}",
+            x.place(),
+            x.call,
+            x.auth.name(),
+            x.verdict()
+        );
+        crate::outln!("{}", error::strip_controls(&line));
+        if let Some(c) = &x.cloud_id {
+            if c.matches() != Some(false) {
+                let line = format!("live {:width$}  {}", x.place(), c.describe());
+                crate::outln!("{}", error::strip_controls(&line));
+            }
+        }
+    }
+    for (product, url) in super::unresolved_instances(r) {
+        let place = format!("[{product}.\"{url}\"]");
+        crate::outln!(
+            "{}",
+            error::strip_controls(&format!(
+                "live {place:width$}  not called: a reference of this instance did not resolve"
+            ))
+        );
+    }
+}
+
+fn print_json(r: &Resolution, live: Option<&[Report]>) {
     let fields: Vec<_> = r
         .verdicts
         .iter()
@@ -117,6 +180,38 @@ fn print_json(r: &Resolution) {
             json!({ "name": p.name, "kind": p.kind.name(), "identity": identity, "error": error })
         })
         .collect();
-    let out = json!({ "ok": r.is_ok(), "fields": fields, "providers": providers });
+    let mut out = json!({ "ok": r.is_ok(), "fields": fields, "providers": providers });
+    if let Some(reports) = live {
+        let items: Vec<_> = reports
+            .iter()
+            .map(|x| {
+                let (account, problem) = match &x.outcome {
+                    Ok(a) => (Some(a), None),
+                    Err(p) => (None, Some(p)),
+                };
+                json!({
+                    "product": x.product.name(),
+                    "url": x.url,
+                    "call": x.call,
+                    "auth": x.auth.name(),
+                    "ok": x.is_ok(),
+                    "account_id": account.and_then(|a| a.account_id.clone()),
+                    "display_name": account.and_then(|a| a.display_name.clone()),
+                    "status": problem.and_then(|p| p.status),
+                    "error": problem.map(|p| p.message.clone()),
+                    "hint": problem.and_then(|p| p.hint.clone()),
+                    "cloud_id": x.cloud_id.as_ref().map(|c| json!({
+                        "configured": c.configured,
+                        "site": c.site.as_ref().ok(),
+                        "site_error": c.site.as_ref().err(),
+                        "matches": c.matches(),
+                    })),
+                })
+            })
+            .collect();
+        let all_live = reports.iter().all(Report::is_ok);
+        out["ok"] = json!(r.is_ok() && all_live);
+        out["live"] = json!(items);
+    }
     crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }

@@ -120,3 +120,45 @@ pub fn resolve_blocking(
         result
     })
 }
+
+/// The instances whose references did not all resolve: the live check does not call them.
+pub fn unresolved_instances(
+    resolution: &Resolution,
+) -> std::collections::BTreeSet<(crate::config::Product, String)> {
+    resolution
+        .failures()
+        .filter_map(|v| Some((v.product?, v.url.clone()?)))
+        .collect()
+}
+
+/// `check --live` without a child: every resolved instance called once, concurrently, under
+/// `--timeout`; a terminating signal aborts.
+pub fn live_blocking(
+    cli: &Cli,
+    prepared: &Prepared,
+    resolution: &Resolution,
+) -> Result<Vec<crate::live::Report>, (Exit, Error)> {
+    let rt = runtime().map_err(|e| (Exit::Failed, e))?;
+    rt.block_on(async {
+        let mut signals = crate::child::signals::Signals::install().map_err(|e| {
+            (
+                Exit::Failed,
+                Error::new("cannot install signal handlers").cause(e.to_string()),
+            )
+        })?;
+        let settings = live_settings(cli, prepared);
+        let skip = unresolved_instances(resolution);
+        tokio::select! {
+            r = crate::live::check_all(&resolution.auth, &settings, &skip) => r.map_err(|e| (Exit::CheckFailed, e)),
+            sig = signals.terminating() => Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} during the live check"))))
+        }
+    })
+}
+
+pub fn live_settings(cli: &Cli, prepared: &Prepared) -> crate::live::Settings {
+    crate::live::Settings::from_cme(
+        &prepared.base,
+        &prepared.ctx.env,
+        Duration::from_secs_f64(cli.timeout),
+    )
+}

@@ -11,6 +11,7 @@
 
 #![allow(dead_code, unused_imports)] // each test uses part of the harness
 
+pub mod atlassian;
 pub mod faults;
 pub mod launch;
 pub mod moto;
