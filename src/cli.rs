@@ -52,11 +52,12 @@ impl Cli {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 8] = [
+    const COMMANDS: [&str; 9] = [
         "run",
         "render",
         "check",
         "explain",
+        "import",
         "trust",
         "completions",
         "man",
@@ -104,6 +105,10 @@ pub enum Command {
     /// fingerprint (HMAC-SHA-256 under a per-user key in ~/.local/state/cme-exec, or the
     /// shared key file $CME_EXEC_FINGERPRINT_KEY_FILE). Prints nothing when a reference fails.
     Explain(ReportArgs),
+    /// Move the secrets of an existing cme config (app_data.json) into a store, write a
+    /// cme-exec.toml that references them and a secret-free base config, check that every
+    /// value reads back, and (with --remove-secrets) remove them from the original.
+    Import(ImportArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
     /// contact, and record its path and content hash (a changed file must be trusted again).
     Trust(TrustArgs),
@@ -207,6 +212,29 @@ pub struct TrustArgs {
 pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The cme config to import [default: $CME_CONFIG_PATH, else
+    /// $XDG_CONFIG_HOME/confluence-markdown-exporter/app_data.json, as cme finds it]
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+
+    /// Where the secrets go: file:///DIR (0600 files in a 0700 directory), vault://MOUNT/PREFIX
+    /// (one KV v2 document per instance; VAULT_ADDR, VAULT_TOKEN) or aws-sm://PREFIX/ (one
+    /// secret per instance; the AWS SDK's default chain).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// Show what would be written where, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// After everything was written and reads back, rewrite the original without its secret
+    /// fields (atomically, its mode kept).
+    #[arg(long)]
+    pub remove_secrets: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod envnames;
 pub mod error;
 pub mod exit;
 pub mod handover;
+pub mod import;
 pub mod live;
 pub mod mask;
 pub mod progress;

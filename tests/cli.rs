@@ -13,6 +13,8 @@ mod aws_sm;
 mod faults;
 #[path = "cli/first_contact.rs"]
 mod first_contact;
+#[path = "cli/import.rs"]
+mod import;
 #[path = "cli/live.rs"]
 mod live;
 #[path = "cli/load.rs"]

@@ -27,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Import(ref args) => crate::import::import(&cli, args),
         Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when stdout fails (`| head -1`).
