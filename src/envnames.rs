@@ -50,6 +50,10 @@ pub const CME_EXEC_WRITE_BACK: &str = "CME_EXEC_WRITE_BACK";
 /// directory), so that two machines can compare.
 pub const CME_EXEC_FINGERPRINT_KEY_FILE: &str = "CME_EXEC_FINGERPRINT_KEY_FILE";
 
+/// The cme release the config is validated for, instead of the one detected from the command
+/// (or `cme` on PATH): for `render` when cme runs elsewhere.
+pub const CME_EXEC_CME_VERSION: &str = "CME_EXEC_CME_VERSION";
+
 /// Reserved for the test harness (`CME_EXEC_TEST_VENV`, ...): never an error.
 pub const TEST_PREFIX: &str = "CME_EXEC_TEST_";
 
@@ -92,6 +96,7 @@ pub fn known_names() -> Vec<String> {
         CME_EXEC_TIMEOUT,
         CME_EXEC_GRACE,
         CME_EXEC_FINGERPRINT_KEY_FILE,
+        CME_EXEC_CME_VERSION,
         vault::CME_EXEC_VAULT_AUTH,
         vault::CME_EXEC_VAULT_KV_VERSION,
     ]

@@ -101,6 +101,7 @@ async fn run_child(
     if !resolution.is_ok() {
         return Err(failed(resolution.error()));
     }
+    cme_config::release::check_auth(&resolution.auth).map_err(failed)?;
     if let Some(settings) = live {
         check_live(settings, signals, resolution).await?;
     }
