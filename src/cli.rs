@@ -172,6 +172,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub check_live: bool,
 
+    /// Warn on stderr about a credential whose store says it expires within this many days
+    /// (the command still runs).
+    #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
+    pub warn_within: u32,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND", required = true)]
     pub command: Vec<OsString>,
@@ -250,6 +255,15 @@ pub struct CheckArgs {
     /// verify_ssl, REQUESTS_CA_BUNDLE). Exit 0 only when every instance authenticates.
     #[arg(long)]
     pub live: bool,
+
+    /// Warn about a credential whose store says it expires within this many days (from
+    /// `expires_at`: a sibling key in its document, Vault KV v2 custom_metadata, an AWS tag).
+    #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
+    pub warn_within: u32,
+
+    /// Fail (exit 1) when a credential expires within this many days, or has expired: for CI.
+    #[arg(long, value_name = "DAYS")]
+    pub fail_within: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -344,6 +358,8 @@ mod tests {
             Command::Check(CheckArgs {
                 format: Format::Json,
                 live: false,
+                fail_within: None,
+                ..
             })
         ));
         let help = parse(&["cme-exec", "--help"]).unwrap_err();

@@ -15,6 +15,7 @@ pub mod config;
 pub mod envnames;
 pub mod error;
 pub mod exit;
+pub mod expiry;
 pub mod handover;
 pub mod import;
 pub mod live;

@@ -11,6 +11,8 @@
 mod aws_sm;
 #[path = "cli/cme_releases.rs"]
 mod cme_releases;
+#[path = "cli/expiry.rs"]
+mod expiry;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/first_contact.rs"]

@@ -29,11 +29,18 @@ pub fn check(cli: &Cli, args: &CheckArgs) -> Exit {
         None
     };
     match args.format {
-        Format::Text => print_text(&resolution, live.as_deref()),
-        Format::Json => print_json(&resolution, live.as_deref()),
+        Format::Text => print_text(&resolution, live.as_deref(), args),
+        Format::Json => print_json(&resolution, live.as_deref(), args),
     }
     let live_ok = live.as_deref().is_none_or(|r| r.iter().all(Report::is_ok));
-    if resolution.is_ok() && live_ok {
+    let now = crate::expiry::now();
+    let expiring_ok = args.fail_within.is_none_or(|days| {
+        !resolution
+            .verdicts
+            .iter()
+            .any(|v| v.expires.as_ref().is_some_and(|e| e.within(now, days)))
+    });
+    if resolution.is_ok() && live_ok && expiring_ok {
         Exit::Success
     } else {
         Exit::CheckFailed
@@ -49,7 +56,24 @@ fn report_error(format: Format, message: &str) {
     }
 }
 
-fn print_text(r: &Resolution, live: Option<&[Report]>) {
+/// The line of a resolved field: `ok`, `ok; expires ... (in 40 days)`, `ok; WARNING: ...`
+/// inside the warning window, `FAILED: ...` inside `--fail-within`.
+fn resolved_verdict(v: &crate::resolve::Verdict, args: &CheckArgs, now: i64) -> String {
+    let Some(e) = &v.expires else {
+        return "ok".to_owned();
+    };
+    let text = e.describe(now);
+    match args.fail_within {
+        Some(days) if e.within(now, days) => {
+            format!("FAILED: {text}, within --fail-within {days} days")
+        }
+        _ if e.within(now, args.warn_within) || e.unix.is_none() => format!("ok; WARNING: {text}"),
+        _ => format!("ok; {text}"),
+    }
+}
+
+fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
+    let now = crate::expiry::now();
     let width = r
         .verdicts
         .iter()
@@ -59,7 +83,7 @@ fn print_text(r: &Resolution, live: Option<&[Report]>) {
     let source_width = r.verdicts.iter().map(|v| v.source.len()).max().unwrap_or(0);
     for v in &r.verdicts {
         let verdict = match &v.outcome {
-            Ok(()) => "ok".to_owned(),
+            Ok(()) => resolved_verdict(v, args, now),
             Err(f) => match &f.hint {
                 Some(h) => format!("FAILED: {} (hint: {h})", f.message),
                 None => format!("FAILED: {}", f.message),
@@ -96,6 +120,20 @@ fn print_text(r: &Resolution, live: Option<&[Report]>) {
         crate::outln!("all {} resolved", r.verdicts.len());
     } else {
         crate::outln!("{failed} of {} failed", r.verdicts.len());
+    }
+    if let Some(days) = args.fail_within {
+        let n = r
+            .verdicts
+            .iter()
+            .filter(|v| v.expires.as_ref().is_some_and(|e| e.within(now, days)))
+            .count();
+        if n > 0 {
+            crate::outln!(
+                "{n} credential{} expire{} within {days} days (--fail-within)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" }
+            );
+        }
     }
     if let Some(reports) = live {
         let ok = reports.iter().filter(|x| x.is_ok()).count();
@@ -144,7 +182,8 @@ fn print_live_text(r: &Resolution, reports: &[Report]) {
     }
 }
 
-fn print_json(r: &Resolution, live: Option<&[Report]>) {
+fn print_json(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
+    let now = crate::expiry::now();
     let fields: Vec<_> = r
         .verdicts
         .iter()
@@ -157,6 +196,13 @@ fn print_json(r: &Resolution, live: Option<&[Report]>) {
                 "ok": v.outcome.is_ok(),
                 "error": v.outcome.as_ref().err().map(|f| f.message.clone()),
                 "hint": v.outcome.as_ref().err().and_then(|f| f.hint.clone()),
+                "expires": v.expires.as_ref().map(|e| json!({
+                    "at": e.at,
+                    "source": e.source,
+                    "days_left": e.days_left(now),
+                    "warning": e.within(now, args.warn_within) || e.unix.is_none(),
+                    "failed": args.fail_within.is_some_and(|d| e.within(now, d)),
+                })),
             })
         })
         .collect();
@@ -180,7 +226,12 @@ fn print_json(r: &Resolution, live: Option<&[Report]>) {
             json!({ "name": p.name, "kind": p.kind.name(), "identity": identity, "error": error })
         })
         .collect();
-    let mut out = json!({ "ok": r.is_ok(), "fields": fields, "providers": providers });
+    let expiring = args.fail_within.is_some_and(|d| {
+        r.verdicts
+            .iter()
+            .any(|v| v.expires.as_ref().is_some_and(|e| e.within(now, d)))
+    });
+    let mut out = json!({ "ok": r.is_ok() && !expiring, "fields": fields, "providers": providers });
     if let Some(reports) = live {
         let items: Vec<_> = reports
             .iter()
@@ -210,7 +261,7 @@ fn print_json(r: &Resolution, live: Option<&[Report]>) {
             })
             .collect();
         let all_live = reports.iter().all(Report::is_ok);
-        out["ok"] = json!(r.is_ok() && all_live);
+        out["ok"] = json!(out["ok"].as_bool().unwrap_or(false) && all_live);
         out["live"] = json!(items);
     }
     crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());

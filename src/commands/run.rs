@@ -102,6 +102,7 @@ async fn run_child(
         return Err(failed(resolution.error()));
     }
     cme_config::release::check_auth(&resolution.auth).map_err(failed)?;
+    warn_expiring(resolution, args.warn_within);
     if let Some(settings) = live {
         check_live(settings, signals, resolution).await?;
     }
@@ -227,4 +228,22 @@ async fn check_live(
         ));
     }
     Err(failed(err))
+}
+
+/// `run` warns about a credential that expires within `--warn-within` days (or has), and still
+/// runs. Only expiries that came with the values: `run` makes no request for metadata.
+fn warn_expiring(resolution: &resolve::Resolution, days: u32) {
+    let now = crate::expiry::now();
+    for v in &resolution.verdicts {
+        if let Some(e) = &v.expires {
+            if e.within(now, days) {
+                error::warn(format_args!(
+                    "{} ({}): {}",
+                    v.place(),
+                    v.source,
+                    e.describe(now)
+                ));
+            }
+        }
+    }
 }

@@ -669,6 +669,8 @@ fn verify(cli: &Cli, plan: &Plan) -> Result<(), Error> {
         command: Command::Check(CheckArgs {
             format: Format::Text,
             live: false,
+            warn_within: crate::expiry::DEFAULT_WARN_DAYS,
+            fail_within: None,
         }),
     };
     let prepared = crate::commands::prepare(&check_cli)?;
