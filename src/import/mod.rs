@@ -265,7 +265,7 @@ fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
     let toml_state = existing(&plan.toml_path, plan.toml.as_bytes())?;
     let base_state = existing(&plan.base_path, &plan.base)?;
     if args.dry_run {
-        for i in &plan.instances {
+        for i in plan.instances.iter().filter(|i| !i.secrets.is_empty()) {
             crate::outln!(
                 "{}",
                 error::strip_controls(&format!(
@@ -323,6 +323,13 @@ fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
         ))
         .map_err(|(e, done)| halfway(e, &done))?;
     for (i, changed) in plan.instances.iter().zip(&wrote) {
+        if i.secrets.is_empty() {
+            crate::outln!(
+                "{}",
+                error::strip_controls(&format!("{}: no secret field; nothing to store", i.place()))
+            );
+            continue;
+        }
         let verb = if *changed { "wrote" } else { "unchanged" };
         let line = format!(
             "{verb} {} ({}) -> {}",
