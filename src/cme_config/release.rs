@@ -27,16 +27,19 @@ pub fn detect(program: &Path, path_var: Option<&std::ffi::OsStr>) -> Option<(Str
             .map(|d| d.join(program))
             .find(|p| p.is_file())?
     };
+    // Only a Python script can be cme: anything else (`/bin/true`, a shell wrapper) costs one
+    // read of its first bytes, never a scan of `/usr/lib`.
+    let interpreter = shebang(&program)?;
     let mut prefixes = Vec::new();
+    if let Some(prefix) = interpreter.parent().and_then(Path::parent) {
+        prefixes.push(prefix.to_owned());
+    }
+    // `#!/usr/bin/env python3`: the script's own `bin/..` (a venv's scripts sit beside its
+    // interpreter), also behind a link (pipx links scripts into ~/.local/bin).
     for p in [Some(program.clone()), std::fs::canonicalize(&program).ok()]
         .into_iter()
         .flatten()
     {
-        if let Some(interpreter) = shebang(&p) {
-            if let Some(prefix) = interpreter.parent().and_then(Path::parent) {
-                prefixes.push(prefix.to_owned());
-            }
-        }
         if let Some(prefix) = p.parent().and_then(Path::parent) {
             prefixes.push(prefix.to_owned());
         }
@@ -48,19 +51,26 @@ pub fn detect(program: &Path, path_var: Option<&std::ffi::OsStr>) -> Option<(Str
         .map(|v| (v, program))
 }
 
-/// The interpreter of a `#!` line (the first word; `/usr/bin/env python3` names no prefix).
+/// The interpreter of a Python script's `#!` line (`/usr/bin/env python3` gives `python3`,
+/// which names no prefix); `None` for anything else.
 fn shebang(script: &Path) -> Option<PathBuf> {
     let mut head = [0u8; 256];
     let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let line = std::str::from_utf8(&line[..end]).ok()?;
-    let interpreter = PathBuf::from(line.split_whitespace().next()?);
-    (interpreter
-        .file_name()?
-        .to_string_lossy()
-        .starts_with("python"))
-    .then_some(interpreter)
+    let mut words = line.split_whitespace();
+    let first = PathBuf::from(words.next()?);
+    let is_python = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+    };
+    if is_python(&first) {
+        return Some(first);
+    }
+    // `#!/usr/bin/env python3`: a Python script whose interpreter is found on PATH.
+    let second = PathBuf::from(words.next()?);
+    (first.file_name().is_some_and(|n| n == "env") && is_python(&second)).then_some(second)
 }
 
 /// The version of the cme package installed under `prefix`, from its `.dist-info` name.
