@@ -98,6 +98,8 @@ pub struct Verdict {
     pub subject: String,
     pub source: String,
     pub outcome: Result<(), Failure>,
+    /// When the credential expires, when its store says ([`crate::expiry`]).
+    pub expires: Option<crate::expiry::Expiry>,
 }
 
 impl Verdict {
@@ -295,7 +297,32 @@ impl<'c> Resolver<'c> {
             });
             identities = futures::future::join_all(lookups).await;
         }
-        let mut resolution = assemble(self.config, &fetched);
+        // Expiries from the stores' metadata, for the documents that were fetched: free where
+        // they came with the value; a request of their own (AWS tags) only for `check`.
+        let mut expiries: Expiries = HashMap::new();
+        let lookups = self.providers.iter().flat_map(|(_, p, docs)| {
+            let fetched = &fetched;
+            docs.iter()
+                .filter(move |d| matches!(fetched.get(*d), Some(Ok(_))))
+                .map(move |d| async move {
+                    let label = match p.kind() {
+                        cme_exec_providers::vault::KIND => "Vault custom_metadata",
+                        cme_exec_providers::aws_sm::KIND => "AWS tag",
+                        _ => "store metadata",
+                    };
+                    match tokio::time::timeout_at(deadline, p.expiry(d, options.identities)).await {
+                        Ok(Ok(Some(at))) => Some((d.clone(), (at, label))),
+                        Ok(Err(e)) => {
+                            tracing::info!(document = %d, "expiry unknown: {e}");
+                            None
+                        }
+                        _ => None,
+                    }
+                })
+        });
+        let found: Vec<_> = futures::future::join_all(lookups.collect::<Vec<_>>()).await;
+        expiries.extend(found.into_iter().flatten());
+        let mut resolution = assemble(self.config, &fetched, &expiries);
         resolution.identities = identities;
         resolution.consumed_env = self.ctx.env.consumed();
         resolution
@@ -316,6 +343,55 @@ impl<'c> Resolver<'c> {
             let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
         }
     }
+}
+
+/// The sibling key that holds a credential's expiry in a document.
+const EXPIRES_AT: &str = "expires_at";
+
+/// A reference's expiry: a sibling `expires_at` key in its document (for `from`, a key of the
+/// object), else its store's metadata.
+fn expiry_of(
+    fetched: &Fetched,
+    expiries: &Expiries,
+    reference: &Reference,
+    object: bool,
+) -> Option<crate::expiry::Expiry> {
+    use cme_exec_providers::Key;
+    let sibling = payload_of(fetched, reference).ok().and_then(|payload| {
+        let whole = select_object(payload, None).ok()?;
+        let parent: Option<&serde_json::Map<String, serde_json::Value>> =
+            match (&reference.key, object) {
+                (None, true) | (Some(Key::Plain(_)), false) => Some(whole.expose()),
+                (Some(Key::Plain(k)), true) => whole.expose().get(k)?.as_object(),
+                (Some(Key::Pointer(p)), _) => {
+                    let segments: Vec<String> = p
+                        .split('/')
+                        .skip(1)
+                        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                        .collect();
+                    let keep = if object {
+                        segments.len()
+                    } else {
+                        segments.len().saturating_sub(1)
+                    };
+                    let mut at = whole.expose();
+                    for seg in &segments[..keep] {
+                        at = at.get(seg)?.as_object()?;
+                    }
+                    Some(at)
+                }
+                (None, false) => None,
+            };
+        parent?
+            .get(EXPIRES_AT)?
+            .as_str()
+            .map(|at| crate::expiry::Expiry::new(at, "expires_at key"))
+    });
+    sibling.or_else(|| {
+        expiries
+            .get(&reference.document)
+            .map(|(at, label)| crate::expiry::Expiry::new(at, label))
+    })
 }
 
 fn payload_of<'a>(fetched: &'a Fetched, reference: &Reference) -> Result<&'a Payload, Failure> {
@@ -344,6 +420,9 @@ fn fields_of(
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (k, v) in map {
+        if k == EXPIRES_AT {
+            continue; // the object's expiry (crate::expiry), not a field
+        }
         let Some(field) = Field::from_name(k) else {
             problems.push(format!(
                 "unknown key `{}` (expected username, api_token, pat, session_cookies, cloud_id)",
@@ -366,9 +445,12 @@ fn fields_of(
     }
 }
 
+/// Each document's expiry from its store's metadata, with the store's label.
+type Expiries = HashMap<Document, (String, &'static str)>;
+
 /// Puts the fetched values together, in named steps. Precedence is the order of the layers:
 /// `[auth] from` < an instance's `from` < its explicit fields ([`InstanceAuth::layer`]).
-fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
+fn assemble(config: &Config, fetched: &Fetched, expiries: &Expiries) -> Resolution {
     let mut verdicts = Vec::new();
     let mut bulk = bulk_layer(config, fetched, &mut verdicts);
     let bulk_origin = Origin::Bulk(
@@ -385,8 +467,13 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         if let Some(entries) = bulk.remove(&key) {
             fields.layer(entries, &bulk_origin);
         }
-        from_layer(instance, fetched, &mut fields, &mut verdicts);
-        explicit_layer(instance, fetched, &mut fields, &mut verdicts);
+        let layers = Layers {
+            instance,
+            fetched,
+            expiries,
+        };
+        layers.document_layer(&mut fields, &mut verdicts);
+        layers.explicit_layer(&mut fields, &mut verdicts);
         auth.instances.insert(key, fields);
     }
     // Instances that only `[auth] from` names.
@@ -431,22 +518,6 @@ impl InstanceAuth {
     }
 }
 
-/// The verdict of one subject of an instance.
-fn instance_verdict(
-    instance: &crate::config::Instance,
-    subject: &str,
-    source: &str,
-    outcome: Result<(), Failure>,
-) -> Verdict {
-    Verdict {
-        product: Some(instance.product),
-        url: Some(instance.url.clone()),
-        subject: subject.to_owned(),
-        source: source.to_owned(),
-        outcome,
-    }
-}
-
 /// Step 1: `[auth] from`, read into fields per instance.
 fn bulk_layer(
     config: &Config,
@@ -462,51 +533,68 @@ fn bulk_layer(
             subject: "[auth] from".into(),
             source: r.raw.clone(),
             outcome,
+            expires: None,
         });
     }
     bulk
 }
 
-/// Step 2: an instance's `from` document.
-fn from_layer(
-    instance: &crate::config::Instance,
-    fetched: &Fetched,
-    fields: &mut InstanceAuth,
-    verdicts: &mut Vec<Verdict>,
-) {
-    let Some(r) = &instance.from else { return };
-    let outcome = select_map(fetched, r)
-        .and_then(|m| fields_of(m.expose()))
-        .map(|entries| fields.layer(entries, &Origin::From(r.raw.clone())));
-    verdicts.push(instance_verdict(instance, "from", &r.raw, outcome));
+/// What an instance's own layers read from.
+struct Layers<'a> {
+    instance: &'a crate::config::Instance,
+    fetched: &'a Fetched,
+    expiries: &'a Expiries,
 }
 
-/// Step 3: an instance's explicit fields (literals and references).
-fn explicit_layer(
-    instance: &crate::config::Instance,
-    fetched: &Fetched,
-    fields: &mut InstanceAuth,
-    verdicts: &mut Vec<Verdict>,
-) {
-    for (field, spec) in &instance.fields {
-        match spec {
-            FieldSpec::Literal(s) => {
-                fields.layer(
-                    vec![(*field, SecretString::from(s.clone()))],
-                    &Origin::Literal,
-                );
-                verdicts.push(instance_verdict(
-                    instance,
-                    field.name(),
-                    "(literal)",
-                    Ok(()),
-                ));
-            }
-            FieldSpec::Reference(r) => {
-                let outcome = select_field(fetched, r).map(|s| {
-                    fields.layer(vec![(*field, s)], &Origin::Reference(r.raw.clone()));
-                });
-                verdicts.push(instance_verdict(instance, field.name(), &r.raw, outcome));
+impl Layers<'_> {
+    /// The verdict of one subject of the instance; a resolved reference carries its expiry.
+    fn verdict(
+        &self,
+        subject: &str,
+        reference: Option<(&Reference, bool)>,
+        source: &str,
+        outcome: Result<(), Failure>,
+    ) -> Verdict {
+        let expires = match reference {
+            Some((r, whole)) if outcome.is_ok() => expiry_of(self.fetched, self.expiries, r, whole),
+            _ => None,
+        };
+        Verdict {
+            product: Some(self.instance.product),
+            url: Some(self.instance.url.clone()),
+            subject: subject.to_owned(),
+            source: source.to_owned(),
+            outcome,
+            expires,
+        }
+    }
+
+    /// Step 2: the instance's `from` document.
+    fn document_layer(&self, fields: &mut InstanceAuth, verdicts: &mut Vec<Verdict>) {
+        let Some(r) = &self.instance.from else { return };
+        let outcome = select_map(self.fetched, r)
+            .and_then(|m| fields_of(m.expose()))
+            .map(|entries| fields.layer(entries, &Origin::From(r.raw.clone())));
+        verdicts.push(self.verdict("from", Some((r, true)), &r.raw, outcome));
+    }
+
+    /// Step 3: the instance's explicit fields (literals and references).
+    fn explicit_layer(&self, fields: &mut InstanceAuth, verdicts: &mut Vec<Verdict>) {
+        for (field, spec) in &self.instance.fields {
+            match spec {
+                FieldSpec::Literal(s) => {
+                    fields.layer(
+                        vec![(*field, SecretString::from(s.clone()))],
+                        &Origin::Literal,
+                    );
+                    verdicts.push(self.verdict(field.name(), None, "(literal)", Ok(())));
+                }
+                FieldSpec::Reference(r) => {
+                    let outcome = select_field(self.fetched, r).map(|s| {
+                        fields.layer(vec![(*field, s)], &Origin::Reference(r.raw.clone()));
+                    });
+                    verdicts.push(self.verdict(field.name(), Some((r, false)), &r.raw, outcome));
+                }
             }
         }
     }
@@ -542,6 +630,7 @@ fn check_values(
                 subject: field.name().into(),
                 source: value.origin.to_string(),
                 outcome: Err(Failure::new(problem)),
+                expires: None,
             }),
         }
     }
@@ -559,6 +648,7 @@ fn check_combination(
         subject: subject.into(),
         source: String::new(),
         outcome: Err(failure),
+        expires: None,
     };
     let has = |f| instance.fields.contains_key(&f);
     if has(Field::ApiToken) && !has(Field::Username) {

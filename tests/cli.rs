@@ -29,6 +29,8 @@ mod aws_ssm;
 mod base_config;
 #[path = "cli/child_env.rs"]
 mod child_env;
+#[path = "cli/cme_releases.rs"]
+mod cme_releases;
 #[path = "cli/command_provider.rs"]
 mod command_provider;
 #[path = "cli/config_errors.rs"]
@@ -37,6 +39,8 @@ mod config_errors;
 mod conformance;
 #[path = "cli/exit_codes.rs"]
 mod exit_codes;
+#[path = "cli/expiry.rs"]
+mod expiry;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/first_contact.rs"]
@@ -45,8 +49,12 @@ mod first_contact;
 mod handover;
 #[path = "cli/harness.rs"]
 mod harness;
+#[path = "cli/import.rs"]
+mod import;
 #[path = "cli/job_control.rs"]
 mod job_control;
+#[path = "cli/live.rs"]
+mod live;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/masking.rs"]
