@@ -21,7 +21,7 @@ use crate::handover::Via;
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
 /// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1.
 #[derive(Debug, Parser)]
-#[command(name = "cme-exec", version, verbatim_doc_comment)]
+#[command(name = "cme-exec", version, long_version = LONG_VERSION, verbatim_doc_comment)]
 pub struct Cli {
     /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
     /// else CME_EXEC_* variables]
@@ -40,6 +40,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `cme-exec --version` (`-V` prints the first line only). The facts come from build.rs.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("CME_EXEC_COMMIT"),
+    "\ntarget: ",
+    env!("CME_EXEC_TARGET"),
+    "\nbackends: ",
+    env!("CME_EXEC_BACKENDS"),
+);
 
 impl Cli {
     /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
@@ -110,9 +121,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// How cme gets its config: an in-memory file, a private temporary file, or environment
-    /// variables (weakest: readable in /proc/PID/environ).
-    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = Via::Memfd)]
+    /// How cme gets its config: an in-memory file (Linux), a private temporary file (the
+    /// default on macOS), or environment variables (weakest: readable in /proc/PID/environ).
+    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = crate::platform::DEFAULT_VIA)]
     pub via: Via,
 
     /// With --via file: the directory to create the private directory in

@@ -9,6 +9,8 @@
 
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
+#[path = "cli/dist.rs"]
+mod dist;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/load.rs"]

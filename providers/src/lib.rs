@@ -17,6 +17,8 @@ pub mod file;
 pub mod payload;
 pub mod reference;
 pub mod settings;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vault;
 
 use std::fmt;

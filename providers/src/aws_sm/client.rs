@@ -141,6 +141,7 @@ impl AwsSmProvider {
                     .operation_timeout(OPERATION_TIMEOUT)
                     .build(),
             );
+        loader = crate::tls::aws_loader_with_roots(loader, &self.name)?;
         if let Some(region) = &s.region {
             loader = loader.region(Region::new(region.clone()));
         }
