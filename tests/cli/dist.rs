@@ -443,7 +443,47 @@ fn minimal_image_runs_render_and_check_as_nonroot_with_its_own_ca_bundle() {
     out.assert_stderr_contains("the system's CA store");
     out.assert_stdout_contains("UnknownIssuer");
 
-    // 4. Without the bundle, the compiled-in roots take over (and still refuse OpenBao's CA).
+    // The AWS SDK goes through the same trust store: moto over TLS with OpenBao's certificate.
+    let moto = MotoTls::start(&bao);
+    let aws_token = sentinel("image-aws-token");
+    moto.create_secret("image/tls", &aws_token);
+    let aws_config = "[confluence.\"https://company.atlassian.net\"]\n\
+                      username = \"bot@company.com\"\n\
+                      api_token = \"aws-sm://image/tls\"\n";
+    user_file(&secrets_dir.join("aws.toml"), aws_config);
+    let endpoint = moto.endpoint();
+    let aws_env = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret-moto-accepts-any"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect()
+    };
+    let all_secrets = [all_secrets.to_vec(), vec![aws_token.clone()]].concat();
+    let out = in_image(
+        &root,
+        &aws_env(&[("SSL_CERT_FILE", "/secrets/bao-ca.pem")]),
+        &["--config", "/secrets/aws.toml", "-vv", "check"],
+    );
+    out.assert_success();
+    no_leak(&out, &all_secrets);
+    out.assert_stderr_contains("SSL_CERT_FILE/SSL_CERT_DIR");
+    let out = in_image(
+        &root,
+        &aws_env(&[]),
+        &["--config", "/secrets/aws.toml", "-vv", "check"],
+    );
+    out.assert_code(1);
+    no_leak(&out, &all_secrets);
+    out.assert_stderr_contains("the system's CA store");
+
+    // 4. Without the bundle, the compiled-in roots take over (and still refuse OpenBao's CA),
+    // for both clients.
     fs::remove_file(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
     let out = in_image(
         &root,
@@ -454,6 +494,105 @@ fn minimal_image_runs_render_and_check_as_nonroot_with_its_own_ca_bundle() {
     no_leak(&out, &all_secrets);
     out.assert_stderr_contains("the compiled-in Mozilla roots");
     out.assert_stdout_contains("UnknownIssuer");
+    let out = in_image(
+        &root,
+        &aws_env(&[]),
+        &["--config", "/secrets/aws.toml", "-vv", "check"],
+    );
+    out.assert_code(1);
+    no_leak(&out, &all_secrets);
+    out.assert_stderr_contains("the compiled-in Mozilla roots");
+}
+
+/// moto_server over TLS with OpenBao's dev certificate (for 127.0.0.1, signed by the dev CA),
+/// so that one CA file serves both stores. Secrets are created with boto3 from the venv.
+struct MotoTls {
+    child: std::process::Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl MotoTls {
+    #[track_caller]
+    fn start(bao: &OpenBao) -> MotoTls {
+        let certs = bao.dir().join("tls");
+        let port = crate::support::moto::free_port();
+        let mut child = Command::new(Venv::get().moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(certs.join("vault-cert.pem"))
+            .arg("-k")
+            .arg(certs.join("vault-key.pem"))
+            .env_clear()
+            .env("PYTHONUNBUFFERED", "1")
+            .env("HOME", bao.dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        // Werkzeug says where it listens on stderr; wait for our port there.
+        let running = format!("Running on https://127.0.0.1:{port}");
+        let mut log = String::new();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).expect("read moto's log");
+            assert!(
+                n > 0,
+                "moto_server over TLS exited before listening:\n{log}"
+            );
+            log.push_str(&line);
+            if line.contains(&running) {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        MotoTls {
+            child,
+            port,
+            ca: certs.join("vault-ca.pem"),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    #[track_caller]
+    fn create_secret(&self, name: &str, value: &str) {
+        let script = "import sys, boto3\n\
+            c = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                aws_access_key_id='AKIAIOSFODNN7EXAMPLE', aws_secret_access_key='x', verify=sys.argv[2])\n\
+            c.create_secret(Name=sys.argv[3], SecretString=sys.stdin.read())\n";
+        let mut child = Command::new(Venv::get().python())
+            .arg("-c")
+            .arg(script)
+            .arg(self.endpoint())
+            .arg(&self.ca)
+            .arg(name)
+            .env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), value.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "creating a secret in moto over TLS failed: {}",
+            redact(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+}
+
+impl Drop for MotoTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
