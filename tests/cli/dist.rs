@@ -169,6 +169,45 @@ fn dist_binary_is_static_stripped_and_small() {
     assert!(sum.ends_with("  cme-exec\n"), "sha256sum format: {sum:?}");
 }
 
+#[test]
+fn dist_binary_hands_the_config_to_a_child_and_leaves_nothing() {
+    let dist = dist_binary();
+    let mut t = Test::new();
+    let token = t.sentinel("static-token");
+    let token_file = t.secret_file("token", format!("{token}\n"));
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"bot@company.com\"\n\
+         api_token = {}\n",
+        serde_json::to_string(&format!("file://{}", token_file.display())).unwrap()
+    ));
+    let child = t.script("dump", &crate::support::scripts::dump_env(&t.out_dir()));
+    let config = t.config_path();
+    let out = t
+        .launch_direct(
+            &dist,
+            [
+                OsStr::new("--config"),
+                config.as_os_str(),
+                OsStr::new("--"),
+                child.as_os_str(),
+            ],
+        )
+        .run();
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let env = t.child_env();
+    assert!(
+        env.config_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with("/proc/self/fd/")),
+        "the static binary hands over with memfd"
+    );
+    assert_eq!(
+        env.config_json()["auth"]["confluence"]["https://company.atlassian.net"]["api_token"],
+        token.as_str()
+    );
+    t.assert_clean();
+}
+
 // ---------------------------------------------------------------------------------------------
 // The minimal image, built and run with buildah
 // ---------------------------------------------------------------------------------------------
