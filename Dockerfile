@@ -11,7 +11,8 @@
 # The image with cme inside is Dockerfile.cme.
 FROM scratch
 
-ARG TARGETPLATFORM=linux/amd64
+# Set by the builder from --platform (docker buildx, buildah bud).
+ARG TARGETPLATFORM
 
 COPY docker/passwd docker/group /etc/
 COPY dist/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt

@@ -208,6 +208,72 @@ fn dist_binary_hands_the_config_to_a_child_and_leaves_nothing() {
     t.assert_clean();
 }
 
+#[test]
+fn dist_binary_for_aarch64_is_static_and_renders_under_qemu() {
+    const ARM: &str = "aarch64-unknown-linux-musl";
+    let path = repo_root().join("dist").join(ARM).join("cme-exec");
+    assert!(
+        path.is_file(),
+        "{} is missing.\nTo fix: run scripts/dist {ARM} (scripts/test does)",
+        path.display()
+    );
+    let elf = fs::read(&path).unwrap();
+    assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "EM_AARCH64");
+    assert!(
+        !program_headers(&elf).iter().any(|h| h.0 == PT_INTERP),
+        "{} asks for a dynamic loader",
+        path.display()
+    );
+    let qemu = ["/usr/bin/qemu-aarch64", "/usr/bin/qemu-aarch64-static"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or_else(|| {
+            panic!("qemu-aarch64 is not installed.\nTo fix: apt-get install -y qemu-user (scripts/bootstrap-tools apt does it)")
+        });
+    let work = tempfile::tempdir().unwrap();
+    let token = sentinel("aarch64-token");
+    let token_file = work.path().join("token");
+    fs::write(&token_file, &token).unwrap();
+    let config = work.path().join("cme-exec.toml");
+    fs::write(
+        &config,
+        format!(
+            "[jira.\"https://jira.example.com\"]\npat = {}\n",
+            serde_json::to_string(&format!("file://{}", token_file.display())).unwrap()
+        ),
+    )
+    .unwrap();
+    let output = work.path().join("app_data.json");
+    let out = output_of(
+        Command::new(qemu)
+            .arg(&path)
+            .arg("--config")
+            .arg(&config)
+            .arg("render")
+            .arg("--output")
+            .arg(&output)
+            .env_clear()
+            .output()
+            .expect("run qemu-aarch64"),
+    );
+    out.assert_success();
+    no_leak(&out, std::slice::from_ref(&token));
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&output).unwrap()).unwrap();
+    assert_eq!(
+        json["auth"]["jira"]["https://jira.example.com"]["pat"],
+        token.as_str()
+    );
+    let out = output_of(
+        Command::new(qemu)
+            .arg(&path)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .unwrap(),
+    );
+    out.assert_stdout_contains(&format!("target: {ARM}"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The minimal image, built and run with buildah
 // ---------------------------------------------------------------------------------------------
@@ -357,6 +423,36 @@ fn minimal_image_runs_render_and_check_as_nonroot_with_its_own_ca_bundle() {
         repo.join("Dockerfile").as_os_str(),
         repo.as_os_str(),
     ]);
+    // The arm64 image takes dist/linux/arm64 (TARGETPLATFORM), when scripts/dist built it.
+    if repo.join("dist/linux/arm64/cme-exec").is_file() {
+        let arm = format!("localhost/cme-exec-test-arm64:{}", secrets::random_hex());
+        buildah.ok([
+            OsStr::new("bud"),
+            OsStr::new("--isolation"),
+            OsStr::new("chroot"),
+            OsStr::new("--pull-never"),
+            OsStr::new("--platform"),
+            OsStr::new("linux/arm64"),
+            OsStr::new("-t"),
+            OsStr::new(&arm),
+            OsStr::new("-f"),
+            repo.join("Dockerfile").as_os_str(),
+            repo.as_os_str(),
+        ]);
+        let arch = buildah.ok([
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.OCIv1.Architecture}}",
+            &arm,
+        ]);
+        assert_eq!(arch, "arm64");
+        let arm_root = buildah.mount(&arm);
+        let elf = fs::read(arm_root.join("cme-exec")).expect("/cme-exec in the arm64 image");
+        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "EM_AARCH64");
+    }
+
     // What the image says about itself.
     let config = buildah.ok([
         "inspect",
