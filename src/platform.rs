@@ -35,8 +35,8 @@ pub fn harden() {
 pub fn harden() {
     // SAFETY: plain system calls with constant arguments and no pointers kept.
     unsafe {
-        // Denies any later ptrace attach (and lldb) to this process; it does not carry over to
-        // cme through execve.
+        // Denies any later ptrace attach (and lldb, dtrace) to this process. Nothing here
+        // relies on whether the flag survives the execve of cme.
         libc::ptrace(libc::PT_DENY_ATTACH, 0, std::ptr::null_mut(), 0);
         // No core file (macOS writes them to /cores when enabled). Only the soft limit: cme
         // inherits it, and may raise it again.
