@@ -94,6 +94,40 @@ fn version_shows_commit_target_and_backends() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS roots
+// ---------------------------------------------------------------------------------------------
+
+/// `SSL_CERT_FILE` is the whole trust store when set: naming nothing usable is an error that names
+/// the variable, never a quiet fallback to the system's or the compiled-in roots.
+#[test]
+fn ssl_cert_file_without_certificates_is_an_error_naming_it() {
+    let bao = OpenBao::start_tls();
+    let mut t = Test::new();
+    let pat = t.sentinel("ssl-cert-file-pat");
+    bao.cli_ok(&["kv", "put", "-mount=secret", "jira", "pat=-"], Some(&pat));
+    let empty = t.write_file("empty.pem", "not a certificate\n");
+    let t = t
+        .env("VAULT_ADDR", bao.address())
+        .env("VAULT_TOKEN", bao.root_token())
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n");
+    let out = t.launch(["check"]).env("SSL_CERT_FILE", &empty).run();
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("SSL_CERT_FILE names no readable PEM certificate"),
+        "{}",
+        out.describe()
+    );
+    // The same file as the only root works once it holds OpenBao's CA.
+    let out = t
+        .launch(["check"])
+        .env("SSL_CERT_FILE", bao.ca_cert())
+        .run();
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The static binary
 // ---------------------------------------------------------------------------------------------
 
