@@ -524,6 +524,10 @@ fn minimal_image_runs_render_and_check_as_nonroot_with_its_own_ca_bundle() {
                        username = \"bot@company.com\"\n\
                        api_token = \"file:///secrets/token\"\n";
     user_file(&secrets_dir.join("cme-exec.toml"), file_config);
+    let out = in_image(&root, &[], &["--config", "/secrets/cme-exec.toml", "check"]);
+    out.assert_success();
+    no_leak(&out, std::slice::from_ref(&token));
+    out.assert_stdout_contains("file:///secrets/token");
     let out = in_image(
         &root,
         &[],
