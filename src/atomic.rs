@@ -92,7 +92,7 @@ pub fn refuse_symlink(path: &Path) -> Result<(), Error> {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use std::hash::{BuildHasher as _, Hasher as _};
     // RandomState is seeded from the OS's random source.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -19,12 +19,13 @@ use crate::handover::Via;
 ///   cme-exec check
 ///
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
-/// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1.
+/// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1 (125 when
+/// refused before checking: an untrusted ./cme-exec.toml, an unknown CME_EXEC_ variable).
 #[derive(Debug, Parser)]
 #[command(name = "cme-exec", version, long_version = LONG_VERSION, verbatim_doc_comment)]
 pub struct Cli {
-    /// The config file [default: ./cme-exec.toml, else $XDG_CONFIG_HOME/cme-exec/config.toml,
-    /// else CME_EXEC_* variables]
+    /// The config file [default: ./cme-exec.toml once trusted with `cme-exec trust`, else
+    /// $XDG_CONFIG_HOME/cme-exec/config.toml, else CME_EXEC_* variables]
     #[arg(short, long, global = true, env = names::CME_EXEC_CONFIG, hide_env_values = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -62,11 +63,12 @@ impl Cli {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 7] = [
+    const COMMANDS: [&str; 8] = [
         "run",
         "render",
         "check",
         "explain",
+        "trust",
         "completions",
         "man",
         "help",
@@ -108,15 +110,25 @@ pub enum Command {
     Render(RenderArgs),
     /// Resolve every reference and report, per field, ok or why not. Never prints a value.
     Check(ReportArgs),
-    /// Show the config cme would get, with every value replaced by its source and a fingerprint.
+    /// Show the config cme would get, with every value replaced by its source and a keyed
+    /// fingerprint (HMAC-SHA-256 under a per-user key in ~/.local/state/cme-exec, or the
+    /// shared key file $CME_EXEC_FINGERPRINT_KEY_FILE). Prints nothing when a reference fails.
     Explain(ReportArgs),
+    /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
+    /// contact, and record its path and content hash (a changed file must be trusted again).
+    Trust(TrustArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page cme-exec(1) (roff), or with --dir write it and the subcommands' pages.
+    Man {
+        /// Write cme-exec.1 and cme-exec-run.1, cme-exec-render.1, ... into this existing
+        /// directory (printing each path) instead of printing cme-exec.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +153,8 @@ pub struct RunArgs {
     pub empty_env: bool,
 
     /// Replace every secret (and its base64, URL- and JSON-encoded forms) with *** in the
-    /// command's stdout and stderr [default: on when stdout is not a terminal or CI is set]
+    /// command's stdout and stderr [default: on for each of stdout and stderr that is not a
+    /// terminal, and for both when CI is set]
     #[arg(long, overrides_with = "no_mask")]
     pub mask: bool,
 
@@ -154,7 +167,8 @@ pub struct RunArgs {
     pub no_write_back: bool,
 
     /// Seconds the command gets to exit after a forwarded SIGTERM/SIGINT/SIGHUP/SIGQUIT before
-    /// its whole process group is killed.
+    /// its whole process group is killed; also the longest write-back waits for another run's
+    /// save to finish.
     #[arg(long, env = names::CME_EXEC_GRACE, hide_env_values = true, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub grace: f64,
 
@@ -169,13 +183,29 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// The file's permission bits, in octal.
+    /// The file's permission bits, in octal: world-writable is refused, readable by others
+    /// (0644) is warned about; 0640 shares it with a group.
     #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
 
     /// Allow `--output -`: the config, secrets included, goes to stdout.
     #[arg(long)]
     pub force_stdout: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The config file to trust [default: ./cme-exec.toml].
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+
+    /// Remove the file's trust record instead.
+    #[arg(long, conflicts_with = "list")]
+    pub revoke: bool,
+
+    /// List the trusted files (path and content hash).
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Args)]
@@ -191,15 +221,16 @@ pub enum Format {
 }
 
 impl RunArgs {
-    /// Whether the output is masked: `--mask`/`--no-mask`, else on when stdout is not a
-    /// terminal (a CI log, a file) or `CI` is set.
-    pub fn masking(&self, stdout_is_terminal: bool, ci: bool) -> bool {
+    /// Whether one output stream (stdout or stderr, decided for each on its own) is masked:
+    /// `--mask`/`--no-mask`, else on when that stream is not a terminal (a CI log, a file,
+    /// `2>export.log`) or `CI` is set. A terminal stream stays the child's own.
+    pub fn masking(&self, stream_is_terminal: bool, ci: bool) -> bool {
         if self.mask {
             true
         } else if self.no_mask {
             false
         } else {
-            !stdout_is_terminal || ci
+            !stream_is_terminal || ci
         }
     }
 }
@@ -207,7 +238,9 @@ impl RunArgs {
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
-        _ => Err("expected a number of seconds between 0 and 86400".into()),
+        // 0 is not "no limit": a run that can wait forever on a silent store is never what CI
+        // wants, and 86400 is there for whoever needs a very long wait.
+        _ => Err("expected a number of seconds greater than 0 and at most 86400 (0 does not mean \"no limit\")".into()),
     }
 }
 

@@ -27,6 +27,8 @@ pub const CME_AUTH_JIRA: &str = "CME_AUTH__JIRA";
 pub const CME_AUTH: &str = "CME_AUTH";
 
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// cme-exec's state directory (trust records, the fingerprint key) is `$XDG_STATE_HOME/cme-exec`.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 pub const TMPDIR: &str = "TMPDIR";
 pub const HOME: &str = "HOME";
@@ -39,3 +41,186 @@ pub const CI: &str = "CI";
 pub const CME_EXEC_BASE_CONFIG: &str = "CME_EXEC_BASE_CONFIG";
 /// `[cme] write_back` of the environment-only configuration (`true` or `false`).
 pub const CME_EXEC_WRITE_BACK: &str = "CME_EXEC_WRITE_BACK";
+
+/// A shared key file for `explain`'s fingerprints (default: the per-user key in the state
+/// directory), so that two machines can compare.
+pub const CME_EXEC_FINGERPRINT_KEY_FILE: &str = "CME_EXEC_FINGERPRINT_KEY_FILE";
+
+/// Reserved for the test harness (`CME_EXEC_TEST_VENV`, ...): never an error.
+pub const TEST_PREFIX: &str = "CME_EXEC_TEST_";
+
+/// The fields of the environment-only form, `CME_EXEC_<PRODUCT>_<SUFFIX>`.
+const ENV_ONLY_SUFFIXES: [&str; 7] = [
+    "URL",
+    "USERNAME",
+    "API_TOKEN",
+    "PAT",
+    "SESSION_COOKIES",
+    "CLOUD_ID",
+    "FROM",
+];
+
+/// The variables of the environment-only configuration: used only when no config file exists.
+pub fn env_only_names() -> Vec<String> {
+    let mut out = Vec::new();
+    for product in ["CONFLUENCE", "JIRA"] {
+        for suffix in ENV_ONLY_SUFFIXES {
+            out.push(format!("{ENV_CONFIG_PREFIX}{product}_{suffix}"));
+        }
+    }
+    out.extend(
+        [
+            CME_EXEC_AUTH_FROM,
+            CME_EXEC_BASE_CONFIG,
+            CME_EXEC_WRITE_BACK,
+        ]
+        .map(str::to_owned),
+    );
+    out
+}
+
+/// Every `CME_EXEC_*` name cme-exec reads.
+pub fn known_names() -> Vec<String> {
+    use cme_exec_providers::vault::names as vault;
+    let mut out: Vec<String> = [
+        CME_EXEC_CONFIG,
+        CME_EXEC_VIA,
+        CME_EXEC_TIMEOUT,
+        CME_EXEC_GRACE,
+        CME_EXEC_FINGERPRINT_KEY_FILE,
+        vault::CME_EXEC_VAULT_AUTH,
+        vault::CME_EXEC_VAULT_KV_VERSION,
+    ]
+    .map(str::to_owned)
+    .into();
+    out.extend(env_only_names());
+    out.extend(cme_exec_providers::vault::auth_variable_names());
+    out
+}
+
+/// Refuses `CME_EXEC_*` variables that cme-exec does not know (a typo would otherwise be
+/// silently ignored), naming the closest known name. `CME_EXEC_TEST_*` is the test harness's.
+pub fn check_unknown(env: &cme_exec_providers::EnvReader) -> Result<(), crate::error::Error> {
+    let known = known_names();
+    let mut unknown = Vec::new();
+    for name in env.all().keys() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(ENV_CONFIG_PREFIX)
+            || name.starts_with(TEST_PREFIX)
+            || known.iter().any(|k| k == name)
+        {
+            continue;
+        }
+        let line = match closest(name, &known) {
+            Some(k) => format!("{name}: did you mean {k}?"),
+            None => format!("{name}: not a cme-exec variable"),
+        };
+        unknown.push(line);
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut e = crate::error::Error::new(format!(
+        "unknown environment variable{} starting with {ENV_CONFIG_PREFIX}",
+        if unknown.len() == 1 { "" } else { "s" }
+    ));
+    for u in unknown {
+        e = e.detail(u);
+    }
+    Err(e
+        .hint(format!(
+            "fix the name or unset it; the known names are listed at {}",
+            crate::error::docs_url("configuration.md#no-config-file")
+        ))
+        .fatal())
+}
+
+/// The known name nearest to `name` (edit distance at most a third of its length).
+fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (distance(name, k), k))
+        .filter(|(d, _)| *d <= name.len().div_ceil(3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Warns when environment-only settings are set but a config file is used instead.
+pub fn warn_ignored_env_only(env: &cme_exec_providers::EnvReader, file: &std::path::Path) {
+    let set: Vec<String> = env_only_names()
+        .into_iter()
+        .filter(|n| env.var(n).is_some())
+        .collect();
+    if !set.is_empty() {
+        crate::error::warn(format!(
+            "{} {} ignored: the config file {} is used, and the environment-only form applies only without a config file",
+            set.join(", "),
+            if set.len() == 1 { "is" } else { "are" },
+            file.display()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cme_exec_providers::EnvReader;
+
+    fn env(vars: &[(&str, &str)]) -> EnvReader {
+        EnvReader::from_vars(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())))
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_closest_known_one() {
+        for (typo, meant) in [
+            ("CME_EXEC_TIMOUT", "CME_EXEC_TIMEOUT"),
+            ("CME_EXEC_VAULT_KV_VERSON", "CME_EXEC_VAULT_KV_VERSION"),
+            (
+                "CME_EXEC_CONFLUENCE_APITOKEN",
+                "CME_EXEC_CONFLUENCE_API_TOKEN",
+            ),
+            ("CME_EXEC_JIRA_UR", "CME_EXEC_JIRA_URL"),
+        ] {
+            let e = check_unknown(&env(&[(typo, "x")])).unwrap_err();
+            assert!(e.is_fatal());
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("{typo}: did you mean {meant}?")),
+                "{text}"
+            );
+            assert!(!text.contains("x\n"), "{text}");
+        }
+        let e = check_unknown(&env(&[("CME_EXEC_SOMETHING_ELSE_ENTIRELY", "x")])).unwrap_err();
+        assert!(e.to_string().contains("not a cme-exec variable"), "{e}");
+    }
+
+    #[test]
+    fn known_dynamic_and_test_names_pass() {
+        let ok = env(&[
+            ("CME_EXEC_TIMEOUT", "3"),
+            ("CME_EXEC_JIRA_PAT", "env://X"),
+            ("CME_EXEC_CONFLUENCE_SESSION_COOKIES", "env://X"),
+            ("CME_EXEC_VAULT_AUTH", "approle"),
+            ("CME_EXEC_VAULT_AUTH_ROLE_ID", "r"),
+            ("CME_EXEC_VAULT_AUTH_SECRET_ID_ENV", "S"),
+            ("CME_EXEC_TEST_VENV", "/x"),
+            ("CME_EXEC_FINGERPRINT_KEY_FILE", "/k"),
+            ("CME_EXECUTOR", "not ours"),
+        ]);
+        check_unknown(&ok).unwrap();
+    }
+}

@@ -7,12 +7,25 @@
 use std::fmt;
 use std::io::Write as _;
 
+/// The address of a page of the user documentation (`page` is relative to `docs/`, with an
+/// optional `#anchor`), at this version's tag: an installed binary has no `docs/` beside it.
+pub fn docs_url(page: &str) -> String {
+    format!(
+        "{}/blob/v{}/docs/{page}",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct Error {
     message: String,
     details: Vec<String>,
     causes: Vec<String>,
     hint: Option<String>,
+    /// Exit 125 even from `check` and `explain`, whose other errors exit 1: the run was refused
+    /// before anything was checked (an untrusted config file, an unknown CME_EXEC_ variable).
+    fatal: bool,
 }
 
 impl Error {
@@ -22,7 +35,18 @@ impl Error {
             details: Vec::new(),
             causes: Vec::new(),
             hint: None,
+            fatal: false,
         }
+    }
+
+    /// Marks the error as a refusal to run at all (exit 125 from every command).
+    pub fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
     }
 
     /// One more line under the message (a failed reference, a config problem).
@@ -78,6 +102,12 @@ pub fn print(err: &Error) {
 /// Prints a warning to stderr.
 pub fn warn(message: impl fmt::Display) {
     let text = format!("cme-exec: warning: {message}\n");
+    let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
+}
+
+/// Prints a note (progress, not a problem) to stderr.
+pub fn note(message: impl fmt::Display) {
+    let text = format!("cme-exec: {message}\n");
     let _ = std::io::stderr().write_all(strip_controls(&text).as_bytes());
 }
 

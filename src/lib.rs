@@ -18,7 +18,11 @@ pub mod exit;
 pub mod handover;
 pub mod mask;
 mod platform;
+pub mod progress;
 pub mod resolve;
+pub mod state;
+pub mod stdout;
+pub mod trust;
 
 use std::process::ExitCode;
 
@@ -45,7 +49,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    commands::dispatch(cli).into()
+    stdout::finish(commands::dispatch(cli)).into()
 }
 
 /// cme-exec holds secrets in memory: no core file, no ptrace by other processes of the same
@@ -109,10 +113,10 @@ fn init_logging(verbose: u8) {
     );
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(
-            std::env::var_os(envnames::NO_COLOR).is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )
+        // Plain text, on a terminal too (so NO_COLOR holds trivially): asking for colour would
+        // need tracing-subscriber's `ansi` feature, and without it `with_ansi(true)` panics
+        // (issue 9, item 10). A few log lines do not need colour or another dependency.
+        .with_ansi(false)
         .with_filter(filter.and(caps));
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }

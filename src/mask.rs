@@ -83,6 +83,28 @@ fn json_ascii(s: &str) -> Zeroizing<String> {
     out
 }
 
+/// The parts of a `Cookie:` header value that appear on their own in cme's debug output (and in
+/// requests' cookie jars): each `name=value` pair and each value (also without its quotes).
+/// Parts shorter than [`MIN_LEN`] are dropped later, like every pattern.
+fn cookie_parts(cookies: &str) -> Vec<SecretString> {
+    let mut out = Vec::new();
+    for pair in cookies.split(';') {
+        let pair = pair.trim();
+        if pair.is_empty() {
+            continue;
+        }
+        out.push(SecretString::from(pair.to_owned()));
+        if let Some((_, v)) = pair.split_once('=') {
+            let v = v.trim();
+            out.push(SecretString::from(v.to_owned()));
+            if let Some(unquoted) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                out.push(SecretString::from(unquoted.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// The compiled patterns.
 pub struct Masker {
     ac: AhoCorasick,
@@ -100,6 +122,9 @@ impl Masker {
             for (field, value) in &instance.fields {
                 if field.is_secret() {
                     values.push(value.secret.clone());
+                }
+                if *field == Field::SessionCookies {
+                    values.extend(cookie_parts(value.secret.expose_secret()));
                 }
             }
             if let (Some(u), Some(t)) = (
@@ -324,6 +349,41 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "Authorization: Basic ***\n"
+        );
+    }
+
+    /// Issue 9, item 6: each cookie of `session_cookies`, and each value, is masked on its own;
+    /// a value shorter than the minimum length is not.
+    #[test]
+    fn each_session_cookie_is_masked_on_its_own() {
+        let mut auth = Auth::default();
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert(
+            Field::SessionCookies,
+            crate::resolve::Value {
+                secret: SecretString::from(
+                    "JSESSIONID=S3NT1NEL-a1; seraph.rememberme.cookie=\"S3NT1NEL-b2\"; x=1"
+                        .to_owned(),
+                ),
+                origin: crate::resolve::Origin::Literal,
+            },
+        );
+        auth.instances.insert(
+            (crate::config::Product::Confluence, "https://x".into()),
+            crate::resolve::InstanceAuth { fields },
+        );
+        let m = Masker::for_auth(&auth).unwrap();
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.feed(
+            b"jar: JSESSIONID=S3NT1NEL-a1\nvalue S3NT1NEL-b2 and x=1 left\ncookie {'JSESSIONID': 'S3NT1NEL-a1'}\n",
+            &mut out,
+        );
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "jar: ***\nvalue *** and x=1 left\ncookie {'JSESSIONID': '***'}\n"
         );
     }
 

@@ -143,6 +143,9 @@ impl Resolution {
             "{n} credential{} could not be resolved; nothing was started",
             if n == 1 { "" } else { "s" }
         ));
+        // A failure shared by several fields (a failed login, an unreachable store) is told
+        // once, with the fields it stopped listed under it.
+        let mut groups: Vec<(&Failure, Vec<String>)> = Vec::new();
         let mut hints = Vec::new();
         for v in failures {
             if let Err(f) = &v.outcome {
@@ -151,11 +154,25 @@ impl Resolution {
                 } else {
                     format!(" ({})", v.source)
                 };
-                err = err.detail(format!("{}{source}: {}", v.place(), f.message));
+                let place = format!("{}{source}", v.place());
+                match groups.iter_mut().find(|(g, _)| g.message == f.message) {
+                    Some((_, places)) => places.push(place),
+                    None => groups.push((f, vec![place])),
+                }
                 if let Some(h) = &f.hint {
                     if !hints.contains(h) {
                         hints.push(h.clone());
                     }
+                }
+            }
+        }
+        for (f, places) in groups {
+            if let [place] = places.as_slice() {
+                err = err.detail(format!("{place}: {}", f.message));
+            } else {
+                err = err.detail(format!("{} (for {} fields):", f.message, places.len()));
+                for place in places {
+                    err = err.detail(format!("  {place}"));
                 }
             }
         }
@@ -217,7 +234,15 @@ impl<'c> Resolver<'c> {
     }
 
     /// Fetches every document concurrently under one deadline, then assembles the result.
+    /// On a terminal, what is being waited for is shown while it lasts ([`crate::progress`]).
     pub async fn resolve(&self, options: &Options) -> Resolution {
+        tokio::select! {
+            r = self.resolve_quietly(options) => r,
+            never = crate::progress::show_waits() => match never {},
+        }
+    }
+
+    async fn resolve_quietly(&self, options: &Options) -> Resolution {
         let mut fetched: Fetched = HashMap::new();
         for (d, e) in &self.unbuildable {
             fetched.insert(d.clone(), Err(e.clone()));
@@ -247,19 +272,28 @@ impl<'c> Resolver<'c> {
             }
         }
 
+        // `check`'s identity lookups run under the same deadline as the fetches (one deadline
+        // covers the whole resolution), all at once.
         let mut identities = Vec::new();
         if options.identities {
-            for (name, p, _) in &self.providers {
-                let identity = match tokio::time::timeout(options.deadline, p.identity()).await {
+            let lookups = self.providers.iter().map(|(name, p, _)| async move {
+                let identity = match tokio::time::timeout_at(deadline, p.identity()).await {
                     Ok(r) => r,
-                    Err(_) => Err(FetchError::new(ErrorKind::Timeout, "no answer")),
+                    Err(_) => Err(FetchError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s (the resolution deadline; see --timeout)",
+                            options.deadline.as_secs_f32()
+                        ),
+                    )),
                 };
-                identities.push(ProviderIdentity {
+                ProviderIdentity {
                     name: name.clone(),
                     kind: p.kind(),
                     identity,
-                });
-            }
+                }
+            });
+            identities = futures::future::join_all(lookups).await;
         }
         let mut resolution = assemble(self.config, &fetched);
         resolution.identities = identities;
@@ -457,12 +491,27 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         };
         for (field, value) in &instance.fields {
             let v = value.secret.expose_secret();
-            if v.trim().is_empty() {
-                verdicts.push(verdict(
+            let problem = if v.trim().is_empty() {
+                Some("the value is empty")
+            } else {
+                control_character_problem(v)
+            };
+            let Some(problem) = problem else { continue };
+            // The field's own verdict (its reference resolved) becomes the failure, so that a
+            // field is reported once; a field that came from `from` or `[auth] from` gets its own.
+            let own = verdicts.iter_mut().find(|x| {
+                x.product == Some(*product)
+                    && x.url.as_ref() == Some(url)
+                    && x.subject == field.name()
+                    && x.outcome.is_ok()
+            });
+            match own {
+                Some(x) => x.outcome = Err(Failure::new(problem)),
+                None => verdicts.push(verdict(
                     field.name().into(),
                     value.origin.to_string(),
-                    Err(Failure::new("the value is empty")),
-                ));
+                    Err(Failure::new(problem)),
+                )),
             }
         }
         if failed.contains(&(*product, url.clone())) {
@@ -501,6 +550,19 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
         identities: Vec::new(),
         consumed_env: BTreeSet::new(),
     }
+}
+
+/// A value cme would put into an HTTP header must not hold NUL or another control character.
+/// Tab is allowed, and so are CR and LF: cme strips `\r` and `\n` from every credential (issue
+/// 9, item 16). The value itself is never described beyond that.
+fn control_character_problem(value: &str) -> Option<&'static str> {
+    value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+        .then_some(
+            "the value holds a NUL or another control character (only tab, CR and LF are allowed); \
+             cme would send it in an HTTP header",
+        )
 }
 
 fn read_bulk(

@@ -105,6 +105,31 @@ impl EnvReader {
     }
 }
 
+/// The snapshot holds every credential variable's value: wiped when the reader is dropped
+/// (the process's own environment block, which the kernel set up at exec, is not).
+impl Drop for EnvReader {
+    fn drop(&mut self) {
+        for (_, v) in std::mem::take(&mut self.vars) {
+            wipe_os_string(v);
+        }
+    }
+}
+
+/// Wipes an `OsString`'s bytes (its whole buffer) and frees it.
+pub fn wipe_os_string(s: OsString) {
+    use std::os::unix::ffi::OsStringExt as _;
+    use zeroize::Zeroize as _;
+    let mut bytes = s.into_vec();
+    bytes.zeroize();
+}
+
+/// Wipes the values (names are not secret) of a list of variables and empties it.
+pub fn wipe_env(env: &mut Vec<(OsString, OsString)>) {
+    for (_, v) in env.drain(..) {
+        wipe_os_string(v);
+    }
+}
+
 /// A variable's value is not valid UTF-8.
 #[derive(Debug, Clone, Copy)]
 pub struct NotUtf8;
@@ -122,5 +147,12 @@ mod tests {
         assert_eq!(env.var("A").as_deref(), Some("1"));
         let consumed: Vec<_> = env.consumed().into_iter().collect();
         assert_eq!(consumed, ["A", "B"]);
+    }
+
+    #[test]
+    fn wiping_empties_the_list() {
+        let mut env = vec![(OsString::from("K"), OsString::from("v-S3NT1NEL"))];
+        wipe_env(&mut env);
+        assert!(env.is_empty());
     }
 }

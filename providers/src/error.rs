@@ -4,6 +4,16 @@
 
 use std::fmt;
 
+/// The address of a page of the user documentation (`page` is relative to `docs/`, with an
+/// optional `#anchor`), at this version's tag: an installed binary has no `docs/` beside it.
+pub fn docs_url(page: &str) -> String {
+    format!(
+        "{}/blob/v{}/docs/{page}",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// Why a fetch failed, in the terms the resolver and `check` need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {

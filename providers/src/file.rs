@@ -13,8 +13,18 @@
 //! `#KEY` reads the file as JSON, TOML or dotenv (by extension: `.json`, `.toml`, `.env`;
 //! otherwise JSON when it starts with `{`, else TOML, else dotenv). A directory is read as an
 //! object of its regular files, skipping names that start with `.` (Kubernetes keeps its
-//! `..data` bookkeeping there). Only regular files are read: a FIFO or device is refused so a
-//! run can never hang on it. A file or directory that other users can write is refused.
+//! `..data` bookkeeping there). Only regular files are read: a FIFO or device is refused (before
+//! anything else is said about it) so a run can never hang on it. A file that other users can
+//! write is refused.
+//!
+//! Directories (issue 9, item 11): kubelet's atomic writer mounts a Secret or ConfigMap as
+//! `..2026_11_30_05_33_52.123456789/KEY` (the files), `..data -> ..2026_...` and `KEY ->
+//! ..data/KEY`, and the volume root may be `drwxrwxrwt` owned by root. So a directory others can
+//! write is accepted only with the sticky bit and owned by root or by the user running cme-exec
+//! (then nobody else can rename or replace what is in it), and every entry read from it, and
+//! the file it leads to, must then belong to root, that user or the directory's owner (another
+//! user could add a new name). In every directory a key that is a link must resolve inside the
+//! directory: a link leading elsewhere is refused, never followed.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -80,15 +90,83 @@ impl Provider for FileProvider {
 }
 
 /// Refuses a path that other users can write: they could swap the secret cme-exec hands over.
+/// Callers check the file's type first: a device or FIFO is refused as such, never with a hint
+/// to change its mode.
 pub fn check_not_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchError> {
     if meta.mode() & 0o002 != 0 {
         return Err(FetchError::denied(format!(
             "{} is writable by other users, so anyone could replace the secret",
             path.display()
         ))
-        .with_hint(format!("chmod o-w {}", path.display())));
+        .with_hint(permission_hint(path, meta)));
     }
     Ok(())
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `chmod o-w PATH` only for a regular file or directory of the user's own outside the system's
+/// directories; otherwise (a device, someone else's file, `/tmp`, `/dev/...`) following such a
+/// hint could break the system, so the hint is to move the secret instead (issue 9, item 15).
+fn permission_hint(path: &Path, meta: &std::fs::Metadata) -> String {
+    let own = meta.uid() == euid() && (meta.is_file() || meta.is_dir());
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    if own && !is_system_path(&real) && !is_system_path(path) {
+        format!("chmod o-w {}", path.display())
+    } else {
+        "keep the secret in a file only you (or root) can write, and point the reference at it"
+            .into()
+    }
+}
+
+/// The root, the top-level directories themselves (`/tmp`, `/etc`), and everything under the
+/// directories of devices, the kernel and installed software.
+fn is_system_path(path: &Path) -> bool {
+    const TREES: [&str; 11] = [
+        "/dev", "/proc", "/sys", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+        "/boot",
+    ];
+    let depth = path
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    depth <= 1 || path == Path::new("/var/tmp") || TREES.iter().any(|t| path.starts_with(t))
+}
+
+/// How far the entries of a directory can be trusted.
+#[derive(Clone, Copy)]
+enum DirTrust {
+    /// Others cannot write to it.
+    Closed,
+    /// Others can add names (sticky, owned by root or us): each entry, and what it leads to,
+    /// must belong to root, us or this owner.
+    Sticky { owner: u32 },
+}
+
+fn check_dir(path: &Path, meta: &std::fs::Metadata) -> Result<DirTrust, FetchError> {
+    let mode = meta.mode();
+    if mode & 0o002 == 0 {
+        return Ok(DirTrust::Closed);
+    }
+    let owner = meta.uid();
+    let why = if mode & 0o1000 == 0 {
+        "others can write to it and it has no sticky bit, so anyone could replace a secret in it"
+            .to_owned()
+    } else if owner == 0 || owner == euid() {
+        return Ok(DirTrust::Sticky { owner });
+    } else {
+        format!(
+            "others can write to it and it belongs to another user (uid {owner}), who could replace \
+             a secret in it"
+        )
+    };
+    Err(
+        FetchError::denied(format!("{} is not a safe directory: {why}", path.display()))
+            .with_hint(permission_hint(path, meta)),
+    )
 }
 
 fn read_path(path: &Path) -> Result<Payload, FetchError> {
@@ -99,10 +177,12 @@ fn read_path(path: &Path) -> Result<Payload, FetchError> {
         .open(path)
         .map_err(|e| FetchError::io(path, &e))?;
     let meta = file.metadata().map_err(|e| FetchError::io(path, &e))?;
-    check_not_world_writable(path, &meta)?;
     if meta.is_dir() {
-        return read_dir(path).map(Payload::Object);
+        let trust = check_dir(path, &meta)?;
+        return read_dir(path, trust).map(Payload::Object);
     }
+    check_regular(path, &meta)?;
+    check_not_world_writable(path, &meta)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -114,28 +194,47 @@ fn read_path(path: &Path) -> Result<Payload, FetchError> {
     })
 }
 
-fn read_text(
-    path: &Path,
-    mut file: File,
-    meta: &std::fs::Metadata,
-) -> Result<SecretString, FetchError> {
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchError> {
     if !meta.is_file() {
         return Err(FetchError::invalid(format!(
             "{} is not a regular file (a FIFO, socket or device is never read)",
             path.display()
         )));
     }
+    Ok(())
+}
+
+fn read_text(
+    path: &Path,
+    mut file: File,
+    meta: &std::fs::Metadata,
+) -> Result<SecretString, FetchError> {
+    check_regular(path, meta)?;
     if meta.len() > MAX_DOCUMENT_BYTES as u64 {
         return Err(too_large(path));
     }
-    // Sized up front so the buffer never reallocates (a reallocation would leave a copy).
+    // Sized from the file's length, but a file can hold more than its metadata says (procfs
+    // and sysfs report 0, a file may grow): the buffer then grows by copying into a new wiped
+    // buffer, never by a reallocation that would leave the old bytes behind.
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    (&mut file)
-        .take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| FetchError::io(path, &e))?;
-    if buf.len() > MAX_DOCUMENT_BYTES {
-        return Err(too_large(path));
+    let mut chunk = Zeroizing::new(vec![0u8; 16 * 1024]);
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FetchError::io(path, &e)),
+        };
+        if buf.len() + n > MAX_DOCUMENT_BYTES {
+            return Err(too_large(path));
+        }
+        if buf.len() + n > buf.capacity() {
+            let mut bigger =
+                Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
@@ -156,9 +255,23 @@ fn too_large(path: &Path) -> FetchError {
     ))
 }
 
-fn read_dir(dir: &Path) -> Result<SecretMap, FetchError> {
+fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
     let mut map = Map::new();
     let mut total = 0usize;
+    let inside = std::fs::canonicalize(dir).map_err(|e| FetchError::io(dir, &e))?;
+    let me = euid();
+    let trusted_owner = |uid: u32| match trust {
+        DirTrust::Closed => true,
+        DirTrust::Sticky { owner } => uid == 0 || uid == me || uid == owner,
+    };
+    let foreign = |path: &Path, uid: u32| {
+        FetchError::denied(format!(
+            "{} belongs to another user (uid {uid}) in {}, which everyone can add to",
+            path.display(),
+            dir.display()
+        ))
+        .with_hint("remove it, or keep the secrets in a directory only you (or root) can write")
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| FetchError::io(dir, &e))?;
     let mut names: Vec<_> = entries
         .filter_map(Result::ok)
@@ -173,14 +286,38 @@ fn read_dir(dir: &Path) -> Result<SecretMap, FetchError> {
             continue;
         }
         let path = dir.join(key);
+        let link = std::fs::symlink_metadata(&path).map_err(|e| FetchError::io(&path, &e))?;
+        if !trusted_owner(link.uid()) {
+            return Err(foreign(&path, link.uid()));
+        }
+        // A link (kubelet's `KEY -> ..data/KEY`) is opened at where it resolves, which must be
+        // inside the directory.
+        let target = if link.file_type().is_symlink() {
+            let target = std::fs::canonicalize(&path).map_err(|e| FetchError::io(&path, &e))?;
+            if !target.starts_with(&inside) {
+                return Err(FetchError::denied(format!(
+                    "{} is a link that leads outside {}; it is not followed",
+                    path.display(),
+                    dir.display()
+                ))
+                .with_hint("keep every key of a directory inside it"));
+            }
+            target
+        } else {
+            path.clone()
+        };
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&target)
             .map_err(|e| FetchError::io(&path, &e))?;
         let meta = file.metadata().map_err(|e| FetchError::io(&path, &e))?;
         if meta.is_dir() {
             continue;
+        }
+        check_regular(&path, &meta)?;
+        if !trusted_owner(meta.uid()) {
+            return Err(foreign(&path, meta.uid()));
         }
         check_not_world_writable(&path, &meta)?;
         let text = read_text(&path, file, &meta)?;
@@ -279,6 +416,89 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("larger"));
+    }
+
+    /// kubelet's atomic writer layout (pkg/volume/util/atomic_writer.go): the files in a
+    /// timestamped directory, `..data` pointing at it, one link per key through `..data`.
+    fn kubelet_volume(root: &Path, files: &[(&str, &str)]) {
+        let ts = "..2026_11_30_05_33_52.123456789";
+        std::fs::create_dir_all(root.join(ts)).unwrap();
+        std::fs::set_permissions(root.join(ts), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (key, value) in files {
+            let f = root.join(ts).join(key);
+            std::fs::write(&f, value).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::symlink(format!("..data/{key}"), root.join(key)).unwrap();
+        }
+        std::os::unix::fs::symlink(ts, root.join("..data")).unwrap();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+
+    #[test]
+    fn a_kubelet_volume_with_a_sticky_root_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("secret");
+        kubelet_volume(
+            &vol,
+            &[("username", "u@example.com\n"), ("api_token", "tok")],
+        );
+        let p = provider(dir.path());
+        let payload = fetch(&p, "file:secret").unwrap();
+        let Payload::Object(m) = &payload else {
+            panic!()
+        };
+        assert_eq!(
+            m.expose().keys().collect::<Vec<_>>(),
+            ["api_token", "username"]
+        );
+        let v = select_string(&payload, Some(&Key::Plain("username".into()))).unwrap();
+        assert_eq!(v.expose_secret(), "u@example.com");
+        // One key of it, through its link.
+        let v = select_string(&fetch(&p, "file:secret/api_token").unwrap(), None).unwrap();
+        assert_eq!(v.expose_secret(), "tok");
+    }
+
+    #[test]
+    fn unsafe_directories_stay_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(dir.path());
+        // World-writable without the sticky bit.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::write(open.join("pat"), "x").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = fetch(&p, "file:open").unwrap_err();
+        assert!(e.message().contains("no sticky bit"), "{e}");
+        // A key that links outside the directory, in a private and in a sticky directory.
+        std::fs::write(dir.path().join("elsewhere"), "x").unwrap();
+        for mode in [0o700, 0o1777] {
+            let vol = dir.path().join(format!("vol{mode:o}"));
+            kubelet_volume(&vol, &[("username", "u")]);
+            std::os::unix::fs::symlink("../elsewhere", vol.join("pat")).unwrap();
+            std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = fetch(&p, &format!("file:vol{mode:o}")).unwrap_err();
+            assert!(e.message().contains("leads outside"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_device_is_refused_by_type_without_a_chmod_hint() {
+        let p = provider(Path::new("/"));
+        for path in ["/dev/zero", "/dev/null"] {
+            let e = fetch(&p, &format!("file://{path}")).unwrap_err();
+            assert!(e.message().contains("not a regular file"), "{e}");
+            assert!(e.hint().is_none_or(|h| !h.contains("chmod")), "{e}");
+        }
+    }
+
+    #[test]
+    fn no_chmod_hint_for_system_paths() {
+        assert!(is_system_path(Path::new("/tmp")));
+        assert!(is_system_path(Path::new("/dev/shm/x")));
+        assert!(is_system_path(Path::new("/usr/share/x")));
+        assert!(is_system_path(Path::new("/")));
+        assert!(!is_system_path(Path::new("/etc/cme/token")));
+        assert!(!is_system_path(Path::new("/home/me/token")));
     }
 
     fn nix_mkfifo(path: &Path) {

@@ -14,7 +14,9 @@ pub mod context;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod net;
 pub mod payload;
+pub mod progress;
 pub mod reference;
 pub mod settings;
 #[cfg(feature = "tls")]
@@ -28,7 +30,7 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 
 pub use context::{Context, EnvReader};
-pub use error::{ErrorKind, FetchError};
+pub use error::{docs_url, ErrorKind, FetchError};
 pub use payload::{Format, Payload, SecretMap};
 pub use reference::{Document, Key, Reference};
 pub use settings::{ProviderSettings, TableReader};

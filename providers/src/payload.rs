@@ -100,14 +100,17 @@ impl Drop for SecretMap {
     }
 }
 
-/// Wipes every string (and key) of a JSON value in place.
+/// Wipes every string and every object key of a JSON value. Objects are emptied: a map's keys
+/// cannot be changed in place, so its entries are taken out and each key and value wiped.
+/// (Numbers and booleans are not wiped; the map's index table holds no key bytes.)
 pub fn zeroize_value(v: &mut Value) {
     match v {
         Value::String(s) => s.zeroize(),
         Value::Array(a) => a.iter_mut().for_each(zeroize_value),
         Value::Object(m) => {
-            for (_, v) in m.iter_mut() {
-                zeroize_value(v);
+            for (mut k, mut v) in std::mem::take(m) {
+                k.zeroize();
+                zeroize_value(&mut v);
             }
         }
         _ => {}
@@ -118,7 +121,12 @@ fn zeroize_toml(v: &mut toml::Value) {
     match v {
         toml::Value::String(s) => s.zeroize(),
         toml::Value::Array(a) => a.iter_mut().for_each(zeroize_toml),
-        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| zeroize_toml(v)),
+        toml::Value::Table(t) => {
+            for (mut k, mut v) in std::mem::take(t) {
+                k.zeroize();
+                zeroize_toml(&mut v);
+            }
+        }
         _ => {}
     }
 }
@@ -283,7 +291,16 @@ fn parse_toml(text: &str) -> Result<SecretMap, SelectError> {
 /// (`\n`, `\r`, `\t`, `\"`, `\\` escapes); quoted values may span lines. No `${VAR}`
 /// expansion: a secret file never pulls in the environment.
 fn parse_dotenv(text: &str) -> Result<SecretMap, SelectError> {
-    let mut map = Map::new();
+    // In a SecretMap from the start: the values parsed before an error are wiped too.
+    let mut map = SecretMap::new(Map::new());
+    let Value::Object(m) = &mut map.0 else {
+        unreachable!("a SecretMap always holds an object")
+    };
+    parse_dotenv_into(text, m)?;
+    Ok(map)
+}
+
+fn parse_dotenv_into(text: &str, map: &mut Map<String, Value>) -> Result<(), SelectError> {
     let mut chars = text.chars().peekable();
     let mut line = 1usize;
     let bad = |line: usize, what: &str| {
@@ -338,7 +355,8 @@ fn parse_dotenv(text: &str) -> Result<SecretMap, SelectError> {
         while chars.peek().is_some_and(|&c| c == ' ' || c == '\t') {
             chars.next();
         }
-        let mut value = String::new();
+        // Never grows past the text's length, so it never reallocates (leaving a copy).
+        let mut value = String::with_capacity(text.len());
         match chars.peek() {
             Some('\'') | Some('"') => {
                 let quote = chars.next().unwrap_or('"');
@@ -411,12 +429,26 @@ fn parse_dotenv(text: &str) -> Result<SecretMap, SelectError> {
             return bad(line, &format!("key `{key}` is given twice"));
         }
     }
-    Ok(SecretMap::new(map))
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 9, item 7: wiping a document wipes its keys too, and a dotenv file with an error
+    /// after a good line yields no map that is dropped unwiped (the error path returns through
+    /// a SecretMap).
+    #[test]
+    fn wiping_takes_keys_and_values() {
+        let mut v = serde_json::json!({ "k-S3NT1NEL": "v-S3NT1NEL", "n": { "a": ["b"] } });
+        zeroize_value(&mut v);
+        assert_eq!(v, serde_json::json!({}));
+        let mut t: toml::Value = toml::from_str("a = \"x\"\n[b]\nc = \"y\"\n").unwrap();
+        zeroize_toml(&mut t);
+        assert_eq!(t.as_table().map(|t| t.len()), Some(0));
+        assert!(parse_dotenv("A=one\nB='unterminated\n").is_err());
+    }
 
     fn text(s: &str, format: Format) -> Payload {
         Payload::Text {

@@ -143,9 +143,25 @@ pub struct Spec<'a> {
     pub argv: &'a [OsString],
     pub env: Vec<(OsString, OsString)>,
     pub grace: Duration,
-    /// `--mask`: the child's stdout and stderr go through a filter made from these secrets
+    /// `--mask`: the child's stdout and/or stderr go through a filter made from these secrets
     /// (built while the child starts, not before).
-    pub mask: Option<&'a Auth>,
+    pub mask: Option<Mask<'a>>,
+}
+
+/// The child's environment (with `--via env`, the credentials) is wiped when the spec is
+/// dropped. The copy std's `Command` makes for `execve` is not under cme-exec's control.
+impl Drop for Spec<'_> {
+    fn drop(&mut self) {
+        cme_exec_providers::context::wipe_env(&mut self.env);
+    }
+}
+
+/// Which of the child's output streams are masked, with which secrets. An unmasked stream is
+/// cme-exec's own, inherited (a terminal stays the child's terminal).
+pub struct Mask<'a> {
+    pub auth: &'a Auth,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 /// How long the output filters may take to drain after the child exited (a grandchild that
@@ -170,8 +186,17 @@ fn pump(
                     Some(s) => s.feed(&buf[..n], &mut out),
                     None => out.extend_from_slice(&buf[..n]),
                 }
-                // Keep draining even if our own output is gone, so the child never blocks.
-                let _ = to.write_all(&out).and_then(|()| to.flush());
+                // The reader of our output is gone (`cme-exec --mask -- cme ... | head`): close
+                // the child's pipe, so that its next write fails (EPIPE or SIGPIPE) as it would
+                // without cme-exec, instead of running a whole export into nowhere. Any other
+                // write error: keep draining, so the child never blocks.
+                if let Err(e) = to.write_all(&out).and_then(|()| to.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        drop(from);
+                        let _ = done.send(());
+                        return;
+                    }
+                }
                 out.clear();
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -210,8 +235,13 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
             });
         }
     }
-    if spec.mask.is_some() {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(m) = &spec.mask {
+        if m.stdout {
+            cmd.stdout(Stdio::piped());
+        }
+        if m.stderr {
+            cmd.stderr(Stdio::piped());
+        }
     }
     let mut child = cmd.spawn().map_err(|e| {
         let exit = match e.kind() {
@@ -231,10 +261,10 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut pumps = 0;
-    if let Some(auth) = spec.mask {
+    if let Some(mask) = &spec.mask {
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
-        let masker = Masker::for_auth(auth).map(Arc::new);
+        let masker = Masker::for_auth(mask.auth).map(Arc::new);
         if let Some(out) = child.stdout.take() {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));

@@ -18,7 +18,7 @@ use crate::envnames as names;
 use crate::error::Error;
 
 /// The largest base config accepted.
-const MAX_BASE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_BASE_BYTES: u64 = 4 * 1024 * 1024;
 
 pub struct BaseConfig {
     pub path: PathBuf,
@@ -95,8 +95,24 @@ pub fn load(path: &Path) -> Result<BaseConfig, Error> {
     })?;
     let doc = parse(&bytes).map_err(|m| Error::new(format!("the base config {shown} {m}")))?;
     check(&doc).map_err(|e| {
+        // Two problems, two reasons: cme drops a file that does not fit its schema (every
+        // setting in it lost), while a credential in a file valid for cme would stay there in
+        // plain text beside the ones from the stores.
+        let invalid = !schema::validate(&Value::Object(doc.clone())).is_empty();
+        let secrets = !secret_paths(&doc).is_empty();
+        let why = match (invalid, secrets) {
+            (true, false) => "cme would silently ignore the whole file",
+            (false, _) => {
+                "a base config holds settings only: credentials come from your stores, and one \
+                 left in this file stays there in plain text"
+            }
+            (true, true) => {
+                "cme would silently ignore the whole file; and credentials come from your \
+                 stores, never from this file"
+            }
+        };
         e.hint(format!(
-            "fix {shown} (cme would silently ignore the whole file), or point [cme] base_config elsewhere"
+            "fix {shown} ({why}), or point [cme] base_config elsewhere"
         ))
     })?;
     Ok(BaseConfig {

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -201,7 +202,9 @@ fn write_back_keeps_only_what_cme_changed_and_never_a_secret() {
     after["export"]["log_level"] = json!("WARNING");
     after["auth"]["confluence"]["https://x.atlassian.net"]["cloud_id"] = json!("cloud-1");
     after["auth"]["confluence"]["https://x.atlassian.net"]["api_token"] = json!("CHANGED-S3NT1NEL");
-    let report = writeback::write_back(&b, &handed, &as_cme_rewrites(after)).unwrap();
+    let report =
+        writeback::write_back(&b, &handed, &as_cme_rewrites(after), Duration::from_secs(5))
+            .unwrap();
     assert_eq!(
         report.written,
         [
@@ -241,7 +244,9 @@ fn write_back_with_nothing_changed_writes_nothing() {
     )]);
     let handed = render(&b, &a);
     let after: Value = serde_json::from_slice(&handed).unwrap();
-    let report = writeback::write_back(&b, &handed, &as_cme_rewrites(after)).unwrap();
+    let report =
+        writeback::write_back(&b, &handed, &as_cme_rewrites(after), Duration::from_secs(5))
+            .unwrap();
     assert_eq!(report, writeback::Report::default());
     assert!(
         !path.exists(),
@@ -263,11 +268,197 @@ fn write_back_creates_a_missing_base_config_privately() {
     let handed = render(&b, &a);
     let mut after: Value = serde_json::from_slice(&handed).unwrap();
     after["export"] = json!({"log_level": "ERROR"});
-    writeback::write_back(&b, &handed, &serde_json::to_vec(&after).unwrap()).unwrap();
+    writeback::write_back(
+        &b,
+        &handed,
+        &serde_json::to_vec(&after).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(v, json!({"export": {"log_level": "ERROR"}}));
+}
+
+/// A run's change as cme writes it: the handed config with `edits` applied (export keys).
+fn run_with(b: &BaseConfig, edits: &[(&str, Value)]) -> (Vec<u8>, Vec<u8>) {
+    let a = auth(&[(
+        Product::Confluence,
+        "https://x.atlassian.net",
+        &[(Field::Username, "u"), (Field::ApiToken, "S3NT1NEL")],
+    )]);
+    let handed = render(b, &a);
+    let mut after: Value = serde_json::from_slice(&handed).unwrap();
+    for (key, value) in edits {
+        after["export"][*key] = value.clone();
+    }
+    (handed.to_vec(), as_cme_rewrites(after))
+}
+
+fn base_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app_data.json");
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[test]
+fn write_back_keeps_an_edit_made_during_the_run() {
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    // The user edits another key while the run is in progress.
+    std::fs::write(
+        &path,
+        r#"{"export": {"log_level": "DEBUG", "output_path": "/mine"}}"#,
+    )
+    .unwrap();
+    let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+    assert_eq!(report.written, ["export.include_toc"]);
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"export": {"log_level": "DEBUG", "output_path": "/mine", "include_toc": false}})
+    );
+}
+
+#[test]
+fn write_back_keeps_the_files_value_when_both_changed_a_key() {
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(
+        &b,
+        &[
+            ("log_level", json!("WARNING")),
+            ("output_path", json!("/run's dir")),
+        ],
+    );
+    std::fs::write(
+        &path,
+        r#"{"export": {"log_level": "DEBUG", "output_path": "/mine"}}"#,
+    )
+    .unwrap();
+    let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+    assert!(report.written.is_empty(), "{report:?}");
+    assert_eq!(
+        report.conflicts,
+        [
+            writeback::Conflict {
+                key: "export.log_level".into(),
+                save_with: "cme config set export.log_level=WARNING".into()
+            },
+            writeback::Conflict {
+                key: "export.output_path".into(),
+                save_with: r#"cme config set 'export.output_path=/run'\''s dir'"#.into()
+            }
+        ]
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"export": {"log_level": "DEBUG", "output_path": "/mine"}})
+    );
+}
+
+#[test]
+fn write_back_leaves_a_broken_or_read_only_file_byte_for_byte() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (name, contents, mode) in [
+        ("broken", r#"{"export": {"log_level": "#, 0o600),
+        ("read-only", r#"{"export": {"log_level": "INFO"}}"#, 0o444),
+    ] {
+        let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+        let b = base::load(&path).unwrap();
+        let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+        assert!(
+            err.message().contains("left exactly as it is"),
+            "{name}: {err}"
+        );
+        assert!(
+            err.details()
+                .iter()
+                .any(|d| d == "not saved: export.include_toc"),
+            "{name}: the key that was not saved is named: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), contents, "{name}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            mode,
+            "{name}"
+        );
+        assert!(!err.to_string().contains("S3NT1NEL"));
+    }
+}
+
+#[test]
+fn write_back_waits_for_the_lock_only_until_its_deadline() {
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(writeback::lock_path(&path))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&holder), libc::LOCK_EX) },
+        0
+    );
+    let err = writeback::write_back(&b, &handed, &after, Duration::from_millis(200)).unwrap_err();
+    assert!(err.message().contains("held the lock"), "{err}");
+    assert!(err
+        .details()
+        .iter()
+        .any(|d| d == "not saved: export.include_toc"));
+    drop(holder);
+    let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+    assert_eq!(report.written, ["export.include_toc"]);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Runs that started from the same file and each changed different keys, saving at the same
+    /// time: the file ends with every change.
+    #[test]
+    fn concurrent_write_backs_keep_every_change(
+        keys in proptest::sample::subsequence(
+            vec!["include_toc", "embed_images", "page_breadcrumbs", "filename_lowercase",
+                 "image_captions", "skip_unchanged", "cleanup_stale", "comment_headings"],
+            1..=8,
+        ),
+    ) {
+        let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+        let b = base::load(&path).unwrap();
+        let defaults = schema::defaults();
+        let runs: Vec<(String, Value, Vec<u8>, Vec<u8>)> = keys
+            .iter()
+            .map(|k| {
+                let default = defaults["export"][*k].as_bool().unwrap_or(false);
+                let value = json!(!default);
+                let (handed, after) = run_with(&b, &[(k, value.clone())]);
+                (k.to_string(), value, handed, after)
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for (_, _, handed, after) in &runs {
+                let b = &b;
+                s.spawn(move || writeback::write_back(b, handed, after, WAIT).unwrap());
+            }
+        });
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for (k, value, _, _) in &runs {
+            proptest::prop_assert_eq!(&v["export"][k.as_str()], value, "{} lost: {}", k, v);
+        }
+        proptest::prop_assert_eq!(&v["export"]["log_level"], &json!("INFO"));
+    }
 }

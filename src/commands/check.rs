@@ -27,7 +27,7 @@ pub fn check(cli: &Cli, args: &ReportArgs) -> Exit {
 
 fn report_error(format: Format, message: &str) {
     if format == Format::Json {
-        println!(
+        crate::outln!(
             "{}",
             json!({ "ok": false, "error": message, "fields": [], "providers": [] })
         );
@@ -55,7 +55,7 @@ fn print_text(r: &Resolution) {
             v.place(),
             v.source
         );
-        println!("{}", error::strip_controls(&line));
+        crate::outln!("{}", error::strip_controls(&line));
     }
     for p in &r.identities {
         let identity = match &p.identity {
@@ -68,16 +68,16 @@ fn print_text(r: &Resolution) {
             Ok(None) => "no identity (local)".to_owned(),
             Err(e) => format!("identity unknown: {e}"),
         };
-        println!(
+        crate::outln!(
             "{}",
             error::strip_controls(&format!("provider {} ({}): {identity}", p.name, p.kind))
         );
     }
     let failed = r.failures().count();
     if failed == 0 {
-        println!("all {} resolved", r.verdicts.len());
+        crate::outln!("all {} resolved", r.verdicts.len());
     } else {
-        println!("{failed} of {} failed", r.verdicts.len());
+        crate::outln!("{failed} of {} failed", r.verdicts.len());
     }
 }
 
@@ -118,5 +118,5 @@ fn print_json(r: &Resolution) {
         })
         .collect();
     let out = json!({ "ok": r.is_ok(), "fields": fields, "providers": providers });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }

@@ -2,10 +2,11 @@
 
 mod check;
 mod explain;
+mod man;
 mod render;
 mod run;
+mod trust;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,24 +27,15 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "cme-exec", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when stdout fails (`| head -1`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cme-exec", &mut script);
+            crate::stdout::write(&script);
             Exit::Success
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
-                Ok(()) => {
-                    let _ = std::io::stdout().write_all(&out);
-                    Exit::Success
-                }
-                Err(e) => {
-                    error::print(&Error::new("cannot render the man page").cause(e.to_string()));
-                    Exit::Failed
-                }
-            }
-        }
+        Command::Man { ref dir } => man::man(dir.as_deref()),
     }
 }
 
@@ -56,6 +48,7 @@ pub struct Prepared {
 
 pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
     let env = EnvReader::from_process();
+    crate::envnames::check_unknown(&env)?;
     let cwd = std::env::current_dir()
         .map_err(|e| Error::new("cannot read the working directory").cause(e.to_string()))?;
     let config = config::load(cli.config.as_deref(), &env, &cwd)?;
@@ -90,7 +83,11 @@ pub fn prepare_and_resolve(
     let prepared = prepare(cli).map_err(|e| {
         on_config_error(&e);
         error::print(&e);
-        Exit::CheckFailed
+        if e.is_fatal() {
+            Exit::Failed
+        } else {
+            Exit::CheckFailed
+        }
     })?;
     let resolution = resolve_blocking(cli, &prepared, identities).map_err(|(exit, e)| {
         error::print(&e);

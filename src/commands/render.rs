@@ -48,6 +48,45 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
                 )
             });
     }
+    // Missing parent directories are created (mode 0700, like a private directory), as cme
+    // itself does for its config, and said: a misspelt directory is then seen, not silent.
+    let missing = missing_ancestors(&args.output);
     atomic::write(&args.output, &config, args.mode, atomic::Symlink::Refuse)
-        .map_err(|e| (Exit::Failed, e))
+        .map_err(|e| (Exit::Failed, e))?;
+    warn_if_others_can_read(&args.output, args.mode);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|d| d.display().to_string()).collect();
+        error::note(format!(
+            "created the director{} {} (mode 0700) for --output",
+            if list.len() == 1 { "y" } else { "ies" },
+            list.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A mode that lets every user read the secrets is allowed (the user asked for it) but never
+/// silent. Group-readable (`0640`) is not warned about: a group shared with the cme container is
+/// the documented way to hand the file over (issue 9, item 18).
+fn warn_if_others_can_read(path: &std::path::Path, mode: u32) {
+    if mode & 0o004 != 0 {
+        error::warn(format_args!(
+            "{} is readable by every user on this system (mode {mode:04o}): it holds secrets; \
+             prefer 0600, or 0640 with a group shared with the reader",
+            path.display()
+        ));
+    }
+}
+
+/// The directories above `path` that do not exist yet, outermost first.
+fn missing_ancestors(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut missing: Vec<std::path::PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
 }

@@ -107,7 +107,7 @@ async fn run_child(
     .map_err(failed)?;
     tracing::info!(via = ?args.via, at = handover.describe(), "config handed over");
 
-    let add: Vec<(OsString, OsString)> = handover
+    let mut add: Vec<(OsString, OsString)> = handover
         .env
         .iter()
         .map(|(k, v)| {
@@ -123,29 +123,49 @@ async fn run_child(
         &resolution.consumed_env,
         &add,
     );
-    drop(add);
+    // With --via env these are the credentials as JSON: wiped, not just freed.
+    cme_exec_providers::context::wipe_env(&mut add);
     let ci = prepared
         .ctx
         .env
         .var(names::CI)
         .is_some_and(|v| v != "false" && v != "0");
-    let masking = args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci);
+    // Each stream on its own: `cme-exec -- cme ... 2>export.log` on a terminal masks the log.
+    let mask_stdout = args.masking(std::io::IsTerminal::is_terminal(&std::io::stdout()), ci);
+    let mask_stderr = args.masking(std::io::IsTerminal::is_terminal(&std::io::stderr()), ci);
     let spec = child::Spec {
         program,
         argv: &args.command,
         env,
         grace: Duration::from_secs_f64(args.grace),
-        mask: masking.then_some(&resolution.auth),
+        mask: (mask_stdout || mask_stderr).then_some(child::Mask {
+            auth: &resolution.auth,
+            stdout: mask_stdout,
+            stderr: mask_stderr,
+        }),
     };
     let exit = child::run(spec, signals).await?;
 
     let write_back = prepared.config.cme.write_back && !args.no_write_back && args.via != Via::Env;
     if write_back {
         if let Some(after) = handover.read_back() {
-            match after.and_then(|after| writeback::write_back(&prepared.base, &config, &after)) {
+            // The wait for another run's save is bounded by --grace: cme-exec's own work after
+            // the child exits never takes longer than the grace it gives the child.
+            let lock_wait = Duration::from_secs_f64(args.grace);
+            match after
+                .and_then(|after| writeback::write_back(&prepared.base, &config, &after, lock_wait))
+            {
                 Ok(report) => {
                     for path in &report.written {
                         tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
+                    }
+                    for c in &report.conflicts {
+                        error::warn(format_args!(
+                            "{} changed {} during the run; its value was kept and this run's change was not saved (to save it: {})",
+                            prepared.base.path.display(),
+                            c.key,
+                            c.save_with
+                        ));
                     }
                     for path in &report.dropped_secrets {
                         error::warn(format_args!(

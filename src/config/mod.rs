@@ -47,16 +47,26 @@ impl Source {
     }
 }
 
-/// A field's configured value.
-#[derive(Clone, Debug)]
+/// A field's configured value. `Debug` is written by hand: a literal user name is treated as
+/// a secret (it is masked, and `explain` fingerprints it), so it is never printed.
+#[derive(Clone)]
 pub enum FieldSpec {
     Reference(Reference),
     /// Only for fields that allow it (`username`, `cloud_id`): not a secret.
     Literal(String),
 }
 
-/// `[confluence."URL"]` or `[jira."URL"]`.
-#[derive(Clone, Debug)]
+impl std::fmt::Debug for FieldSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldSpec::Reference(r) => f.debug_tuple("Reference").field(r).finish(),
+            FieldSpec::Literal(_) => f.write_str("Literal([REDACTED])"),
+        }
+    }
+}
+
+/// `[confluence."URL"]` or `[jira."URL"]`. No derived `Debug`: it holds literal field values.
+#[derive(Clone)]
 pub struct Instance {
     pub product: Product,
     /// Normalised as cme matches it.
@@ -65,6 +75,18 @@ pub struct Instance {
     pub table: String,
     pub fields: BTreeMap<Field, FieldSpec>,
     pub from: Option<Reference>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("product", &self.product)
+            .field("url", &self.url)
+            .field("table", &self.table)
+            .field("fields", &self.fields)
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// `[cme]`.
@@ -85,8 +107,8 @@ impl Default for CmeSettings {
     }
 }
 
-/// The whole configuration, checked.
-#[derive(Clone, Debug)]
+/// The whole configuration, checked. No derived `Debug`: its instances hold literal values.
+#[derive(Clone)]
 pub struct Config {
     pub source: Source,
     /// Declared providers by name (the name is their scheme).
@@ -95,6 +117,18 @@ pub struct Config {
     /// `[auth] from`: one document holding `{"confluence": {...}, "jira": {...}}`.
     pub auth_from: Option<Reference>,
     pub cme: CmeSettings,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("providers", &self.providers)
+            .field("instances", &self.instances)
+            .field("auth_from", &self.auth_from)
+            .field("cme", &self.cme)
+            .finish()
+    }
 }
 
 impl Config {
@@ -131,11 +165,12 @@ impl Config {
 /// environment alone.
 pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Config, Error> {
     if let Some(path) = explicit {
-        return load_file(path, env);
+        return load_file(path, env, false);
     }
-    for candidate in candidates(env, cwd) {
+    for (i, candidate) in candidates(env, cwd).iter().enumerate() {
         if candidate.exists() {
-            return load_file(&candidate, env);
+            // The first candidate is the working directory's: it must be trusted (trust.rs).
+            return load_file(candidate, env, i == 0);
         }
     }
     from_environment(env)
@@ -157,7 +192,23 @@ fn candidates(env: &EnvReader, cwd: &Path) -> Vec<PathBuf> {
 /// The largest config file accepted (it holds references only).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
+/// Reads and parses a config file. With `needs_trust` (a `./cme-exec.toml` found in the working
+/// directory), the exact bytes read must match a trust record, checked before anything else
+/// reads them.
+pub fn load_file(path: &Path, env: &EnvReader, needs_trust: bool) -> Result<Config, Error> {
+    let (bytes, _) = read_config_bytes(path, env, needs_trust)?;
+    let config = parse_bytes(path, &bytes)?;
+    names::warn_ignored_env_only(env, path);
+    Ok(config)
+}
+
+/// The bytes of a config file, after its checks (regular file, not writable by others, size;
+/// trust when `needs_trust`); also its canonical path when trust was checked.
+pub fn read_config_bytes(
+    path: &Path,
+    env: &EnvReader,
+    needs_trust: bool,
+) -> Result<(Vec<u8>, Option<PathBuf>), Error> {
     use std::os::unix::fs::MetadataExt as _;
     let shown = path.display().to_string();
     let meta = fs_err::metadata(path).map_err(|e| {
@@ -184,7 +235,23 @@ fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
     let bytes = fs_err::read(path).map_err(|e| {
         Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
     })?;
-    let text = match std::str::from_utf8(&bytes) {
+    if !needs_trust {
+        return Ok((bytes, None));
+    }
+    let canonical = crate::trust::canonical(path)?;
+    match crate::trust::status(env, &canonical, &bytes)? {
+        crate::trust::Status::Trusted => Ok((bytes, Some(canonical))),
+        s => Err(crate::trust::untrusted(
+            &shown,
+            s == crate::trust::Status::Changed,
+        )),
+    }
+}
+
+/// Parses the bytes of a config file (`path` only names it in messages).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, Error> {
+    let shown = path.display().to_string();
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             let line = bytes[..e.valid_up_to()]
@@ -208,7 +275,6 @@ fn load_file(path: &Path, env: &EnvReader) -> Result<Config, Error> {
         ))
         .hint("values in cme-exec.toml are quoted references such as \"env://NAME\"; the offending text is not shown in case it is a secret")
     })?;
-    let _ = env;
     parse_table(&table, Source::File(path.to_owned()))
 }
 
@@ -443,6 +509,15 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
         let scheme = &reference.document.scheme;
         let (table, key) = split_place(&place);
         match config.provider_for(scheme) {
+            None if !reference.document.has_authority => {
+                // `secret:x` or `user:password` pasted where a reference belongs: what precedes
+                // the colon may be the secret itself, so it is not named.
+                problems.push(problem(
+                    &table,
+                    Some(&key),
+                    "not a reference: expected SCHEME://PATH[#KEY] with a declared or built-in scheme (env, file, vault, aws-sm); the value is not shown: it may be a pasted secret",
+                ));
+            }
             None => {
                 let mut declared: Vec<_> = config.providers.keys().map(String::as_str).collect();
                 declared.sort();
@@ -628,7 +703,7 @@ pub fn from_environment(env: &EnvReader) -> Result<Config, Error> {
         return Err(Error::new("no configuration found")
             .detail("looked for --config, $CME_EXEC_CONFIG, ./cme-exec.toml, $XDG_CONFIG_HOME/cme-exec/config.toml")
             .detail("and for CME_EXEC_CONFLUENCE_URL, CME_EXEC_JIRA_URL or CME_EXEC_AUTH_FROM in the environment")
-            .hint("write a cme-exec.toml (see docs/configuration.md) or set CME_EXEC_CONFLUENCE_URL and CME_EXEC_CONFLUENCE_API_TOKEN=env://..."));
+            .hint(format!("write a cme-exec.toml (see {}) or set CME_EXEC_CONFLUENCE_URL and CME_EXEC_CONFLUENCE_API_TOKEN=env://...", crate::error::docs_url("configuration.md"))));
     }
     parse_table(&table, Source::Environment)
 }

@@ -250,10 +250,22 @@ fn discovery_order() {
     std::fs::create_dir_all(xdg.join("cme-exec")).unwrap();
     let body = "[confluence.\"https://x.atlassian.net\"]\npat = \"env://A\"\n";
     std::fs::write(xdg.join("cme-exec/config.toml"), body).unwrap();
-    let e = env(&[("XDG_CONFIG_HOME", xdg.to_str().unwrap())]);
+    let state = dir.path().join("state");
+    let e = env(&[
+        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ]);
     let c = load(None, &e, &cwd).unwrap();
     assert_eq!(c.source, Source::File(xdg.join("cme-exec/config.toml")));
     std::fs::write(cwd.join("cme-exec.toml"), body).unwrap();
+    // The working directory's file is used only once trusted.
+    let err = load(None, &e, &cwd).unwrap_err();
+    assert!(
+        err.is_fatal() && err.to_string().contains("not trusted"),
+        "{err}"
+    );
+    let canonical = crate::trust::canonical(&cwd.join("cme-exec.toml")).unwrap();
+    crate::trust::record(&e, &canonical, body.as_bytes()).unwrap();
     let c = load(None, &e, &cwd).unwrap();
     assert_eq!(c.source, Source::File(cwd.join("cme-exec.toml")));
     let explicit = dir.path().join("other.toml");
@@ -303,5 +315,44 @@ fn a_world_writable_config_is_refused() {
     assert!(
         err.contains("writable by other users") && err.contains("chmod o-w"),
         "{err}"
+    );
+}
+
+/// Issue 9, item 4: a secret pasted before a colon (`Sup3rSecretPwd:x`, `user:password`) is
+/// not named as an "unknown scheme"; a value with `://` still names its scheme.
+#[test]
+fn a_pasted_secret_before_a_colon_is_not_named_as_a_scheme() {
+    for (field, value, hidden) in [
+        ("api_token", "Sup3rSecretPwd:x", "sup3rsecretpwd"),
+        ("pat", "S3NT1NELuser:password", "s3nt1neluser"),
+        ("username", "S3NT1NELuser:password", "s3nt1neluser"),
+    ] {
+        let all = problems(&format!(
+            "[confluence.\"https://x.atlassian.net\"]\n{field} = \"{value}\"\n"
+        ))
+        .join("\n");
+        assert!(
+            !all.to_ascii_lowercase().contains(hidden),
+            "{field}: the part before the colon is echoed: {all}"
+        );
+        assert!(all.contains(&format!("{field}: not a reference")), "{all}");
+    }
+    // Built-in schemes without `//` keep working.
+    assert!(parse("[confluence.\"https://x.atlassian.net\"]\npat = \"file:rel/pat\"\n").is_ok());
+}
+
+/// Issue 9, item 8: `Debug` of a parsed config never shows a literal user name.
+#[test]
+fn debug_of_a_config_hides_literal_values() {
+    let sentinel = "lit-S3NT1NEL@example.com";
+    let c = parse(&format!(
+        "[confluence.\"https://x.atlassian.net\"]\nusername = \"{sentinel}\"\npat = \"env://P\"\n"
+    ))
+    .unwrap();
+    let shown = format!("{c:?} {:?} {:?}", c.instances[0], c.instances[0].fields);
+    assert!(!shown.contains("S3NT1NEL"), "{shown}");
+    assert!(
+        shown.contains("env://P") && shown.contains("REDACTED"),
+        "{shown}"
     );
 }

@@ -85,6 +85,11 @@ impl Handover {
             Via::Env => {
                 // cme reads its non-secret settings from the base config directly, and stores
                 // what it changes (a cloud_id) there itself: no write-back is needed.
+                // Absolute, like every path handed over: the child may change directory.
+                let base_path = std::path::absolute(base_path).map_err(|e| {
+                    Error::new(format!("cannot make {} absolute", base_path.display()))
+                        .cause(e.to_string())
+                })?;
                 let mut env = vec![(
                     OsString::from(names::CME_CONFIG_PATH),
                     Zeroizing::new(base_path.as_os_str().as_encoded_bytes().to_vec()),

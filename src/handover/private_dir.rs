@@ -40,7 +40,11 @@ pub struct PrivateDir {
 /// `$XDG_RUNTIME_DIR`, `/dev/shm`, `$TMPDIR`, `/tmp`.
 pub fn choose_root(dir: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(d) = dir {
-        return Ok(d.to_owned());
+        // Absolute, so that CME_CONFIG_PATH still names the file after the child changes its
+        // working directory (issue 9, item 17).
+        return std::path::absolute(d).map_err(|e| {
+            Error::new(format!("cannot use {} for --via file", d.display())).cause(e.to_string())
+        });
     }
     let candidates = [
         std::env::var_os(names::XDG_RUNTIME_DIR).map(PathBuf::from),

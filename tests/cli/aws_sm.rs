@@ -302,6 +302,7 @@ fn aws_sm_reads_by_full_and_partial_arn_and_across_regions() {
 kind = "aws-sm"
 region = "us-east-1"
 endpoint_url = {endpoint}
+use_ambient_credentials = true
 
 [confluence."https://wiki.example.com"]
 username = {full}

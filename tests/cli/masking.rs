@@ -366,9 +366,70 @@ fn mask_releases_a_near_miss_without_waiting_for_the_end() {
     t.assert_clean();
 }
 
-/// A few MB of binary output (every byte value) with secrets scattered through it, many of them
-/// across the filter's 64 KiB read boundaries: the output is the input byte for byte, apart from
-/// the replacements. Prints the filter's throughput.
+/// A child that writes `payload` to stdout in pieces, cut at each of `splits` (byte offsets),
+/// and after each piece waits until the pipe is empty (`FIONREAD` is 0): the reader (cme-exec's
+/// filter) has then taken every byte before the cut in an earlier `read()` than any byte after
+/// it, so a secret cut in the middle really reaches the filter in two reads, whatever the pipe's
+/// or the filter's buffer sizes. It waits for a condition, never for a time. It records in
+/// `out/splits` how many cuts it saw drained; it fails (exit 3) if stdout is not a pipe or a cut
+/// is not drained within 60 s.
+fn split_writer_child(t: &Test, payload: &[u8], splits: &[usize]) -> PathBuf {
+    let file = t.secret_file("payload", payload);
+    let offsets = t.secret_file(
+        "splits",
+        splits
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let record = t.out_dir().join("splits");
+    let python = Venv::get().python();
+    t.script(
+        "split-writer",
+        &format!(
+            r#"#!{python}
+import fcntl, os, struct, sys, termios, time
+data = open({file:?}, "rb").read()
+cuts = [int(x) for x in open({offsets:?}).read().split()]
+def write_all(chunk):
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(1, view):]
+def pending():
+    return struct.unpack("i", fcntl.ioctl(1, termios.FIONREAD, b"\0\0\0\0"))[0]
+if not __import__("stat").S_ISFIFO(os.fstat(1).st_mode):
+    sys.stderr.write("split-writer: stdout is not a pipe\n")
+    sys.exit(3)
+pos = 0
+drained = 0
+for cut in cuts:
+    write_all(data[pos:cut])
+    pos = cut
+    deadline = time.monotonic() + 60
+    while pending() > 0:
+        if time.monotonic() > deadline:
+            sys.stderr.write("split-writer: the pipe was not drained at a cut\n")
+            sys.exit(3)
+        time.sleep(0.0005)
+    drained += 1
+write_all(data[pos:])
+open({record:?}, "w").write(str(drained))
+"#,
+            python = python.display(),
+            file = file.display().to_string(),
+            offsets = offsets.display().to_string(),
+            record = record.display().to_string(),
+        ),
+    )
+}
+
+/// A few MB of binary output (every byte value) with secrets scattered through it: one near each
+/// 64 KiB offset of the payload, which the child writes in two pieces cut inside that secret,
+/// waiting for the filter to have read the first piece before it writes the second (see
+/// [`split_writer_child`]), so each of those secrets certainly reaches the filter split across
+/// two reads; and one more in the middle of each block. The output is the input byte for byte,
+/// apart from the replacements. Prints the filter's throughput.
 #[test]
 fn mask_megabytes_of_output_exactly() {
     let mut t = Test::new();
@@ -376,6 +437,7 @@ fn mask_megabytes_of_output_exactly() {
     let t = with_fields(t, &[("pat", &pat)]);
     const SIZE: usize = 4 * 1024 * 1024;
     let mut payload = Vec::with_capacity(SIZE + 64 * 1024);
+    let mut splits = Vec::new();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         state ^= state << 13;
@@ -385,12 +447,14 @@ fn mask_megabytes_of_output_exactly() {
     };
     let mut inserted = 0;
     while payload.len() < SIZE {
-        // The next 64 KiB boundary, minus a few bytes: the secret straddles it.
+        // The next 64 KiB boundary, minus a few bytes: the secret straddles it, and the child
+        // cuts its write inside the secret (after 1 to len-1 of its bytes).
         let boundary = (payload.len() / 65536 + 1) * 65536;
         let straddle = boundary - (next() as usize % pat.len()).max(1);
         while payload.len() < straddle {
             payload.push(next() as u8);
         }
+        splits.push(payload.len() + 1 + next() as usize % (pat.len() - 1));
         payload.extend_from_slice(pat.as_bytes());
         inserted += 1;
         // And one more somewhere in the middle of the block.
@@ -409,8 +473,12 @@ fn mask_megabytes_of_output_exactly() {
         payload.len() - inserted * (pat.len() - 3),
         "the payload holds exactly the inserted secrets"
     );
-    let file = t.secret_file("payload", &payload);
-    let child = t.script("cat", &format!("#!/bin/sh\nexec cat {}\n", sh_quote(&file)));
+    let child = split_writer_child(&t, &payload, &splits);
+    let drained = || {
+        std::fs::read_to_string(t.out_dir().join("splits"))
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+    };
 
     let started = Instant::now();
     let out = t
@@ -423,6 +491,13 @@ fn mask_megabytes_of_output_exactly() {
         .run_raw();
     let masked_time = started.elapsed();
     assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(
+        drained(),
+        Some(splits.len()),
+        "the child cut {} secrets across two reads of the filter\n{}",
+        splits.len(),
+        out.describe()
+    );
     assert_same_bytes("masked stdout", &out.stdout, &expected);
 
     let started = Instant::now();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::launch::{from_terminal, pid_namespace, pty_runner, skip, Launch};
+use crate::support::launch::{cannot_run, from_terminal, pid_namespace, pty_runner, Launch};
 use crate::support::scripts::{self, sh_quote};
 use crate::support::*;
 
@@ -636,13 +636,10 @@ fn terminal_stays_a_terminal_when_masking_is_off() {
 fn as_pid_1_sigterm_works_and_orphans_are_reaped() {
     let ns = match pid_namespace() {
         Ok(ns) => ns,
-        Err(why) => {
-            skip(
-                "processes::as_pid_1_sigterm_works_and_orphans_are_reaped",
-                &why,
-            );
-            return;
-        }
+        Err(why) => cannot_run(
+            "processes::as_pid_1_sigterm_works_and_orphans_are_reaped",
+            &why,
+        ),
     };
     let (t, _) = pat_test();
     let record = t.out_dir().join("terms");
@@ -767,7 +764,7 @@ fn a_signal_during_resolution_aborts_at_once() {
         .global_arg("--timeout")
         .global_arg("60")
         .config_toml(&format!(
-            "[providers.v]\nkind = \"vault\"\naddress = \"http://127.0.0.1:{}\"\nkv_version = 2\n\n[jira.\"https://jira.example.com\"]\npat = \"v://secret/app#pat\"\n",
+            "[providers.v]\nkind = \"vault\"\naddress = \"http://127.0.0.1:{}\"\nkv_version = 2\nauth = {{ method = \"token\" }}\n\n[jira.\"https://jira.example.com\"]\npat = \"v://secret/app#pat\"\n",
             server.port
         ));
     let marker = t.out_dir().join("child-ran");

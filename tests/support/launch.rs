@@ -8,8 +8,8 @@
 //! exec, as a shell would start it; the test's own setup is applied on top.
 //!
 //! Also here: the pseudo-terminal runner ([`pty_runner`]), the namespace probes
-//! ([`mount_namespace`], [`pid_namespace`]) and [`skip`], the one way a test may skip (only for
-//! lack of namespaces), loudly.
+//! ([`mount_namespace`], [`pid_namespace`]) and [`cannot_run`]: a test that needs namespaces
+//! the machine does not offer fails with the reason and the fix; no test skips.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -450,13 +450,15 @@ pub fn pid_namespace() -> Result<&'static [&'static str], String> {
         .clone()
 }
 
-/// Reports, visibly even under the test harness's output capture, that `test` was skipped and
-/// why. Only for tests that need namespaces the machine does not offer.
-pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nSKIPPED {test}: {why}\n  (this test needs Linux namespaces: run it as root or where `unshare -r` works)"
-    );
+/// A test that cannot run here fails, with the reason and the fix (issue 9, item 25): it used
+/// to report "SKIPPED" and pass, so a machine without namespaces passed tests that never ran.
+pub fn cannot_run(test: &str, why: &str) -> ! {
+    panic!(
+        "{test} cannot run here: {why}\nTo fix: this test needs Linux namespaces: run the tests as \
+         root (CI does), or where `unshare -r` works (enable unprivileged user namespaces: \
+         `sysctl kernel.unprivileged_userns_clone=1`, and on Ubuntu \
+         `sysctl kernel.apparmor_restrict_unprivileged_userns=0`)"
+    )
 }
 
 /// Whether this process runs as root (CI does).

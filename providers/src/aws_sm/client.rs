@@ -34,9 +34,10 @@ use secrecy::SecretString;
 use tokio::sync::OnceCell;
 use zeroize::Zeroize as _;
 
+use super::diagnose;
 use super::{parse_target, Settings, Target, Version, CREDENTIAL_VARS, DEFAULT_SESSION_NAME};
 use crate::payload::{Format, Payload, MAX_DOCUMENT_BYTES};
-use crate::{Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
+use crate::{progress, Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
 
 /// Attempts per request, the first included.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -93,10 +94,40 @@ pub(super) fn build(
             .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
             .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
     });
+    // Ambient credentials (keys, profile, the default chain) go only where the environment
+    // sends them: a config's endpoint_url that is not the environment's needs the explicit tie.
+    if let Some(configured) = &settings.endpoint_url {
+        let from_env = if ignore_env {
+            None
+        } else {
+            ctx.env
+                .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
+        };
+        let same = from_env
+            .as_deref()
+            .is_some_and(|e| crate::net::same_endpoint(e, configured));
+        if !same && !settings.use_ambient_credentials {
+            return Err(FetchError::invalid(format!(
+                "the aws-sm provider `{name}`: its endpoint_url {} is not the environment's endpoint ({}), \
+                 so the environment's AWS credentials are not sent to it",
+                crate::net::show_origin(configured),
+                from_env.as_deref().map_or_else(
+                    || "AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL are not set".to_owned(),
+                    crate::net::show_origin
+                ),
+            ))
+            .with_hint(format!(
+                "if your AWS credentials are meant for this endpoint, set use_ambient_credentials = true \
+                 in [providers.{name}] (or set AWS_ENDPOINT_URL_SECRETS_MANAGER to it)"
+            )));
+        }
+    }
     Ok(Arc::new(AwsSmProvider {
         name: name.to_owned(),
         settings: settings.clone(),
         endpoint,
+        ctx: Arc::clone(ctx),
         state: OnceCell::new(),
     }))
 }
@@ -106,6 +137,8 @@ struct AwsSmProvider {
     settings: Settings,
     /// The Secrets Manager endpoint when one is configured (setting, then the SDK's variables).
     endpoint: Option<String>,
+    /// For describing credential failures (which profile, which files).
+    ctx: Arc<Context>,
     state: OnceCell<Result<Loaded, FetchError>>,
 }
 
@@ -175,6 +208,16 @@ impl AwsSmProvider {
                 .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build();
         }
+        // Credentials once, before any request: a missing credential is then never mistaken
+        // for an unreachable endpoint, and is described once for every request of the run.
+        let place = diagnose::Place {
+            name: &self.name,
+            profile: s.profile.as_deref(),
+            env: &self.ctx.env,
+        };
+        let waiting = progress::begin("the AWS credential chain", "", 0);
+        let sdk = diagnose::resolve_credentials(sdk, &place).await?;
+        drop(waiting);
         tracing::debug!(
             provider = %self.name,
             region = ?sdk.region().map(|r| r.as_ref().to_owned()),
@@ -212,6 +255,11 @@ impl AwsSmProvider {
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        builder = builder.interceptor(diagnose::Attempts {
+            store: "AWS Secrets Manager",
+            address: self.endpoint_name(),
+            max_attempts: MAX_ATTEMPTS,
+        });
         let client = Client::from_conf(builder.build());
         clients.insert(key, client.clone());
         Ok(client)
@@ -219,6 +267,7 @@ impl AwsSmProvider {
 
     /// `GetSecretValue` for one target.
     async fn get(&self, client: &Client, target: &Target) -> Fetched {
+        let _waiting = progress::begin("AWS Secrets Manager", &self.endpoint_name(), MAX_ATTEMPTS);
         let mut request = client.get_secret_value().secret_id(&target.secret_id);
         match &target.version {
             Version::Current => {}
@@ -257,6 +306,7 @@ impl AwsSmProvider {
         concurrency: usize,
     ) -> Vec<(Target, Fetched)> {
         let ids: Vec<String> = targets.iter().map(|t| t.secret_id.clone()).collect();
+        let waiting = progress::begin("AWS Secrets Manager", &self.endpoint_name(), MAX_ATTEMPTS);
         let mut entries = Vec::new();
         let mut errors = Vec::new();
         let mut next_token: Option<String> = None;
@@ -278,6 +328,7 @@ impl AwsSmProvider {
                     }
                 }
                 Err(err) => {
+                    drop(waiting);
                     let first = targets[0].clone();
                     let bad_credentials = matches!(
                         &err,
@@ -312,6 +363,7 @@ impl AwsSmProvider {
             }
         }
 
+        drop(waiting);
         let mut out = Vec::with_capacity(targets.len());
         let mut rest = Vec::new();
         for target in targets {
@@ -377,35 +429,85 @@ impl AwsSmProvider {
                 self.endpoint_name(),
                 ctx.raw().status().as_u16()
             )),
-            SdkError::DispatchFailure(f) => {
-                let detail = DisplayErrorContext(&err).to_string();
-                let e = FetchError::unavailable(format!(
-                    "{op} for secret {target}: {}",
-                    clean(&detail, 600)
-                ));
-                if f.is_user() || detail.contains("credential") {
-                    e.with_hint(credentials_hint(&self.name))
-                } else if f.is_io() || f.is_timeout() {
-                    e.with_hint(format!(
-                        "cannot reach {}; check the network, the region and endpoint settings",
-                        self.endpoint_name()
-                    ))
-                } else {
-                    e
-                }
-            }
             _ => {
-                let detail = DisplayErrorContext(&err).to_string();
-                let e = FetchError::new(
-                    ErrorKind::Invalid,
-                    format!("{op} for secret {target}: {}", clean(&detail, 600)),
-                );
-                if detail.contains("credential") {
-                    e.with_hint(credentials_hint(&self.name))
-                } else {
-                    e
+                let (kind, cause, hint) = self.transport_failure(&err, &self.endpoint_name());
+                let e = FetchError::new(kind, format!("{op} for secret {target}: {cause}"));
+                match hint {
+                    Some(h) => e.with_hint(h),
+                    None => e,
                 }
             }
+        }
+    }
+
+    /// A failure that is not an answer from AWS: no credentials, no connection, no answer in
+    /// time, a request that could not be built. In words, never the error tree's `Debug` (nor a
+    /// credential provider's own text); `(kind, cause, hint)`.
+    fn transport_failure<E, R>(
+        &self,
+        err: &SdkError<E, R>,
+        endpoint: &str,
+    ) -> (ErrorKind, String, Option<String>)
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let place = diagnose::Place {
+            name: &self.name,
+            profile: self.settings.profile.as_deref(),
+            env: &self.ctx.env,
+        };
+        if let Some(c) = diagnose::credentials_error_in(err) {
+            let e = diagnose::credentials_error(c, &place);
+            return (e.kind, e.message().to_owned(), e.hint().map(str::to_owned));
+        }
+        let reach_hint = if endpoint.contains("://") {
+            format!(
+                "check that {endpoint} is the right endpoint (endpoint_url, AWS_ENDPOINT_URL, \
+                 AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_STS) and that it is up"
+            )
+        } else {
+            "check the region and the network (and HTTPS_PROXY, if one is needed)".to_owned()
+        };
+        match err {
+            SdkError::DispatchFailure(f) => {
+                tracing::debug!(
+                    provider = %self.name,
+                    "aws-sm: dispatch failure: {}",
+                    DisplayErrorContext(err)
+                );
+                match f.as_connector_error() {
+                    Some(c) => {
+                        let (kind, cause) = diagnose::dispatch_cause(c);
+                        let hint = (kind != ErrorKind::Invalid).then_some(reach_hint);
+                        (kind, format!("{endpoint}: {cause}"), hint)
+                    }
+                    None => (
+                        ErrorKind::Unavailable,
+                        format!("{endpoint}: the request could not be sent"),
+                        Some(reach_hint),
+                    ),
+                }
+            }
+            SdkError::TimeoutError(_) => (
+                ErrorKind::Timeout,
+                format!(
+                    "no answer from {endpoint} within {} s",
+                    OPERATION_TIMEOUT.as_secs()
+                ),
+                Some(reach_hint),
+            ),
+            SdkError::ResponseError(_) => (
+                ErrorKind::Unavailable,
+                format!("{endpoint} sent a response that could not be read"),
+                None,
+            ),
+            _ => (
+                ErrorKind::Invalid,
+                "the request could not be built (a setting is wrong, such as the region)"
+                    .to_owned(),
+                None,
+            ),
         }
     }
 
@@ -415,14 +517,6 @@ impl AwsSmProvider {
             None => "AWS Secrets Manager".to_owned(),
         }
     }
-}
-
-fn credentials_hint(name: &str) -> String {
-    format!(
-        "the aws-sm provider `{name}` found no usable AWS credentials: set AWS_ACCESS_KEY_ID and \
-         AWS_SECRET_ACCESS_KEY, AWS_PROFILE (or profile in [providers.{name}]), or \
-         AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; see docs/providers/aws-sm.md"
-    )
 }
 
 /// Rewrites a message about `from` to be about `to` (the same failure for every target of a batch).
@@ -657,8 +751,22 @@ impl Provider for AwsSmProvider {
             // STS answers in every region; only a reference by ARN may have brought us here.
             config = config.region(aws_sdk_sts::config::Region::from_static("us-east-1"));
         }
+        let sts_endpoint = self
+            .ctx
+            .env
+            .var("AWS_ENDPOINT_URL_STS")
+            .or_else(|| self.ctx.env.var("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| "AWS STS".to_owned());
+        let config = config.interceptor(diagnose::Attempts {
+            store: "AWS STS",
+            address: sts_endpoint.clone(),
+            max_attempts: MAX_ATTEMPTS,
+        });
         let sts = aws_sdk_sts::Client::from_conf(config.build());
-        match sts.get_caller_identity().send().await {
+        let waiting = progress::begin("AWS STS", &sts_endpoint, MAX_ATTEMPTS);
+        let answer = sts.get_caller_identity().send().await;
+        drop(waiting);
+        match answer {
             Ok(out) => {
                 let mut facts = Vec::new();
                 if let Some(account) = out.account {
@@ -673,23 +781,31 @@ impl Provider for AwsSmProvider {
                 Ok(Some(Identity { facts }))
             }
             Err(err) => {
-                let detail = match &err {
-                    SdkError::ServiceError(ctx) => format!(
-                        "{} (HTTP {})",
-                        ctx.err().code().unwrap_or("an unknown error"),
-                        ctx.raw().status().as_u16()
+                let (kind, detail, hint) = match &err {
+                    SdkError::ServiceError(ctx) => (
+                        ErrorKind::Unavailable,
+                        format!(
+                            "{} (HTTP {})",
+                            diagnose::code_word(ctx.err().code()),
+                            ctx.raw().status().as_u16()
+                        ),
+                        None,
                     ),
-                    SdkError::ResponseError(ctx) => {
+                    SdkError::ResponseError(ctx) => (
+                        ErrorKind::Unavailable,
                         format!(
                             "an unreadable response (HTTP {})",
                             ctx.raw().status().as_u16()
-                        )
-                    }
-                    _ => clean(&DisplayErrorContext(&err).to_string(), 600),
+                        ),
+                        None,
+                    ),
+                    _ => self.transport_failure(&err, &sts_endpoint),
                 };
-                Err(FetchError::unavailable(format!(
-                    "STS GetCallerIdentity: {detail}"
-                )))
+                let e = FetchError::new(kind, format!("STS GetCallerIdentity: {detail}"));
+                Err(match hint {
+                    Some(h) => e.with_hint(h),
+                    None => e,
+                })
             }
         }
     }

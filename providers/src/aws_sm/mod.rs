@@ -47,6 +47,8 @@
 
 #[cfg(feature = "aws-sm")]
 mod client;
+#[cfg(feature = "aws-sm")]
+mod diagnose;
 
 use std::sync::Arc;
 
@@ -89,6 +91,11 @@ pub struct Settings {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+    /// Sign requests to a configured `endpoint_url` that is not the environment's
+    /// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL`) with the environment's AWS
+    /// credentials. Without it such an endpoint is refused: ambient credentials go only where
+    /// the environment sends them.
+    pub use_ambient_credentials: bool,
     pub allow_http: bool,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
@@ -103,6 +110,7 @@ impl Settings {
             region: r.non_empty_string("region"),
             profile: r.non_empty_string("profile"),
             endpoint_url: r.non_empty_string("endpoint_url"),
+            use_ambient_credentials: r.bool("use_ambient_credentials").unwrap_or(false),
             allow_http: r.bool("allow_http").unwrap_or(false),
             role_arn: r.non_empty_string("role_arn"),
             external_id: r.non_empty_string("external_id"),
@@ -193,22 +201,13 @@ pub fn check_endpoint(raw: &str, allow_http: bool) -> Result<(), String> {
     }
     match url.scheme() {
         "https" => Ok(()),
-        "http" if allow_http || is_loopback(&url) => Ok(()),
+        "http" if allow_http || crate::net::is_loopback_url(&url) => Ok(()),
         "http" => Err(
             "plain http:// is allowed only to a loopback address; use https://, or set \
              allow_http = true in the provider's table if the network is trusted"
                 .into(),
         ),
         _ => Err("must start with https:// (or http:// to a loopback address)".into()),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

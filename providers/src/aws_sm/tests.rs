@@ -183,6 +183,7 @@ allow_http = "yes"
 fn endpoints() {
     assert!(check_endpoint("https://secretsmanager.eu-central-1.amazonaws.com", false).is_ok());
     assert!(check_endpoint("http://localhost:4566", false).is_ok());
+    assert!(check_endpoint("http://sm.localhost:4566", false).is_err());
     assert!(check_endpoint("http://[::1]:4566", false).is_ok());
     assert!(check_endpoint("http://127.0.0.2:4566", false).is_ok());
     let e = check_endpoint("http://localstack:4566", false).unwrap_err();

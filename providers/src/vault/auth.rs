@@ -204,10 +204,11 @@ fn user_token(source: Option<&Source>, ctx: &Context) -> Result<SecretString, Fe
     Err(FetchError::denied(
         "no Vault token: VAULT_TOKEN and BAO_TOKEN are not set and there is no ~/.vault-token",
     )
-    .with_hint(
+    .with_hint(format!(
         "run `vault login` (or `bao login`), set VAULT_TOKEN, or configure another auth method \
-         in [providers.NAME] auth (docs/providers/vault.md)",
-    ))
+         in [providers.NAME] auth ({})",
+        crate::docs_url("providers/vault.md#auth-methods")
+    )))
 }
 
 /// A token must fit in an HTTP header.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{watch, OnceCell};
 
 use super::auth::{self, Session};
-use super::http::{self, Budget, Call, HttpError, Transport};
+use super::http::{self, Call, HttpError, Transport};
 use super::{names, Auth, JwtSource, KvVersion, RoleId, Settings, Source};
 use crate::payload::{zeroize_value, Payload, SecretMap};
 use crate::{Context, Document, FetchError, Identity, Kind, Provider};
@@ -49,6 +49,9 @@ pub struct VaultProvider {
     login: Arc<watch::Sender<LoginResult>>,
     /// KV versions detected so far, by mount: once per mount per run.
     detected: Mutex<HashMap<String, Shared<KvVersion>>>,
+    /// After a 403: whether the token itself is valid (asked once per run), to tell a bad
+    /// token from a policy that does not allow the read.
+    token_valid: OnceCell<bool>,
 }
 
 /// Where a setting came from, for messages: `address` or `VAULT_ADDR`.
@@ -119,6 +122,42 @@ fn parse_path(raw: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(raw))
 }
 
+/// The ambient token (`VAULT_TOKEN`, `BAO_TOKEN`, `~/.vault-token`) goes only to the address the
+/// environment names (`VAULT_ADDR`, else `BAO_ADDR`). A config whose `address` is another
+/// server must tie them explicitly with `auth = { method = "token" }` (or `token_env`,
+/// `token_file`): otherwise a config file could send the user's token to any server.
+fn check_ambient_token_address(
+    name: &str,
+    place: &str,
+    url: &url::Url,
+    env: &crate::EnvReader,
+) -> Result<(), FetchError> {
+    let (var, from_env) = match env.var(names::VAULT_ADDR) {
+        Some(a) => (names::VAULT_ADDR, Some(a)),
+        None => (names::BAO_ADDR, env.var(names::BAO_ADDR)),
+    };
+    if from_env
+        .as_deref()
+        .is_some_and(|a| crate::net::same_endpoint(a, url.as_str()))
+    {
+        return Ok(());
+    }
+    let theirs = match &from_env {
+        Some(a) => format!("{var} is {}", crate::net::show_origin(a)),
+        None => "VAULT_ADDR and BAO_ADDR are not set".to_owned(),
+    };
+    Err(FetchError::invalid(format!(
+        "the vault provider `{name}`: its address {} ({place} address) is not the address the \
+         environment's Vault token is for ({theirs}), so VAULT_TOKEN, BAO_TOKEN and ~/.vault-token \
+         are not sent to it",
+        crate::net::show_origin(url.as_str()),
+    ))
+    .with_hint(format!(
+        "if your token is meant for this server, write auth = {{ method = \"token\" }} in {place} \
+         (or set VAULT_ADDR to this address); or configure another auth method"
+    )))
+}
+
 impl VaultProvider {
     pub fn build(
         name: &str,
@@ -147,7 +186,10 @@ impl VaultProvider {
                     "the built-in vault provider's settings from the environment: {}",
                     list.join("; ")
                 ))
-                .with_hint("see docs/providers/vault.md, \"Without a config file\"")
+                .with_hint(format!(
+                    "see {}",
+                    crate::docs_url("providers/vault.md#without-a-config-file")
+                ))
             })?
         };
         // Paths in the config file are relative to its directory; paths in variables to the
@@ -169,6 +211,9 @@ impl VaultProvider {
         })?;
         let url = super::check_address(&address.value, settings.allow_http)
             .map_err(|e| FetchError::invalid(format!("{}: {e}", address.from)))?;
+        if settings.declared && settings.auth.is_none() && address.from == "address" {
+            check_ambient_token_address(name, &place, &url, env)?;
+        }
 
         let namespace = from_settings_or_env(
             settings.namespace.clone(),
@@ -320,6 +365,7 @@ impl VaultProvider {
             login_started: std::sync::atomic::AtomicBool::new(false),
             login: Arc::new(watch::Sender::new(None)),
             detected: Mutex::new(HashMap::new()),
+            token_valid: OnceCell::new(),
         })
     }
 
@@ -409,20 +455,26 @@ impl VaultProvider {
             "check the mount's name; or skip detection with kv_version = 2 (or kv_mounts = {{ \"{mount}\" = 1 }}) in [providers.{}]; a nested mount such as `team/kv` must be named in kv_mounts",
             self.name
         );
-        let answer = self
-            .transport
-            .send(&call, Some(&session.token))
-            .await
-            .map_err(|e| {
-                // A status is about the mount; a network or TLS failure keeps its own hint.
+        let answer = match self.transport.send(&call, Some(&session.token)).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Only a 404 without a cause of its own (such as a namespace that does not
+                // exist) is about the mount's name; a 403 is about the token or its policies; a
+                // network or TLS failure keeps its own hint.
                 let status = e.status();
                 let err = e.into_fetch_error(&what, self.transport.origin());
-                if status.is_some() {
-                    err.with_hint(hint.clone())
-                } else {
-                    err
-                }
-            })?;
+                return Err(match status {
+                    Some(403) => {
+                        let h = self
+                            .denied_hint(session, &format!("any path under the mount `{mount}`"))
+                            .await;
+                        err.with_hint(h)
+                    }
+                    Some(404) if err.hint().is_none() => err.with_hint(hint),
+                    _ => err,
+                });
+            }
+        };
         let body: Value = serde_json::from_slice(&answer.body)
             .map_err(|_| FetchError::unavailable(format!("{what}: the answer is not JSON")))?;
         let data = body.get("data");
@@ -487,7 +539,19 @@ impl VaultProvider {
         tracing::debug!(provider = %self.name, "{what}");
         let answer = match self.transport.send(&call, Some(&session.token)).await {
             Ok(a) => a,
-            Err(e) => return Err(self.read_error(e, &what, mount, path, kv, detected)),
+            Err(e) => {
+                let denied = e.status() == Some(403);
+                let err = self.read_error(e, &what, mount, path, kv, detected);
+                if denied {
+                    let policy_path = match kv {
+                        KvVersion::V2 => format!("{mount}/data/{path}"),
+                        KvVersion::V1 => format!("{mount}/{path}"),
+                    };
+                    let h = self.denied_hint(&session, &policy_path).await;
+                    return Err(err.with_hint(h));
+                }
+                return Err(err);
+            }
         };
         let mut body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
             FetchError::unavailable(format!(
@@ -539,6 +603,9 @@ impl VaultProvider {
             return FetchError::not_found(format!("{what}: this version was {state}"))
                 .with_hint("read another ?version=N, or undelete it");
         }
+        if err.hint().is_some() {
+            return err; // a cause of its own, such as a namespace that does not exist
+        }
         match status {
             Some(404) if kv == KvVersion::V2 && path.starts_with("data/") => err.with_hint(
                 "leave `data/` out of the reference: cme-exec adds it for KV v2 (vault://MOUNT/PATH)",
@@ -547,14 +614,46 @@ impl VaultProvider {
                 "if `{mount}` is a KV v1 mount, say so with kv_mounts = {{ \"{mount}\" = 1 }} in [providers.{}]",
                 self.name
             )),
-            Some(403) => err.with_hint(format!(
-                "the token may have expired or been revoked; if not, its policies must allow `read` on {}",
-                match kv {
-                    KvVersion::V2 => format!("{mount}/data/{path}"),
-                    KvVersion::V1 => format!("{mount}/{path}"),
-                }
-            )),
             _ => err,
+        }
+    }
+}
+
+impl VaultProvider {
+    /// The hint for a 403: the token is not valid (asked once per run with
+    /// `auth/token/lookup-self`, which every valid token may call), or its policies do not
+    /// allow `read` on `path`.
+    async fn denied_hint(&self, session: &Session, path: &str) -> String {
+        let valid = *self
+            .token_valid
+            .get_or_init(|| async {
+                let Ok(call) =
+                    Call::from_endpoint(&vaultrs::api::token::requests::LookupTokenSelfRequest {})
+                else {
+                    return true;
+                };
+                !matches!(
+                    self.transport.send(&call, Some(&session.token)).await,
+                    Err(HttpError::Status { status: 403, .. })
+                )
+            })
+            .await;
+        if valid {
+            format!(
+                "the token is valid, but its policies do not allow `read` on {path} \
+                 (`cme-exec check` shows its policies)"
+            )
+        } else if session.from_login {
+            format!(
+                "Vault no longer accepts the token cme-exec got by logging in ({}): it may \
+                 have expired (check the role's token_ttl)",
+                self.auth.describe()
+            )
+        } else {
+            "Vault does not accept the token: it is wrong, expired or revoked; get a new one \
+             (`vault login`), or check where it comes from (VAULT_TOKEN, BAO_TOKEN, \
+             ~/.vault-token, or token_file/token_env in [providers.NAME] auth)"
+                .to_owned()
         }
     }
 }
@@ -734,9 +833,10 @@ impl Provider for VaultProvider {
         let session = self.session().await?;
         let call = Call::from_endpoint(&vaultrs::api::token::requests::LookupTokenSelfRequest {})?;
         let what = "looking up the token (auth/token/lookup-self)";
+        // Under the resolution deadline, like the reads (`check`: one deadline for everything).
         let answer = self
             .transport
-            .send_within(&call, Some(&session.token), Budget::Full)
+            .send(&call, Some(&session.token))
             .await
             .map_err(|e| e.into_fetch_error(what, self.transport.origin()))?;
         let mut body: Value = serde_json::from_slice(&answer.body)
@@ -913,6 +1013,38 @@ mod tests {
         assert!(e.message().contains("jwt_file"), "{e}");
     }
 
+    /// Issue 9, item 1: the ambient token goes only to the environment's address, unless the
+    /// config ties them with an explicit token method.
+    #[test]
+    fn an_ambient_token_goes_only_to_the_environments_address() {
+        let s = || Settings {
+            declared: true,
+            address: Some("http://127.0.0.1:8200".into()),
+            ..Settings::default()
+        };
+        for env in [
+            &[("VAULT_TOKEN", "t")][..],
+            &[
+                ("VAULT_TOKEN", "t"),
+                ("VAULT_ADDR", "http://127.0.0.1:9999"),
+            ],
+            &[
+                ("BAO_TOKEN", "t"),
+                ("BAO_ADDR", "https://vault.example.com"),
+            ],
+        ] {
+            let e = provider(env, s()).err().unwrap();
+            assert!(e.message().contains("is not the address"), "{e}");
+            assert!(e.hint().unwrap().contains("method = \"token\""), "{e:?}");
+        }
+        assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:8200")], s()).is_ok());
+        let tied = Settings {
+            auth: Some(Auth::Token { source: None }),
+            ..s()
+        };
+        assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:9999")], tied).is_ok());
+    }
+
     #[test]
     fn mounts_split_by_the_longest_declared_mount() {
         let mut s = Settings {
@@ -922,7 +1054,7 @@ mod tests {
         };
         s.kv_mounts.insert("team/kv".into(), KvVersion::V1);
         s.kv_mounts.insert("team".into(), KvVersion::V2);
-        let p = provider(&[], s).unwrap();
+        let p = provider(&[("VAULT_ADDR", "http://127.0.0.1:8200/")], s).unwrap();
         assert_eq!(
             p.split("team/kv/app/x"),
             ("team/kv", "app/x", Some(KvVersion::V1))

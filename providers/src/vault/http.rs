@@ -152,13 +152,22 @@ impl HttpError {
                 } else {
                     String::new()
                 };
-                FetchError::new(
+                let e = FetchError::new(
                     kind,
                     format!(
                         "{what}: Vault at {origin} answered {}{tries}",
                         describe_status(status, &errors)
                     ),
-                )
+                );
+                // Whatever the call, a namespace the server does not have is the cause.
+                if status == 404 && errors.iter().any(|e| e.contains("namespace not found")) {
+                    e.with_hint(
+                        "check the namespace's name (namespace in [providers.NAME], or \
+                         VAULT_NAMESPACE): this server has no such namespace",
+                    )
+                } else {
+                    e
+                }
             }
             HttpError::Redirect { status, to } => FetchError::new(
                 ErrorKind::Denied,
@@ -172,14 +181,30 @@ impl HttpError {
                 "point `address` (VAULT_ADDR) at the server that answers, such as the active node \
                  or the load balancer",
             ),
-            HttpError::Tls(reason) => FetchError::new(
-                ErrorKind::Unavailable,
-                format!("{what}: TLS handshake with {origin} failed: {reason}"),
-            )
-            .with_hint(
-                "give the CA that signed Vault's certificate with ca_cert (VAULT_CACERT) or \
-                 ca_path (VAULT_CAPATH)",
-            ),
+            HttpError::Tls(reason) => {
+                let e = FetchError::new(
+                    ErrorKind::Unavailable,
+                    format!("{what}: TLS handshake with {origin} failed: {reason}"),
+                );
+                // Each TLS failure has its own fix; a CA bundle mends only an unknown issuer.
+                if reason == NOT_TLS {
+                    e.with_hint(
+                        "the address says https:// but the server answers plain HTTP: use \
+                         http:// if it has no TLS (allowed for loopback addresses, else with \
+                         allow_http), or the port of its TLS listener",
+                    )
+                } else if reason == WRONG_NAME {
+                    e.with_hint(
+                        "use the host name the certificate was issued for in the address \
+                         (address, or VAULT_ADDR)",
+                    )
+                } else {
+                    e.with_hint(
+                        "give the CA that signed Vault's certificate with ca_cert \
+                         (VAULT_CACERT) or ca_path (VAULT_CAPATH)",
+                    )
+                }
+            }
             HttpError::Transport {
                 message,
                 timeout,
@@ -214,6 +239,11 @@ impl HttpError {
         }
     }
 }
+
+/// The TLS failure of a server that answered in plain HTTP.
+const NOT_TLS: &str = "the server does not speak TLS (its answer was not a TLS record)";
+/// The TLS failure of a certificate issued for another name.
+const WRONG_NAME: &str = "the server's certificate is not valid for this host name";
 
 /// `403 (permission denied)`, `404`, `400 (invalid role or secret ID; ...)`.
 pub fn describe_status(status: u16, errors: &[String]) -> String {
@@ -316,6 +346,8 @@ pub struct Transport {
     max_retries: u32,
     timeout: Duration,
     deadline: Option<tokio::time::Instant>,
+    /// What the server is, for progress and retry messages.
+    store: &'static str,
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -386,6 +418,12 @@ impl Transport {
             max_retries: options.max_retries,
             timeout: options.timeout,
             deadline: options.deadline,
+            // Vault calls go under /v1; the only other server is the CI's OIDC token endpoint.
+            store: if api_prefix.is_some() {
+                "Vault"
+            } else {
+                "the ID token endpoint"
+            },
         })
     }
 
@@ -430,13 +468,7 @@ impl Transport {
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
         if let Some(token) = token {
-            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                HttpError::Build(
-                    "the Vault token holds characters that cannot be sent in a header".into(),
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert("X-Vault-Token", value);
+            headers.insert("X-Vault-Token", token_header(token)?);
         }
         if let Some(ns) = &self.namespace {
             let value = HeaderValue::from_str(ns)
@@ -479,9 +511,12 @@ impl Transport {
             Budget::Full => None,
         };
         let left = || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        // Shown on a terminal while it lasts (see crate::progress); never the path or a token.
+        let waiting = crate::progress::begin(self.store, &self.origin, self.max_retries + 1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            waiting.attempt(attempt);
             let timeout = match left() {
                 Some(left) if left < MIN_ATTEMPT => {
                     return Err(HttpError::Transport {
@@ -500,7 +535,9 @@ impl Transport {
                 .timeout(timeout)
                 .headers(headers.clone());
             if let Some(b) = body {
-                request = request.body(b.to_vec());
+                // Each attempt needs its own body (reqwest consumes it); the copy wipes itself
+                // when hyper drops it.
+                request = request.body(wiped_bytes(b));
             }
             let failure = match self.attempt(request).await {
                 Ok(answer) => return Ok(answer),
@@ -532,6 +569,15 @@ impl Transport {
                     if attempt <= self.max_retries
                         && left().is_none_or(|left| left > wait + MIN_ATTEMPT) =>
                 {
+                    tracing::info!(
+                        "{} at {}: {method} {}: attempt {attempt} of {} failed ({}); retrying in {} ms",
+                        self.store,
+                        self.origin,
+                        url.path(),
+                        self.max_retries + 1,
+                        failure.reason(),
+                        wait.as_millis()
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 _ => return Err(failure.finish(attempt)),
@@ -569,6 +615,34 @@ impl Transport {
             })
         }
     }
+}
+
+/// A buffer that is wiped when dropped, as the owner of a [`bytes::Bytes`].
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A copy of `b` as `Bytes` whose buffer is wiped when the last reference is dropped (reqwest
+/// and hyper hold request bodies and header values as `Bytes`).
+fn wiped_bytes(b: &[u8]) -> bytes::Bytes {
+    bytes::Bytes::from_owner(Wiped(Zeroizing::new(b.to_vec())))
+}
+
+/// The `X-Vault-Token` header: one copy of the token, in a buffer wiped when the header map's
+/// last clone is dropped, marked sensitive (never shown by `Debug` or logged by hyper/h2).
+/// What hyper writes into its own head buffer and what rustls encrypts are not under
+/// cme-exec's control (docs/security.md).
+fn token_header(token: &SecretString) -> Result<HeaderValue, HttpError> {
+    let mut value = HeaderValue::from_maybe_shared(wiped_bytes(token.expose_secret().as_bytes()))
+        .map_err(|_| {
+        HttpError::Build("the Vault token holds characters that cannot be sent in a header".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Reads a body into a wiped buffer, refusing more than [`MAX_RESPONSE_BYTES`].
@@ -623,6 +697,17 @@ enum Failure {
 }
 
 impl Failure {
+    /// A few words for a retry's log line (no body, no token).
+    fn reason(&self) -> String {
+        match self {
+            Failure::Status { status, .. } => format!("answered {status}"),
+            Failure::Redirect { status, .. } => format!("answered {status} with a redirect"),
+            Failure::Tls(m) => format!("TLS: {m}"),
+            Failure::Transport { message, .. } => message.clone(),
+            Failure::TooLarge => "the answer was too large".to_owned(),
+        }
+    }
+
     fn from_reqwest(e: reqwest::Error) -> Failure {
         if let Some(tls) = tls_cause(&e) {
             return Failure::Tls(tls);
@@ -690,12 +775,12 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t.to_string());
+            return Some(describe_tls(t));
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if let Some(inner) = io.get_ref() {
                 if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(t.to_string());
+                    return Some(describe_tls(t));
                 }
                 if let Some(found) = tls_cause(inner) {
                     return Some(found);
@@ -705,6 +790,20 @@ fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         next = err.source();
     }
     None
+}
+
+/// A rustls error in words, with the causes that have their own hint told apart.
+fn describe_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            NOT_TLS.to_owned()
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            ..
+        }) => WRONG_NAME.to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// The innermost cause's text (`Connection refused (os error 111)`), without reqwest's own
@@ -836,5 +935,18 @@ mod tests {
             "https://vault.example.com:8200/prefix/v1/secret/data/a%20b/c%3Fd%23e%25f"
         );
         assert_eq!(t.origin(), "https://vault.example.com:8200");
+    }
+
+    /// Issue 9, item 7: the token header holds the one wiped copy (no second copy made by
+    /// `HeaderValue`), and is marked sensitive.
+    #[test]
+    fn the_token_header_is_one_wiped_sensitive_copy() {
+        let b = wiped_bytes(b"tok-S3NT1NEL");
+        let at = b.as_ptr();
+        let h = HeaderValue::from_maybe_shared(b).unwrap();
+        assert_eq!(h.as_bytes().as_ptr(), at, "HeaderValue copied the token");
+        let h = token_header(&SecretString::from("tok-S3NT1NEL")).unwrap();
+        assert!(h.is_sensitive());
+        assert!(!format!("{h:?}").contains("S3NT1NEL"));
     }
 }

@@ -251,6 +251,25 @@ fn method_keys(method: &str) -> &'static [&'static str] {
     }
 }
 
+/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads (the binary's list of
+/// known `CME_EXEC_*` names includes them).
+pub fn auth_variable_names() -> Vec<String> {
+    let mut out: Vec<String> = METHODS
+        .iter()
+        .flat_map(|m| method_keys(m).iter())
+        .map(|k| {
+            format!(
+                "{}{}",
+                names::CME_EXEC_VAULT_AUTH_PREFIX,
+                k.to_ascii_uppercase()
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Keys that hold booleans (for the `CME_EXEC_VAULT_AUTH_*` variables).
 const BOOLEAN_AUTH_KEYS: [&str; 1] = ["github_actions"];
 
@@ -672,17 +691,7 @@ fn check_mount_like(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `host` is the local machine: plain `http://` is allowed there without opting in.
-pub fn is_loopback(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-    }
-}
+pub use crate::net::is_loopback;
 
 /// Validates a Vault address (never echoing it: it could carry user info).
 pub fn check_address(raw: &str, allow_http: bool) -> Result<url::Url, String> {

@@ -260,7 +260,7 @@ fn loopback_hosts() {
         ("http://127.1.2.3", true),
         ("http://[::1]:8200", true),
         ("http://LOCALHOST", true),
-        ("http://vault.localhost", true),
+        ("http://vault.localhost", false),
         ("http://10.0.0.1", false),
         ("http://vault", false),
         ("http://localhost.example.com", false),
