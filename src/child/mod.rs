@@ -24,7 +24,6 @@ use zeroize::Zeroizing;
 
 use crate::mask::Masker;
 use crate::resolve::Auth;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::envnames as names;
@@ -212,8 +211,12 @@ fn pump(
 
 /// Starts the child, forwards signals, and waits for it. Returns its exit as cme-exec's.
 pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, Error)> {
-    let terminal = Terminal::foreground();
-    let take_terminal = terminal.is_some();
+    let terminal = Terminal::controlling();
+    // The child gets the terminal only if cme-exec is the foreground job (not `cme-exec &`).
+    let take_terminal = terminal
+        .as_ref()
+        .filter(|t| t.is_foreground())
+        .map(Terminal::fd);
     let mut cmd = std::process::Command::new(spec.program);
     cmd.arg0(&spec.argv[0])
         .args(&spec.argv[1..])
@@ -226,7 +229,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     // `startup`). (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child;
     // no program can use them, since glibc reserves them.)
     let start = startup::at_start();
-    if take_terminal || start.needs_restoring() {
+    if take_terminal.is_some() || start.needs_restoring() {
         unsafe {
             cmd.pre_exec(move || {
                 terminal::in_child(take_terminal);
@@ -256,8 +259,8 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     let pid = Pid::from_raw(child.id() as i32);
     // Also from this side, so neither order of parent and child can leave a gap.
     let _ = nix::unistd::setpgid(pid, pid);
-    if let Some(t) = &terminal {
-        t.give_to(pid);
+    if let (Some(t), Some(_)) = (&terminal, take_terminal) {
+        t.hand_to(pid);
     }
     let (done_tx, done_rx) = mpsc::channel();
     let mut pumps = 0;
@@ -293,12 +296,23 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         };
         tokio::select! {
             event = signals.recv() => {
-                if let Event::Signal(sig) = event {
-                    tracing::debug!(signal = ?sig, "forwarding to the child");
-                    let _ = kill(pid, sig);
-                    if signals::is_terminating(sig) && grace_deadline.is_none() {
-                        grace_deadline = Some(tokio::time::Instant::now() + spec.grace);
+                match event {
+                    Event::Signal(sig) => {
+                        tracing::debug!(signal = %sig, "forwarding to the child");
+                        let _ = sig.send_to(pid);
+                        if signals::is_terminating(sig) && grace_deadline.is_none() {
+                            grace_deadline = Some(tokio::time::Instant::now() + spec.grace);
+                        }
                     }
+                    // Continued while the child runs (`fg` after a stop of cme-exec alone,
+                    // `kill -CONT`): if that made cme-exec the foreground job, the child gets
+                    // the terminal. (`fg` of a running job sends no signal: see `stopped`.)
+                    Event::Continued => {
+                        if let Some(t) = &terminal {
+                            t.hand_to(pid);
+                        }
+                    }
+                    Event::Child => {}
                 }
             }
             () = sleep => {
@@ -309,7 +323,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         }
     };
     if let Some(t) = &terminal {
-        t.take_back();
+        t.take_back_from(pid);
     }
     let drain_until = std::time::Instant::now() + DRAIN_TIMEOUT;
     for _ in 0..pumps {
@@ -325,30 +339,48 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
 }
 
 /// Reaps whatever has exited (as PID 1, orphans too). Returns the child's exit once it is gone.
+///
+/// `waitpid` is called through libc: nix's decodes a status only for the signals it names, and
+/// a child killed by a real-time signal (now forwarded, issue 14) would be reaped and lost.
 fn reap(child: Pid, terminal: Option<&Terminal>) -> Option<Exit> {
     loop {
-        match waitpid(
-            Pid::from_raw(-1),
-            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
-        ) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => {
-                return Some(Exit::Child(code as u8))
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid with a valid pointer to a status.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if pid <= 0 {
+            return None; // nothing changed, or no child left (ECHILD)
+        }
+        if pid != child.as_raw() {
+            continue; // an orphan (cme-exec as PID 1), or a stop of one
+        }
+        if libc::WIFEXITED(status) {
+            return Some(Exit::Child(libc::WEXITSTATUS(status) as u8));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Some(Exit::Signal(libc::WTERMSIG(status)));
+        }
+        if libc::WIFSTOPPED(status) {
+            if let Some(t) = terminal {
+                stopped(child, libc::WSTOPSIG(status), t);
             }
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
-                return Some(Exit::Signal(sig as i32))
-            }
-            Ok(WaitStatus::Stopped(pid, _)) if pid == child => {
-                if let Some(t) = terminal {
-                    // Ctrl-Z stopped the child's group: stop ourselves too, so the shell sees
-                    // the job stopped; on `fg`, hand the terminal back and continue the child.
-                    t.take_back();
-                    let _ = kill(Pid::this(), Signal::SIGTSTP);
-                    t.give_to(child);
-                    let _ = killpg(child, Signal::SIGCONT);
-                }
-            }
-            Ok(WaitStatus::StillAlive) | Err(_) => return None,
-            Ok(_) => continue,
         }
     }
+}
+
+/// The child's group stopped (Ctrl-Z, or a read of the terminal from the background).
+fn stopped(child: Pid, signal: libc::c_int, terminal: &Terminal) {
+    let for_the_terminal = signal == libc::SIGTTIN || signal == libc::SIGTTOU;
+    // The child stopped for using the terminal that cme-exec, the foreground job again (`fg`
+    // after `bg`, which does not signal a running job), holds: it is the child's.
+    if for_the_terminal && terminal.hand_to(child) {
+        let _ = killpg(child, Signal::SIGCONT);
+        return;
+    }
+    // Otherwise stop cme-exec too, so the shell sees the job stopped. Continued by `fg`,
+    // cme-exec is the foreground job again and hands the terminal to the child; continued by
+    // `bg`, the shell keeps it (issue 14). Either way the child continues.
+    terminal.take_back_from(child);
+    let _ = kill(Pid::this(), Signal::SIGTSTP);
+    terminal.hand_to(child);
+    let _ = killpg(child, Signal::SIGCONT);
 }

@@ -114,7 +114,7 @@ pub fn resolve_blocking(
         let resolver = resolve::Resolver::new(&prepared.config, &prepared.ctx);
         let result = tokio::select! {
             r = resolver.resolve(&options) => Ok(r),
-            sig = signals.terminating() => Err((Exit::Signal(sig as i32), Error::new(format!("interrupted by {sig} while resolving"))))
+            sig = signals.terminating() => Err((Exit::Signal(sig.number()), Error::new(format!("interrupted by {sig} while resolving"))))
         };
         resolver.finish().await;
         result

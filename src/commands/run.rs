@@ -62,7 +62,7 @@ fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
         let finishing = tokio::spawn(resolver.finisher());
         let outcome = match resolution {
             Err(sig) => Err((
-                Exit::Signal(sig as i32),
+                Exit::Signal(sig.number()),
                 Error::new(format!(
                     "interrupted by {sig} while resolving; nothing was started"
                 )),

@@ -751,9 +751,10 @@ impl Hanging {
     }
 }
 
-/// While a store hangs (a Vault address that accepts and never answers), SIGTERM, SIGINT and
-/// SIGHUP each end the run at once with 128+N, long before the deadline; nothing is started or
-/// written (`--via file` and `render`).
+/// While a store hangs (a Vault address that accepts and never answers), SIGTERM, SIGINT,
+/// SIGHUP, and any other signal whose default is to end a process (SIGALRM, SIGUSR1: issue 14;
+/// SIGALRM used to kill cme-exec outright) each end the run at once with 128+N, long before the
+/// deadline; nothing is started or written (`--via file` and `render`).
 #[test]
 fn a_signal_during_resolution_aborts_at_once() {
     let server = Hanging::start();
@@ -770,13 +771,15 @@ fn a_signal_during_resolution_aborts_at_once() {
     let marker = t.out_dir().join("child-ran");
     let child = t.script("touch", &scripts::touch(&marker));
     let output = t.out_dir().join("app_data.json");
-    let cases: [(Signal, Vec<OsString>); 4] = [
+    let cases: [(Signal, Vec<OsString>); 6] = [
         (
             Signal::SIGTERM,
             os(&[&"run", &"--via", &"file", &"--", &child]),
         ),
         (Signal::SIGINT, os(&[&"run", &"--", &child])),
         (Signal::SIGHUP, os(&[&"run", &"--", &child])),
+        (Signal::SIGALRM, os(&[&"run", &"--", &child])),
+        (Signal::SIGUSR1, os(&[&"run", &"--", &child])),
         (Signal::SIGTERM, os(&[&"render", &"--output", &output])),
     ];
     for (signal, args) in cases {

@@ -44,6 +44,7 @@ impl Test {
             umask: None,
             stdin: None,
             allow_secret_stdout: false,
+            session: false,
         }
     }
 
@@ -74,6 +75,9 @@ pub struct Launch<'t> {
     umask: Option<u32>,
     stdin: Option<Vec<u8>>,
     allow_secret_stdout: bool,
+    /// Start as the leader of a new session whose controlling terminal is stdin (for
+    /// [`Launch::on_terminal`]) instead of in a process group of its own.
+    session: bool,
 }
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 layout), for `rt_sigaction`.
@@ -206,8 +210,11 @@ impl<'t> Launch<'t> {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
+        if !self.session {
+            command.process_group(0);
+        }
+        let session = self.session;
         let ignore: Vec<i32> = self.ignore.iter().map(|s| *s as i32).collect();
         let block: Vec<i32> = self.block.iter().map(|s| *s as i32).collect();
         let umask = self.umask;
@@ -253,6 +260,9 @@ impl<'t> Launch<'t> {
                     if libc::dup2(0, fd) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if session && (libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0) {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -377,6 +387,134 @@ sys.exit(code if code >= 0 else 128 - code)
 /// Terminal output with the terminal's `\r\n` turned back into `\n`.
 pub fn from_terminal(text: &str) -> String {
     text.replace("\r\n", "\n")
+}
+
+/// A program (an interactive shell) running on a pseudo-terminal of its own, driven like a
+/// user at a keyboard: [`OnTerminal::type_text`] sends keys, [`OnTerminal::expect`] waits for
+/// text to appear on the terminal. Killed with its session's processes when dropped.
+pub struct OnTerminal {
+    master: std::fs::File,
+    child: std::process::Child,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// How much of `screen` earlier [`OnTerminal::expect`] calls consumed.
+    seen: usize,
+    timeout: Duration,
+}
+
+impl Launch<'_> {
+    /// Starts the program as the leader of a new session on a new pseudo-terminal (its stdin,
+    /// stdout, stderr and controlling terminal), as a terminal emulator starts a shell.
+    pub fn on_terminal(mut self) -> OnTerminal {
+        self.session = true;
+        let pty = nix::pty::openpty(None, None).expect("open a pseudo-terminal");
+        let slave = std::fs::File::from(pty.slave);
+        let mut command = self.command();
+        command
+            .stdin(slave.try_clone().expect("dup the terminal"))
+            .stdout(slave.try_clone().expect("dup the terminal"))
+            .stderr(slave);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the program on a terminal: {e}"));
+        let master = std::fs::File::from(pty.master);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut reader, copy) = (
+            master.try_clone().expect("dup the terminal"),
+            std::sync::Arc::clone(&screen),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every holder of the terminal's other side has closed it.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                copy.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        OnTerminal {
+            master,
+            child,
+            screen,
+            seen: 0,
+            timeout: self.t.timeout,
+        }
+    }
+}
+
+impl OnTerminal {
+    /// Everything written to the terminal so far (`\r\n` as `\n`, sentinels redacted).
+    pub fn screen(&self) -> String {
+        let bytes = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+        secrets::redact(&from_terminal(&String::from_utf8_lossy(&bytes)))
+    }
+
+    /// Types `text` (`"\x1a"` is Ctrl-Z, `"\n"` Enter).
+    pub fn type_text(&mut self, text: &str) {
+        self.master
+            .write_all(text.as_bytes())
+            .and_then(|()| self.master.flush())
+            .expect("type on the terminal");
+    }
+
+    /// Waits until `text` appears on the terminal after what earlier calls found, and moves
+    /// past it. Panics with the screen after the Test's timeout.
+    #[track_caller]
+    pub fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            {
+                let bytes = self.screen.lock().unwrap_or_else(|p| p.into_inner());
+                let rest = &bytes[self.seen.min(bytes.len())..];
+                if let Some(at) = rest.windows(text.len()).position(|w| w == text.as_bytes()) {
+                    self.seen += at + text.len();
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} did not appear on the terminal within {:?}\n--- terminal ---\n{}\n----------------",
+                self.timeout,
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the program to exit (the Test's timeout) and returns its status.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the program") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the program on the terminal did not exit within {:?}\n--- terminal ---\n{}",
+                self.timeout,
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // The session's processes: the shell and every job it started.
+            let sid = Pid::from_raw(self.child.id() as i32);
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                if nix::unistd::getsid(Some(Pid::from_raw(pid))) == Ok(sid) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            let _ = self.child.wait();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

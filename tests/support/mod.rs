@@ -3,7 +3,9 @@
 //! (`<tmp>/config`), XDG_RUNTIME_DIR (`<tmp>/run`, 0700) and TMPDIR (`<tmp>/tmp`); it runs the
 //! real `cme-exec` binary with a cleared environment (so the developer's `VAULT_*`/`AWS_*` never
 //! leak in), checks every run's output for the test's sentinel secrets, and checks at the end that
-//! nothing was left behind.
+//! nothing was left behind: [`Test::assert_clean`], run when the `Test` is dropped (so no test can
+//! forget it) unless the test is already failing, and callable earlier (between runs) as often as
+//! a test likes.
 //!
 //! Also here: the Python tools from `.venv` ([`Venv`]), a Confluence stand-in
 //! ([`ConfluenceStandIn`]), child scripts ([`scripts`]) and background runs for signal tests
@@ -232,6 +234,19 @@ pub struct Test {
     timeout: Duration,
     shm_before: BTreeSet<OsString>,
     shm_guard: Option<RwLockWriteGuard<'static, ()>>,
+    /// Why this test's end-of-test check is off ([`Test::leaves_things_behind`]).
+    leaves_things_behind: Option<&'static str>,
+}
+
+/// The end of every test: [`Test::assert_clean`]. Not while the test is already panicking: its
+/// own failure is the message to see (and a second panic would abort the test process).
+impl Drop for Test {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.leaves_things_behind.is_some() {
+            return;
+        }
+        self.assert_clean();
+    }
 }
 
 impl Default for Test {
@@ -270,6 +285,7 @@ impl Test {
             timeout: Duration::from_secs(90),
             shm_before,
             shm_guard: None,
+            leaves_things_behind: None,
         }
     }
 
@@ -452,6 +468,18 @@ impl Test {
         self
     }
 
+    /// Turns off the end-of-test [`Test::assert_clean`] (run on drop) for a test that leaves
+    /// something behind on purpose; `why` says what and why, for the reader. Calls of
+    /// `assert_clean` the test makes itself still check.
+    pub fn leaves_things_behind(mut self, why: &'static str) -> Self {
+        assert!(
+            !why.trim().is_empty(),
+            "say why the test leaves things behind"
+        );
+        self.leaves_things_behind = Some(why);
+        self
+    }
+
     /// For tests that make cme-exec fall back to `/dev/shm` (no XDG_RUNTIME_DIR): serialises them
     /// against every other test's `/dev/shm` bookkeeping. Call before the first run.
     pub fn uses_dev_shm(mut self) -> Self {
@@ -586,6 +614,9 @@ impl Test {
     /// Nothing left in `<tmp>/run` and `<tmp>/tmp`, no `cme-exec*` entry in `/dev/shm` that was
     /// not there when this test started, and no sentinel of this test in any file of the temporary
     /// directory outside `secrets/` and `out/` (the config, base configs, cme's exports, ...).
+    ///
+    /// Runs by itself when the `Test` is dropped; call it earlier to check between runs. It only
+    /// looks, so calling it again (or dropping the `Test` afterwards) checks the same again.
     #[track_caller]
     pub fn assert_clean(&self) {
         assert_dir_empty(&self.runtime_dir());

@@ -839,6 +839,9 @@ fn serve_one(stream: TcpStream, shared: &StandInShared) {
         }
         Action::Close => None,
     };
+    // A request stops counting as in flight before its answer is written: once the client has
+    // the answer it may start its next request, which must not find this one still counted.
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     if let Some((status, headers, body)) = answer {
         let mut head = format!("HTTP/1.1 {status} Stand-In\r\n");
         for (n, v) in headers {
@@ -853,7 +856,6 @@ fn serve_one(stream: TcpStream, shared: &StandInShared) {
         let _ = stream.write_all(&body);
         let _ = stream.flush();
     }
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     let _ = stream.shutdown(Shutdown::Both);
 }
 

@@ -1,0 +1,173 @@
+//! Bad input: exit 125 and a message that names the file, table, key or reference, never the
+//! secret.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::scripts;
+use crate::support::*;
+use crate::*;
+
+/// Runs `-- <touch marker>` with `config` and expects exit 125, no child, every `needle` in
+/// stderr (case-insensitive), and (by the harness) no sentinel in the output.
+#[track_caller]
+fn assert_config_error(t: Test, needles: &[&str]) {
+    // Some of these configs hold a pasted secret on purpose.
+    let config = t.config_path();
+    let t = t.allow_secret_in(config);
+    let marker = t.out_dir().join("child-ran");
+    let child = t.script("touch", &scripts::touch(&marker));
+    let out = t.run_args(args!["--", child]);
+    out.assert_code(125);
+    assert!(
+        !marker.exists(),
+        "the child must not start on a configuration error\n{}",
+        out.describe()
+    );
+    let stderr = out.stderr.to_lowercase();
+    for needle in needles {
+        assert!(
+            stderr.contains(&needle.to_lowercase()),
+            "the error should name {needle:?}\n{}",
+            out.describe()
+        );
+    }
+    assert!(
+        out.stderr.contains("error"),
+        "errors are printed as `error: ...`\n{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
+#[test]
+fn malformed_toml_with_a_pasted_secret_is_not_echoed() {
+    let mut t = Test::new();
+    let secret = t.sentinel("pasted");
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\napi_token = {secret}\n"
+    ));
+    assert_config_error(t, &["cme-exec.toml"]);
+}
+
+#[test]
+fn a_literal_secret_is_refused_as_not_a_reference() {
+    let mut t = Test::new();
+    let secret = t.sentinel("literal");
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_X\"\napi_token = {}\n",
+        q(&secret)
+    ));
+    let t = t.env("CME_TEST_X", "x");
+    assert_config_error(t, &["cme-exec.toml", "api_token", "company.atlassian.net"]);
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let t = Test::new().config_toml("colour = \"blue\"\n");
+    assert_config_error(t, &["cme-exec.toml", "colour"]);
+}
+
+#[test]
+fn unknown_key_in_an_instance_table() {
+    let t = Test::new().config_toml(
+        "[confluence.\"https://company.atlassian.net\"]\npasswd = \"env://CME_TEST_X\"\n",
+    );
+    assert_config_error(t, &["cme-exec.toml", "passwd", "company.atlassian.net"]);
+}
+
+#[test]
+fn unknown_key_in_the_cme_table() {
+    let t = Test::new().config_toml(
+        "[confluence.\"https://company.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n\n[cme]\nbase_cfg = \"/x.json\"\n",
+    );
+    assert_config_error(t, &["cme-exec.toml", "base_cfg"]);
+}
+
+#[test]
+fn unknown_scheme() {
+    let t = Test::new().config_toml(
+        "[confluence.\"https://company.atlassian.net\"]\npat = \"nosuchstore://a/b#c\"\n",
+    );
+    assert_config_error(t, &["cme-exec.toml", "nosuchstore", "pat"]);
+}
+
+#[test]
+fn malformed_reference() {
+    let t = Test::new().config_toml(
+        "[confluence.\"https://company.atlassian.net\"]\napi_token = \"env://\"\nusername = \"env://CME_TEST_X\"\n",
+    );
+    assert_config_error(t, &["cme-exec.toml", "company.atlassian.net", "api_token"]);
+}
+
+#[test]
+fn duplicate_instances_after_normalisation() {
+    let t = Test::new().env("CME_TEST_X", "x").config_toml(
+        "[confluence.\"https://X.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n\n[confluence.\"https://x.atlassian.net/\"]\npat = \"env://CME_TEST_X\"\n",
+    );
+    assert_config_error(t, &["cme-exec.toml", "x.atlassian.net"]);
+}
+
+#[test]
+fn an_instance_key_with_user_info() {
+    let mut t = Test::new();
+    let password = t.sentinel("url-password");
+    let t = t.env("CME_TEST_X", "x").config_toml(&format!(
+        "[confluence.\"https://bob:{password}@x.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n"
+    ));
+    assert_config_error(t, &["cme-exec.toml", "x.atlassian.net"]);
+}
+
+#[test]
+fn a_missing_environment_variable() {
+    let missing = var_name("MISSING");
+    let t = Test::new().config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\npat = \"env://{missing}\"\n"
+    ));
+    assert_config_error(t, &[&missing, "pat", "company.atlassian.net"]);
+}
+
+#[test]
+fn a_missing_file() {
+    let t = Test::new();
+    let missing = t.path().join("secrets/nope.json");
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\npat = {}\n",
+        q(&format!("{}#pat", file_ref(&missing)))
+    ));
+    assert_config_error(t, &[&missing.display().to_string(), "pat"]);
+}
+
+#[test]
+fn a_missing_json_key() {
+    let mut t = Test::new();
+    let other = t.sentinel("other-field");
+    let file = t.secret_file(
+        "creds.json",
+        serde_json::json!({ "pat": other }).to_string(),
+    );
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\napi_token = {}\nusername = \"env://CME_TEST_X\"\n",
+        q(&format!("{}#no_such_key", file_ref(&file)))
+    ));
+    let t = t.env("CME_TEST_X", "x");
+    assert_config_error(t, &["no_such_key", "api_token"]);
+}
+
+#[test]
+fn an_empty_value() {
+    let empty = var_name("EMPTY");
+    let t = Test::new().env(&empty, "").config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\npat = \"env://{empty}\"\n"
+    ));
+    assert_config_error(t, &[&empty, "empty"]);
+}
+
+#[test]
+fn a_config_file_others_can_write_is_refused() {
+    let t = Test::new().env("CME_TEST_X", "x").config_toml(
+        "[confluence.\"https://company.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n",
+    );
+    fs::set_permissions(t.config_path(), fs::Permissions::from_mode(0o666)).unwrap();
+    assert_config_error(t, &["cme-exec.toml"]);
+}

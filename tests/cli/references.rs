@@ -1,0 +1,189 @@
+//! References and configuration sources: the local reference forms, the environment alone,
+//! and the order in which config files are discovered.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::scripts;
+use crate::support::*;
+use crate::*;
+
+/// Local reference forms: `file:rel/path` (relative to the config file), `#key` in JSON, TOML and
+/// dotenv files, `#/json/pointer`, `from = REF` with explicit fields winning, `[auth] from`, and
+/// Jira tables.
+#[test]
+fn local_reference_forms_resolve() {
+    let mut t = Test::new();
+    let s: Vec<String> = (0..8).map(|i| t.sentinel(&format!("s{i}"))).collect();
+    t.secret_file("plain", format!("{}\n", s[0]));
+    t.secret_file(
+        "creds.json",
+        serde_json::json!({ "a.b/c": s[1], "deep": { "x": s[2] } }).to_string(),
+    );
+    t.secret_file("creds.toml", format!("token = {}\n", q(&s[3])));
+    t.secret_file("creds.env", format!("# comment\nPAT={}\n", s[4]));
+    let from = t.secret_file(
+        "from.json",
+        serde_json::json!({ "username": s[5], "api_token": "overridden" }).to_string(),
+    );
+    let bulk = t.secret_file(
+        "bulk.json",
+        serde_json::json!({ "jira": { "https://jira.example.com": { "pat": s[6] } } }).to_string(),
+    );
+    let config = format!(
+        r#"
+[auth]
+from = {bulk}
+
+[confluence."https://one.example.com"]
+username = "file:secrets/plain"
+api_token = "file:secrets/creds.json#a.b/c"
+
+[confluence."https://two.example.com"]
+pat = "file:secrets/creds.json#/deep/x"
+
+[confluence."https://three.example.com"]
+pat = "file:secrets/creds.toml#token"
+session_cookies = "file:secrets/creds.env#PAT"
+
+[confluence."https://four.example.com/wiki-root"]
+from = {from}
+api_token = {override_ref}
+
+[jira."https://jira2.example.com"]
+pat = "file:secrets/creds.env#PAT"
+"#,
+        bulk = q(&file_ref(&bulk)),
+        from = q(&file_ref(&from)),
+        override_ref = q(&format!("env://{}", "CME_TEST_OVERRIDE")),
+    );
+    let t = t.env("CME_TEST_OVERRIDE", &s[7]).config_toml(&config);
+    let child = t.script("dump-env", &scripts::dump_env(&t.out_dir()));
+    let out = t.run_args(args!["--", child]);
+    out.assert_success();
+    let config = t.child_env().config_json();
+    let one = confluence_entry(&config, "https://one.example.com");
+    assert_field(
+        one,
+        "username",
+        &s[0],
+        "file:rel/path, trailing newline dropped",
+    );
+    assert_field(one, "api_token", &s[1], "#key with . and / in it");
+    let two = confluence_entry(&config, "https://two.example.com");
+    assert_field(two, "pat", &s[2], "#/json/pointer");
+    let three = confluence_entry(&config, "https://three.example.com");
+    assert_field(three, "pat", &s[3], "#key in a TOML file");
+    assert_field(three, "session_cookies", &s[4], "#KEY in a dotenv file");
+    let four = confluence_entry(&config, "https://four.example.com/wiki-root");
+    assert_field(four, "username", &s[5], "from = REF");
+    assert_field(four, "api_token", &s[7], "explicit fields win over from");
+    let jira = config
+        .pointer("/auth/jira")
+        .and_then(Value::as_object)
+        .expect("auth.jira");
+    let pat_of = |url: &str| {
+        jira.iter()
+            .find(|(k, _)| k.trim_end_matches('/') == url)
+            .and_then(|(_, v)| v.get("pat"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    assert_secret(
+        pat_of("https://jira.example.com").as_deref(),
+        &s[6],
+        "[auth] from",
+    );
+    assert_secret(
+        pat_of("https://jira2.example.com").as_deref(),
+        &s[4],
+        "[jira.URL]",
+    );
+    t.assert_clean();
+}
+
+/// With no config file anywhere, the environment alone configures an instance.
+#[test]
+fn environment_only_configuration() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let token_file = t.secret_file("token", &token);
+    let t = t
+        .env("CME_TEST_USER", &user)
+        .env("CME_EXEC_CONFLUENCE_URL", "https://company.atlassian.net")
+        .env("CME_EXEC_CONFLUENCE_USERNAME", "env://CME_TEST_USER")
+        .env("CME_EXEC_CONFLUENCE_API_TOKEN", file_ref(&token_file));
+    let child = t.script("dump-env", &scripts::dump_env(&t.out_dir()));
+    t.run_args(args!["--", child]).assert_success();
+    let env = t.child_env();
+    let config = env.config_json();
+    let entry = confluence_entry(&config, "https://company.atlassian.net");
+    assert_field(entry, "username", &user, "the environment-only config");
+    assert_field(entry, "api_token", &token, "the environment-only config");
+    t.assert_no_leaks_in("the child's environment", &env.raw_env);
+    t.assert_clean();
+}
+
+/// Discovery order: `$CME_EXEC_CONFIG`, then `./cme-exec.toml`, then
+/// `$XDG_CONFIG_HOME/cme-exec/config.toml` (each names a different instance).
+#[test]
+fn config_discovery_order() {
+    let t = Test::new().env("CME_TEST_PAT", "not-a-sentinel-pat");
+    let write = |path: &Path, host: &str| {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            path,
+            format!("[confluence.\"https://{host}\"]\npat = \"env://CME_TEST_PAT\"\n"),
+        )
+        .unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let from_env = t.path().join("elsewhere/named.toml");
+    write(&from_env, "from-env.example.com");
+    write(&t.work_dir().join("cme-exec.toml"), "from-cwd.example.com");
+    write(
+        &t.config_home().join("cme-exec/config.toml"),
+        "from-xdg.example.com",
+    );
+    let child = t.script("dump-env", &scripts::dump_env(&t.out_dir()));
+    let hosts = |t: &Test| -> Vec<String> {
+        let config = t.child_env().config_json();
+        config
+            .pointer("/auth/confluence")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+
+    let t = t.env("CME_EXEC_CONFIG", &from_env);
+    t.run_args(args!["--", child]).assert_success();
+    assert_eq!(
+        hosts(&t),
+        ["https://from-env.example.com"],
+        "$CME_EXEC_CONFIG first"
+    );
+
+    let t = t.env_remove("CME_EXEC_CONFIG");
+    // The working directory's file only once trusted (issue 9, item 1).
+    t.run_args(args!["--", child]).assert_code(125);
+    t.run_args(["trust"]).assert_success();
+    t.run_args(args!["--", child]).assert_success();
+    assert_eq!(
+        hosts(&t),
+        ["https://from-cwd.example.com"],
+        "then ./cme-exec.toml"
+    );
+
+    fs::remove_file(t.work_dir().join("cme-exec.toml")).unwrap();
+    t.run_args(args!["--", child]).assert_success();
+    assert_eq!(
+        hosts(&t),
+        ["https://from-xdg.example.com"],
+        "then $XDG_CONFIG_HOME/cme-exec/config.toml"
+    );
+    t.assert_clean();
+}

@@ -1,0 +1,208 @@
+//! The commands besides `run`: `check`, `render`, `explain`, completions and the man page, and
+//! the embedded cme schema against the installed cme.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::*;
+
+#[test]
+fn check_reports_ok_for_every_field() {
+    let b = basic("https://company.atlassian.net");
+    let out = b.t.run_args(["check"]);
+    out.assert_success();
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    for (field, reference) in [
+        ("username", format!("env://{}", b.user_var)),
+        ("api_token", file_ref(&b.token_file)),
+    ] {
+        assert!(
+            !ok_lines(&text, &reference).is_empty(),
+            "check should print a line for {field} with its reference and `ok`\n{}",
+            out.describe()
+        );
+    }
+    b.t.assert_clean();
+}
+
+#[test]
+fn check_reports_a_failure_and_exits_1() {
+    let missing = var_name("MISSING");
+    let b = basic_with_extra(
+        "https://company.atlassian.net",
+        &format!("\n[jira.\"https://jira.example.com\"]\npat = \"env://{missing}\"\n"),
+    );
+    let out = b.t.run_args(["check"]);
+    out.assert_code(1);
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let failed = lines_with(&text, &[&missing]);
+    assert!(
+        !failed.is_empty() && failed.iter().all(|line| !has_word(line, "ok")),
+        "check should name the failed reference with its reason, not `ok`\n{}",
+        out.describe()
+    );
+    assert!(
+        !ok_lines(&text, &format!("env://{}", b.user_var)).is_empty(),
+        "the fields that resolve are still reported ok\n{}",
+        out.describe()
+    );
+
+    let out = b.t.run_args(["check", "--format", "json"]);
+    out.assert_code(1);
+    let json: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --format json should print JSON: {e}\n{}",
+            out.describe()
+        )
+    });
+    let flat = json.to_string();
+    assert!(
+        flat.contains(&missing) && flat.contains(&b.user_var),
+        "the JSON names the references\n{}",
+        out.describe()
+    );
+    b.t.assert_clean();
+}
+
+#[test]
+fn render_writes_a_private_complete_file() {
+    let url = "https://company.atlassian.net";
+    let b = basic(url);
+    let output = b.t.out_dir().join("cme/app_data.json");
+    fs::create_dir_all(output.parent().unwrap()).unwrap();
+    b.t.run_args(args!["render", "--output", output])
+        .assert_success();
+    assert_eq!(mode_of(&output), 0o600, "render writes 0600 by default");
+    let config: Value = serde_json::from_slice(&fs::read(&output).unwrap()).expect("valid JSON");
+    let entry = confluence_entry(&config, url);
+    assert_field(entry, "username", &b.user, "the rendered file");
+    assert_field(entry, "api_token", &b.token, "the rendered file");
+
+    // Again, with --mode: the file is replaced, and only it is in the directory.
+    b.t.run_args(args!["render", "--output", output, "--mode", "0640"])
+        .assert_success();
+    assert_eq!(mode_of(&output), 0o640, "--mode 0640");
+    let names: Vec<_> = fs::read_dir(output.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["app_data.json"],
+        "no temporary file is left next to the output"
+    );
+    b.t.assert_clean();
+}
+
+#[test]
+fn render_refuses_a_symlink_at_the_output_path() {
+    let b = basic("https://company.atlassian.net");
+    let target = b.t.path().join("victim.txt");
+    fs::write(&target, "original").unwrap();
+    let link = b.t.out_dir().join("app_data.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = b.t.run_args(args!["render", "--output", link]);
+    out.assert_code(125);
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        "original",
+        "the link target is untouched"
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link itself is left as it was"
+    );
+    b.t.assert_clean();
+}
+
+#[test]
+fn render_to_stdout_needs_force_stdout() {
+    let url = "https://company.atlassian.net";
+    let b = basic(url);
+    let out = b.t.run_args(["render", "--output", "-"]);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "`--output -` without --force-stdout is refused\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is written to stdout when refused"
+    );
+
+    let t = b.t.allow_secrets_in_stdout();
+    let out = t.run_args(["render", "--output", "-", "--force-stdout"]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "render --force-stdout: {}",
+        redact(&out.stderr)
+    );
+    let config: Value = serde_json::from_str(&out.stdout).expect("render prints JSON");
+    assert_field(
+        confluence_entry(&config, url),
+        "api_token",
+        &b.token,
+        "render --force-stdout",
+    );
+    t.assert_clean();
+}
+
+#[test]
+fn explain_shows_where_values_come_from() {
+    let b = basic("https://company.atlassian.net");
+    let out = b.t.run_args(["explain"]);
+    out.assert_success();
+    out.assert_stdout_contains(&format!("env://{}", b.user_var))
+        .assert_stdout_contains(&file_ref(&b.token_file));
+    let out = b.t.run_args(["explain", "--format", "json"]);
+    out.assert_success();
+    let json: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "explain --format json should print JSON: {e}\n{}",
+            out.describe()
+        )
+    });
+    assert!(json.to_string().contains(&b.user_var), "{}", out.describe());
+    b.t.assert_clean();
+}
+
+#[test]
+fn completions_and_man_page() {
+    let t = Test::new();
+    let out = t.run_args(["completions", "bash"]);
+    out.assert_success();
+    assert!(out.stdout.contains("cme-exec"), "{}", out.describe());
+    let out = t.run_args(["man"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains(".TH"),
+        "man prints a roff page\n{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
+/// The schema cme-exec validates against (`src/cme_config/cme-schema.json`) is the one the
+/// installed cme produces: upgrading cme without regenerating it fails here, with the fix.
+#[test]
+fn embedded_cme_schema_matches_the_installed_cme() {
+    let venv = Venv::get();
+    let out = std::process::Command::new(repo_root().join("scripts/update-cme-schema"))
+        .arg("--check")
+        .env("CME_PYTHON", venv.python())
+        .output()
+        .expect("scripts/update-cme-schema runs");
+    assert!(
+        out.status.success(),
+        "the embedded cme schema differs from the installed cme's; run scripts/update-cme-schema\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
