@@ -7,6 +7,9 @@
 //! - The tmpfs check of `--via file` (`statfs` magic numbers): Linux only; macOS has no tmpfs in
 //!   `$TMPDIR`, see [`is_in_memory`].
 //!
+//! - Real-time signals (`SIGRTMIN()..=SIGRTMAX()`, forwarded to the child in
+//!   `src/child/signals.rs`): Linux only; macOS has none.
+//!
 //! PID 1 reaping (`src/child/mod.rs`, `waitpid(-1)`) needs no `cfg`: it is portable, and only
 //! matters in a Linux container where cme-exec is PID 1.
 
