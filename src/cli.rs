@@ -63,11 +63,12 @@ impl Cli {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 8] = [
+    const COMMANDS: [&str; 9] = [
         "run",
         "render",
         "check",
         "explain",
+        "import",
         "trust",
         "completions",
         "man",
@@ -109,11 +110,16 @@ pub enum Command {
     /// Write cme's config to a file (for a Kubernetes init container).
     Render(RenderArgs),
     /// Resolve every reference and report, per field, ok or why not. Never prints a value.
-    Check(ReportArgs),
+    /// With --live, also log in to each Confluence and Jira instance as cme would.
+    Check(CheckArgs),
     /// Show the config cme would get, with every value replaced by its source and a keyed
     /// fingerprint (HMAC-SHA-256 under a per-user key in ~/.local/state/cme-exec, or the
     /// shared key file $CME_EXEC_FINGERPRINT_KEY_FILE). Prints nothing when a reference fails.
     Explain(ReportArgs),
+    /// Move the secrets of an existing cme config (app_data.json) into a store, write a
+    /// cme-exec.toml that references them and a secret-free base config, check that every
+    /// value reads back, and (with --remove-secrets) remove them from the original.
+    Import(ImportArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
     /// contact, and record its path and content hash (a changed file must be trusted again).
     Trust(TrustArgs),
@@ -172,6 +178,16 @@ pub struct RunArgs {
     #[arg(long, env = names::CME_EXEC_GRACE, hide_env_values = true, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub grace: f64,
 
+    /// Before starting the command, log in to each instance as cme would (like `check
+    /// --live`); when one does not authenticate, start nothing and exit 125.
+    #[arg(long)]
+    pub check_live: bool,
+
+    /// Warn on stderr about a credential whose store says it expires within this many days
+    /// (the command still runs).
+    #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
+    pub warn_within: u32,
+
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND", required = true)]
     pub command: Vec<OsString>,
@@ -212,6 +228,53 @@ pub struct TrustArgs {
 pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The cme config to import [default: $CME_CONFIG_PATH, else
+    /// $XDG_CONFIG_HOME/confluence-markdown-exporter/app_data.json, as cme finds it]
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+
+    /// Where the secrets go: file:///DIR (0600 files in a 0700 directory), vault://MOUNT/PREFIX
+    /// (one KV v2 document per instance; VAULT_ADDR, VAULT_TOKEN) or aws-sm://PREFIX/ (one
+    /// secret per instance; the AWS SDK's default chain).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// Show what would be written where, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// After everything was written and reads back, rewrite the original without its secret
+    /// fields (atomically, its mode kept).
+    #[arg(long)]
+    pub remove_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Also make one small read-only call to each Confluence and Jira instance with the
+    /// resolved credentials and exactly the authentication cme would use, and report whom it
+    /// authenticated as, or why not (401, 403, CAPTCHA, 404/410, a login redirect, TLS,
+    /// connection). For *.atlassian.net also compares the site's cloud_id. Respects
+    /// --timeout, HTTPS_PROXY/NO_PROXY and cme's CA settings (connection_config.ca_bundle,
+    /// verify_ssl, REQUESTS_CA_BUNDLE). Exit 0 only when every instance authenticates.
+    #[arg(long)]
+    pub live: bool,
+
+    /// Warn about a credential whose store says it expires within this many days (from
+    /// `expires_at`: a sibling key in its document, Vault KV v2 custom_metadata, an AWS tag).
+    #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
+    pub warn_within: u32,
+
+    /// Fail (exit 1) when a credential expires within this many days, or has expired: for CI.
+    #[arg(long, value_name = "DAYS")]
+    pub fail_within: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -303,8 +366,11 @@ mod tests {
         let cli = parse(&["cme-exec", "-c", "f.toml", "check", "--format", "json"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Check(ReportArgs {
-                format: Format::Json
+            Command::Check(CheckArgs {
+                format: Format::Json,
+                live: false,
+                fail_within: None,
+                ..
             })
         ));
         let help = parse(&["cme-exec", "--help"]).unwrap_err();

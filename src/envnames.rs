@@ -36,6 +36,10 @@ pub const PATH: &str = "PATH";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const CI: &str = "CI";
+/// The CA bundle Python's requests (and so cme) verifies with, when cme's own
+/// `connection_config.ca_bundle` is not set (`check --live`).
+pub const REQUESTS_CA_BUNDLE: &str = "REQUESTS_CA_BUNDLE";
+pub const CURL_CA_BUNDLE: &str = "CURL_CA_BUNDLE";
 
 /// `[cme] base_config` of the environment-only configuration.
 pub const CME_EXEC_BASE_CONFIG: &str = "CME_EXEC_BASE_CONFIG";
@@ -45,6 +49,10 @@ pub const CME_EXEC_WRITE_BACK: &str = "CME_EXEC_WRITE_BACK";
 /// A shared key file for `explain`'s fingerprints (default: the per-user key in the state
 /// directory), so that two machines can compare.
 pub const CME_EXEC_FINGERPRINT_KEY_FILE: &str = "CME_EXEC_FINGERPRINT_KEY_FILE";
+
+/// The cme release the config is validated for, instead of the one detected from the command
+/// (or `cme` on PATH): for `render` when cme runs elsewhere.
+pub const CME_EXEC_CME_VERSION: &str = "CME_EXEC_CME_VERSION";
 
 /// Reserved for the test harness (`CME_EXEC_TEST_VENV`, ...): never an error.
 pub const TEST_PREFIX: &str = "CME_EXEC_TEST_";
@@ -88,6 +96,7 @@ pub fn known_names() -> Vec<String> {
         CME_EXEC_TIMEOUT,
         CME_EXEC_GRACE,
         CME_EXEC_FINGERPRINT_KEY_FILE,
+        CME_EXEC_CME_VERSION,
         vault::CME_EXEC_VAULT_AUTH,
         vault::CME_EXEC_VAULT_KV_VERSION,
     ]

@@ -98,6 +98,8 @@ pub struct Verdict {
     pub subject: String,
     pub source: String,
     pub outcome: Result<(), Failure>,
+    /// When the credential expires, when its store says ([`crate::expiry`]).
+    pub expires: Option<crate::expiry::Expiry>,
 }
 
 impl Verdict {
@@ -295,7 +297,32 @@ impl<'c> Resolver<'c> {
             });
             identities = futures::future::join_all(lookups).await;
         }
-        let mut resolution = assemble(self.config, &fetched);
+        // Expiries from the stores' metadata, for the documents that were fetched: free where
+        // they came with the value; a request of their own (AWS tags) only for `check`.
+        let mut expiries: Expiries = HashMap::new();
+        let lookups = self.providers.iter().flat_map(|(_, p, docs)| {
+            let fetched = &fetched;
+            docs.iter()
+                .filter(move |d| matches!(fetched.get(*d), Some(Ok(_))))
+                .map(move |d| async move {
+                    let label = match p.kind() {
+                        Kind::Vault => "Vault custom_metadata",
+                        Kind::AwsSm => "AWS tag",
+                        _ => "store metadata",
+                    };
+                    match tokio::time::timeout_at(deadline, p.expiry(d, options.identities)).await {
+                        Ok(Ok(Some(at))) => Some((d.clone(), (at, label))),
+                        Ok(Err(e)) => {
+                            tracing::info!(document = %d, "expiry unknown: {e}");
+                            None
+                        }
+                        _ => None,
+                    }
+                })
+        });
+        let found: Vec<_> = futures::future::join_all(lookups.collect::<Vec<_>>()).await;
+        expiries.extend(found.into_iter().flatten());
+        let mut resolution = assemble(self.config, &fetched, &expiries);
         resolution.identities = identities;
         resolution.consumed_env = self.ctx.env.consumed();
         resolution
@@ -316,6 +343,55 @@ impl<'c> Resolver<'c> {
             let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
         }
     }
+}
+
+/// The sibling key that holds a credential's expiry in a document.
+const EXPIRES_AT: &str = "expires_at";
+
+/// A reference's expiry: a sibling `expires_at` key in its document (for `from`, a key of the
+/// object), else its store's metadata.
+fn expiry_of(
+    fetched: &Fetched,
+    expiries: &Expiries,
+    reference: &Reference,
+    object: bool,
+) -> Option<crate::expiry::Expiry> {
+    use cme_exec_providers::Key;
+    let sibling = payload_of(fetched, reference).ok().and_then(|payload| {
+        let whole = select_object(payload, None).ok()?;
+        let parent: Option<&serde_json::Map<String, serde_json::Value>> =
+            match (&reference.key, object) {
+                (None, true) | (Some(Key::Plain(_)), false) => Some(whole.expose()),
+                (Some(Key::Plain(k)), true) => whole.expose().get(k)?.as_object(),
+                (Some(Key::Pointer(p)), _) => {
+                    let segments: Vec<String> = p
+                        .split('/')
+                        .skip(1)
+                        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                        .collect();
+                    let keep = if object {
+                        segments.len()
+                    } else {
+                        segments.len().saturating_sub(1)
+                    };
+                    let mut at = whole.expose();
+                    for seg in &segments[..keep] {
+                        at = at.get(seg)?.as_object()?;
+                    }
+                    Some(at)
+                }
+                (None, false) => None,
+            };
+        parent?
+            .get(EXPIRES_AT)?
+            .as_str()
+            .map(|at| crate::expiry::Expiry::new(at, "expires_at key"))
+    });
+    sibling.or_else(|| {
+        expiries
+            .get(&reference.document)
+            .map(|(at, label)| crate::expiry::Expiry::new(at, label))
+    })
 }
 
 fn payload_of<'a>(fetched: &'a Fetched, reference: &Reference) -> Result<&'a Payload, Failure> {
@@ -344,6 +420,9 @@ fn fields_of(
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (k, v) in map {
+        if k == EXPIRES_AT {
+            continue; // the object's expiry (crate::expiry), not a field
+        }
         let Some(field) = Field::from_name(k) else {
             problems.push(format!(
                 "unknown key `{}` (expected username, api_token, pat, session_cookies, cloud_id)",
@@ -366,7 +445,10 @@ fn fields_of(
     }
 }
 
-fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
+/// Each document's expiry from its store's metadata, with the store's label.
+type Expiries = HashMap<Document, (String, &'static str)>;
+
+fn assemble(config: &Config, fetched: &Fetched, expiries: &Expiries) -> Resolution {
     let mut verdicts = Vec::new();
     let mut auth = Auth::default();
 
@@ -380,6 +462,7 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
             subject: "[auth] from".into(),
             source: r.raw.clone(),
             outcome,
+            expires: None,
         });
     }
 
@@ -410,6 +493,7 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
             subject: subject.to_owned(),
             source: source.to_owned(),
             outcome,
+            expires: None,
         };
         if let Some(r) = &instance.from {
             let outcome = select_map(fetched, r)
@@ -425,7 +509,11 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
                         );
                     }
                 });
-            verdicts.push(verdict("from", &r.raw, outcome));
+            let mut v = verdict("from", &r.raw, outcome);
+            if v.outcome.is_ok() {
+                v.expires = expiry_of(fetched, expiries, r, true);
+            }
+            verdicts.push(v);
         }
         for (field, spec) in &instance.fields {
             match spec {
@@ -449,7 +537,11 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
                             },
                         );
                     });
-                    verdicts.push(verdict(field.name(), &r.raw, outcome));
+                    let mut v = verdict(field.name(), &r.raw, outcome);
+                    if v.outcome.is_ok() {
+                        v.expires = expiry_of(fetched, expiries, r, false);
+                    }
+                    verdicts.push(v);
                 }
             }
         }
@@ -488,6 +580,7 @@ fn assemble(config: &Config, fetched: &Fetched) -> Resolution {
             subject,
             source,
             outcome,
+            expires: None,
         };
         for (field, value) in &instance.fields {
             let v = value.secret.expose_secret();

@@ -25,12 +25,16 @@ mod aws_sm;
 mod base_config;
 #[path = "cli/child_env.rs"]
 mod child_env;
+#[path = "cli/cme_releases.rs"]
+mod cme_releases;
 #[path = "cli/config_errors.rs"]
 mod config_errors;
 #[path = "cli/dist.rs"]
 mod dist;
 #[path = "cli/exit_codes.rs"]
 mod exit_codes;
+#[path = "cli/expiry.rs"]
+mod expiry;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/first_contact.rs"]
@@ -39,8 +43,12 @@ mod first_contact;
 mod handover;
 #[path = "cli/harness.rs"]
 mod harness;
+#[path = "cli/import.rs"]
+mod import;
 #[path = "cli/job_control.rs"]
 mod job_control;
+#[path = "cli/live.rs"]
+mod live;
 #[path = "cli/load.rs"]
 mod load;
 #[path = "cli/masking.rs"]

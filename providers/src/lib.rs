@@ -144,6 +144,20 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// When a fetched document expires, from the store's own metadata (`expires_at`, RFC 3339,
+    /// as written there): Vault KV v2 `custom_metadata`, an AWS Secrets Manager tag. Called
+    /// after [`Provider::fetch_many`]. Metadata that came with the value costs nothing; a
+    /// store that needs a request of its own for it makes one only when `extra_requests`
+    /// (`check`, never `run`).
+    async fn expiry(
+        &self,
+        doc: &Document,
+        extra_requests: bool,
+    ) -> Result<Option<String>, FetchError> {
+        let _ = (doc, extra_requests);
+        Ok(None)
+    }
+
     /// Called once when the run ends, whatever the exit path: revoke what the provider
     /// obtained (a Vault login token, for instance).
     async fn finish(&self) {}

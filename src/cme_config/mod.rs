@@ -2,6 +2,7 @@
 //! it, and what cme changed in it during a run (write-back).
 
 pub mod base;
+pub mod release;
 pub mod schema;
 pub mod writeback;
 

@@ -1,24 +1,46 @@
-//! `cme-exec check`: every field, ok or why not; which identity each provider used.
+//! `cme-exec check`: every field, ok or why not; which identity each provider used; with
+//! `--live`, whom each instance authenticates the credentials as (see [`crate::live`]).
 
 use serde_json::json;
 
-use crate::cli::{Cli, Format, ReportArgs};
+use crate::cli::{CheckArgs, Cli, Format};
 use crate::error;
 use crate::exit::Exit;
+use crate::live::Report;
 use crate::resolve::Resolution;
 
-pub fn check(cli: &Cli, args: &ReportArgs) -> Exit {
-    let (_, resolution) = match super::prepare_and_resolve(cli, true, |e| {
+pub fn check(cli: &Cli, args: &CheckArgs) -> Exit {
+    let (prepared, resolution) = match super::prepare_and_resolve(cli, true, |e| {
         report_error(args.format, &e.to_string())
     }) {
         Ok(r) => r,
         Err(exit) => return exit,
     };
+    let live = if args.live {
+        match super::live_blocking(cli, &prepared, &resolution) {
+            Ok(reports) => Some(reports),
+            Err((exit, e)) => {
+                report_error(args.format, &e.to_string());
+                error::print(&e);
+                return exit;
+            }
+        }
+    } else {
+        None
+    };
     match args.format {
-        Format::Text => print_text(&resolution),
-        Format::Json => print_json(&resolution),
+        Format::Text => print_text(&resolution, live.as_deref(), args),
+        Format::Json => print_json(&resolution, live.as_deref(), args),
     }
-    if resolution.is_ok() {
+    let live_ok = live.as_deref().is_none_or(|r| r.iter().all(Report::is_ok));
+    let now = crate::expiry::now();
+    let expiring_ok = args.fail_within.is_none_or(|days| {
+        !resolution
+            .verdicts
+            .iter()
+            .any(|v| v.expires.as_ref().is_some_and(|e| e.within(now, days)))
+    });
+    if resolution.is_ok() && live_ok && expiring_ok {
         Exit::Success
     } else {
         Exit::CheckFailed
@@ -34,7 +56,24 @@ fn report_error(format: Format, message: &str) {
     }
 }
 
-fn print_text(r: &Resolution) {
+/// The line of a resolved field: `ok`, `ok; expires ... (in 40 days)`, `ok; WARNING: ...`
+/// inside the warning window, `FAILED: ...` inside `--fail-within`.
+fn resolved_verdict(v: &crate::resolve::Verdict, args: &CheckArgs, now: i64) -> String {
+    let Some(e) = &v.expires else {
+        return "ok".to_owned();
+    };
+    let text = e.describe(now);
+    match args.fail_within {
+        Some(days) if e.within(now, days) => {
+            format!("FAILED: {text}, within --fail-within {days} days")
+        }
+        _ if e.within(now, args.warn_within) || e.unix.is_none() => format!("ok; WARNING: {text}"),
+        _ => format!("ok; {text}"),
+    }
+}
+
+fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
+    let now = crate::expiry::now();
     let width = r
         .verdicts
         .iter()
@@ -44,7 +83,7 @@ fn print_text(r: &Resolution) {
     let source_width = r.verdicts.iter().map(|v| v.source.len()).max().unwrap_or(0);
     for v in &r.verdicts {
         let verdict = match &v.outcome {
-            Ok(()) => "ok".to_owned(),
+            Ok(()) => resolved_verdict(v, args, now),
             Err(f) => match &f.hint {
                 Some(h) => format!("FAILED: {} (hint: {h})", f.message),
                 None => format!("FAILED: {}", f.message),
@@ -73,15 +112,78 @@ fn print_text(r: &Resolution) {
             error::strip_controls(&format!("provider {} ({}): {identity}", p.name, p.kind))
         );
     }
+    if let Some(reports) = live {
+        print_live_text(r, reports);
+    }
     let failed = r.failures().count();
     if failed == 0 {
         crate::outln!("all {} resolved", r.verdicts.len());
     } else {
         crate::outln!("{failed} of {} failed", r.verdicts.len());
     }
+    if let Some(days) = args.fail_within {
+        let n = r
+            .verdicts
+            .iter()
+            .filter(|v| v.expires.as_ref().is_some_and(|e| e.within(now, days)))
+            .count();
+        if n > 0 {
+            crate::outln!(
+                "{n} credential{} expire{} within {days} days (--fail-within)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" }
+            );
+        }
+    }
+    if let Some(reports) = live {
+        let ok = reports.iter().filter(|x| x.is_ok()).count();
+        let not_called = super::unresolved_instances(r).len();
+        let mut line = format!(
+            "live: {ok} of {} instance{} authenticated",
+            reports.len(),
+            if reports.len() == 1 { "" } else { "s" }
+        );
+        if not_called > 0 {
+            line.push_str(&format!(
+                "; {not_called} not called (a reference did not resolve)"
+            ));
+        }
+        crate::outln!("{line}");
+    }
 }
 
-fn print_json(r: &Resolution) {
+/// `live [confluence."https://x"]  GET https://x/rest/api/user/current (Basic): authenticated as ...`
+fn print_live_text(r: &Resolution, reports: &[Report]) {
+    let width = reports.iter().map(|x| x.place().len()).max().unwrap_or(0);
+    for x in reports {
+        let line = format!(
+            "live {:width$}  GET {} ({}): {}",
+            x.place(),
+            x.call,
+            x.auth.name(),
+            x.verdict()
+        );
+        crate::outln!("{}", error::strip_controls(&line));
+        if let Some(c) = &x.cloud_id {
+            if c.matches() != Some(false) {
+                let line = format!("live {:width$}  {}", x.place(), c.describe());
+                crate::outln!("{}", error::strip_controls(&line));
+            }
+        }
+    }
+    for (product, url) in super::unresolved_instances(r) {
+        let place = format!("[{product}.\"{url}\"]");
+        crate::outln!(
+            "{}",
+            error::strip_controls(&format!(
+                "live {place:width$}  not called: a reference of this instance did not resolve"
+            ))
+        );
+    }
+}
+
+fn print_json(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
+    let now = crate::expiry::now();
     let fields: Vec<_> = r
         .verdicts
         .iter()
@@ -94,6 +196,13 @@ fn print_json(r: &Resolution) {
                 "ok": v.outcome.is_ok(),
                 "error": v.outcome.as_ref().err().map(|f| f.message.clone()),
                 "hint": v.outcome.as_ref().err().and_then(|f| f.hint.clone()),
+                "expires": v.expires.as_ref().map(|e| json!({
+                    "at": e.at,
+                    "source": e.source,
+                    "days_left": e.days_left(now),
+                    "warning": e.within(now, args.warn_within) || e.unix.is_none(),
+                    "failed": args.fail_within.is_some_and(|d| e.within(now, d)),
+                })),
             })
         })
         .collect();
@@ -117,6 +226,43 @@ fn print_json(r: &Resolution) {
             json!({ "name": p.name, "kind": p.kind.name(), "identity": identity, "error": error })
         })
         .collect();
-    let out = json!({ "ok": r.is_ok(), "fields": fields, "providers": providers });
+    let expiring = args.fail_within.is_some_and(|d| {
+        r.verdicts
+            .iter()
+            .any(|v| v.expires.as_ref().is_some_and(|e| e.within(now, d)))
+    });
+    let mut out = json!({ "ok": r.is_ok() && !expiring, "fields": fields, "providers": providers });
+    if let Some(reports) = live {
+        let items: Vec<_> = reports
+            .iter()
+            .map(|x| {
+                let (account, problem) = match &x.outcome {
+                    Ok(a) => (Some(a), None),
+                    Err(p) => (None, Some(p)),
+                };
+                json!({
+                    "product": x.product.name(),
+                    "url": x.url,
+                    "call": x.call,
+                    "auth": x.auth.name(),
+                    "ok": x.is_ok(),
+                    "account_id": account.and_then(|a| a.account_id.clone()),
+                    "display_name": account.and_then(|a| a.display_name.clone()),
+                    "status": problem.and_then(|p| p.status),
+                    "error": problem.map(|p| p.message.clone()),
+                    "hint": problem.and_then(|p| p.hint.clone()),
+                    "cloud_id": x.cloud_id.as_ref().map(|c| json!({
+                        "configured": c.configured,
+                        "site": c.site.as_ref().ok(),
+                        "site_error": c.site.as_ref().err(),
+                        "matches": c.matches(),
+                    })),
+                })
+            })
+            .collect();
+        let all_live = reports.iter().all(Report::is_ok);
+        out["ok"] = json!(out["ok"].as_bool().unwrap_or(false) && all_live);
+        out["live"] = json!(items);
+    }
     crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }

@@ -183,6 +183,15 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "A shared key for explain's fingerprints, so that two machines can compare them.",
     ),
     (
+        "CME_EXEC_CME_VERSION",
+        "The cme release the config is checked for, instead of the one found behind the \
+         command or cme on PATH (render, a wrapper script).",
+    ),
+    (
+        "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE",
+        "check --live and run --check-live reach Confluence and Jira as cme's requests would.",
+    ),
+    (
         "XDG_RUNTIME_DIR, TMPDIR",
         "Where --via file makes its private directory (after --dir; then /dev/shm, /tmp).",
     ),

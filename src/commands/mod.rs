@@ -27,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Render(ref args) => render::render(&cli, args),
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
+        Command::Import(ref args) => crate::import::import(&cli, args),
         Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when stdout fails (`| head -1`).
@@ -52,6 +53,7 @@ pub fn prepare(cli: &Cli) -> Result<Prepared, Error> {
     let cwd = std::env::current_dir()
         .map_err(|e| Error::new("cannot read the working directory").cause(e.to_string()))?;
     let config = config::load(cli.config.as_deref(), &env, &cwd)?;
+    select_cme_release(cli, &env);
     let base_dir: PathBuf = config.source.base_dir(&cwd);
     let base = base::load(&base::locate(&config, &env, &base_dir))?;
     let ctx =
@@ -119,4 +121,104 @@ pub fn resolve_blocking(
         resolver.finish().await;
         result
     })
+}
+
+/// The instances whose references did not all resolve: the live check does not call them.
+pub fn unresolved_instances(
+    resolution: &Resolution,
+) -> std::collections::BTreeSet<(crate::config::Product, String)> {
+    resolution
+        .failures()
+        .filter_map(|v| Some((v.product?, v.url.clone()?)))
+        .collect()
+}
+
+/// `check --live` without a child: every resolved instance called once, concurrently, under
+/// `--timeout`; a terminating signal aborts.
+pub fn live_blocking(
+    cli: &Cli,
+    prepared: &Prepared,
+    resolution: &Resolution,
+) -> Result<Vec<crate::live::Report>, (Exit, Error)> {
+    let rt = runtime().map_err(|e| (Exit::Failed, e))?;
+    rt.block_on(async {
+        let mut signals = crate::child::signals::Signals::install().map_err(|e| {
+            (
+                Exit::Failed,
+                Error::new("cannot install signal handlers").cause(e.to_string()),
+            )
+        })?;
+        let settings = live_settings(cli, prepared);
+        let skip = unresolved_instances(resolution);
+        tokio::select! {
+            r = crate::live::check_all(&resolution.auth, &settings, &skip) => r.map_err(|e| (Exit::CheckFailed, e)),
+            sig = signals.terminating() => Err((Exit::Signal(sig.number()), Error::new(format!("interrupted by {sig} during the live check"))))
+        }
+    })
+}
+
+pub fn live_settings(cli: &Cli, prepared: &Prepared) -> crate::live::Settings {
+    crate::live::Settings::from_cme(
+        &prepared.base,
+        &prepared.ctx.env,
+        Duration::from_secs_f64(cli.timeout),
+    )
+}
+
+/// Chooses the cme release whose schema validates the config: `$CME_EXEC_CME_VERSION`, else
+/// the release installed behind the command (`run`), else behind `cme` on PATH, else the newest
+/// embedded one. Said at -v; a release outside the supported range is warned about.
+fn select_cme_release(cli: &Cli, env: &EnvReader) {
+    use crate::cme_config::{release, schema};
+    let path_var = env.all().get(std::ffi::OsStr::new(crate::envnames::PATH));
+    let (version, from) = if let Some(v) = env
+        .var(crate::envnames::CME_EXEC_CME_VERSION)
+        .filter(|v| !v.trim().is_empty())
+    {
+        (
+            v.trim().to_owned(),
+            crate::envnames::CME_EXEC_CME_VERSION.to_owned(),
+        )
+    } else {
+        let command = match &cli.command {
+            Command::Run(args) => args.command.first().map(std::path::PathBuf::from),
+            _ => None,
+        };
+        let found = command
+            .and_then(|c| release::detect(&c, path_var.map(|v| v.as_os_str())))
+            .or_else(|| {
+                release::detect(std::path::Path::new("cme"), path_var.map(|v| v.as_os_str()))
+            });
+        match found {
+            Some((v, at)) => (v, at.display().to_string()),
+            None => {
+                tracing::info!(
+                    release = schema::cme_version(),
+                    "no cme installation found; validating for the newest supported cme"
+                );
+                return;
+            }
+        }
+    };
+    let selection = schema::select(&version);
+    let (oldest, newest) = schema::supported_range();
+    match selection.fit {
+        schema::Fit::Exact => {
+            tracing::info!(release = version, from, "validating the config for this cme release");
+        }
+        schema::Fit::Nearest => tracing::info!(
+            release = version,
+            from,
+            schema = selection.used,
+            "no schema of this cme release is embedded; using the nearest older release's"
+        ),
+        schema::Fit::Newer => error::warn(format_args!(
+            "cme {version} ({from}) is newer than the newest release this cme-exec knows ({newest}); \
+             the config is checked against {newest}'s settings"
+        )),
+        schema::Fit::Older => error::warn(format_args!(
+            "cme {version} ({from}) is older than the oldest supported release ({oldest}); \
+             the config is checked against {oldest}'s settings"
+        )),
+    }
 }

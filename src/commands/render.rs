@@ -35,6 +35,7 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
     if !resolution.is_ok() {
         return Err((Exit::Failed, resolution.error()));
     }
+    cme_config::release::check_auth(&resolution.auth).map_err(|e| (Exit::Failed, e))?;
     let config = cme_config::render(&prepared.base, &resolution.auth);
     if to_stdout {
         let mut out = std::io::stdout().lock();

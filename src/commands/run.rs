@@ -46,6 +46,9 @@ fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
     };
     let program = child::find_program(&args.command[0], path_var.as_deref())?;
 
+    let live = args
+        .check_live
+        .then(|| super::live_settings(cli, &prepared));
     let rt = super::runtime().map_err(failed)?;
     rt.block_on(async {
         let mut signals = Signals::install().map_err(|e| {
@@ -75,6 +78,7 @@ fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
                     &policy,
                     &mut signals,
                     &resolution,
+                    live.as_ref(),
                 )
                 .await
             }
@@ -92,9 +96,15 @@ async fn run_child(
     policy: &EnvPolicy,
     signals: &mut Signals,
     resolution: &resolve::Resolution,
+    live: Option<&crate::live::Settings>,
 ) -> Result<Exit, (Exit, Error)> {
     if !resolution.is_ok() {
         return Err(failed(resolution.error()));
+    }
+    cme_config::release::check_auth(&resolution.auth).map_err(failed)?;
+    warn_expiring(resolution, args.warn_within);
+    if let Some(settings) = live {
+        check_live(settings, signals, resolution).await?;
     }
     let config = cme_config::render(&prepared.base, &resolution.auth);
     let handover = Handover::create(
@@ -179,4 +189,61 @@ async fn run_child(
     }
     drop(handover);
     Ok(exit)
+}
+
+/// `run --check-live`: every instance must authenticate before the command starts.
+async fn check_live(
+    settings: &crate::live::Settings,
+    signals: &mut Signals,
+    resolution: &resolve::Resolution,
+) -> Result<(), (Exit, Error)> {
+    let none = std::collections::BTreeSet::new();
+    let reports = tokio::select! {
+        r = crate::live::check_all(&resolution.auth, settings, &none) => r.map_err(failed)?,
+        sig = signals.terminating() => return Err((
+            Exit::Signal(sig.number()),
+            Error::new(format!("interrupted by {sig} during the live check; nothing was started")),
+        )),
+    };
+    let bad: Vec<_> = reports.iter().filter(|r| !r.is_ok()).collect();
+    for r in reports.iter().filter(|r| r.is_ok()) {
+        tracing::info!(instance = r.place(), call = r.call, "{}", r.verdict());
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let mut err = Error::new(format!(
+        "{} of {} instance{} did not authenticate (--check-live); nothing was started",
+        bad.len(),
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" }
+    ));
+    for r in bad {
+        err = err.detail(format!(
+            "{} GET {} ({}): {}",
+            r.place(),
+            r.call,
+            r.auth.name(),
+            r.verdict()
+        ));
+    }
+    Err(failed(err))
+}
+
+/// `run` warns about a credential that expires within `--warn-within` days (or has), and still
+/// runs. Only expiries that came with the values: `run` makes no request for metadata.
+fn warn_expiring(resolution: &resolve::Resolution, days: u32) {
+    let now = crate::expiry::now();
+    for v in &resolution.verdicts {
+        if let Some(e) = &v.expires {
+            if e.within(now, days) {
+                error::warn(format_args!(
+                    "{} ({}): {}",
+                    v.place(),
+                    v.source,
+                    e.describe(now)
+                ));
+            }
+        }
+    }
 }

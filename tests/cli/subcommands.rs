@@ -189,7 +189,7 @@ fn completions_and_man_page() {
     t.assert_clean();
 }
 
-/// The schema cme-exec validates against (`src/cme_config/cme-schema.json`) is the one the
+/// The schema cme-exec validates against (`src/cme_config/schemas/5.5.0.json`) is the one the
 /// installed cme produces: upgrading cme without regenerating it fails here, with the fix.
 #[test]
 fn embedded_cme_schema_matches_the_installed_cme() {

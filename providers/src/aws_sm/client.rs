@@ -744,6 +744,32 @@ impl Provider for AwsSmProvider {
             .collect()
     }
 
+    /// The `expires_at` tag, from `DescribeSecret`: a request of its own, so only for `check`.
+    async fn expiry(
+        &self,
+        doc: &Document,
+        extra_requests: bool,
+    ) -> Result<Option<String>, FetchError> {
+        if !extra_requests {
+            return Ok(None);
+        }
+        let target = parse_target(doc).map_err(FetchError::invalid)?;
+        let loaded = self.loaded().await?;
+        let client = self.client(loaded, target.arn_region.as_deref())?;
+        let out = client
+            .describe_secret()
+            .secret_id(&target.secret_id)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("DescribeSecret", &target, e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("expires_at"))
+            .and_then(|t| t.value())
+            .map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect()))
+    }
+
     async fn identity(&self) -> Result<Option<Identity>, FetchError> {
         let loaded = self.loaded().await?;
         let mut config = aws_sdk_sts::config::Builder::from(&loaded.sdk);

@@ -52,6 +52,8 @@ pub struct VaultProvider {
     /// After a 403: whether the token itself is valid (asked once per run), to tell a bad
     /// token from a policy that does not allow the read.
     token_valid: OnceCell<bool>,
+    /// `custom_metadata.expires_at` of each KV v2 document read (it comes with the value).
+    expiries: Mutex<HashMap<Document, String>>,
 }
 
 /// Where a setting came from, for messages: `address` or `VAULT_ADDR`.
@@ -366,6 +368,7 @@ impl VaultProvider {
             login: Arc::new(watch::Sender::new(None)),
             detected: Mutex::new(HashMap::new()),
             token_valid: OnceCell::new(),
+            expiries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -564,6 +567,20 @@ impl VaultProvider {
             KvVersion::V2 => "/data/data",
             KvVersion::V1 => "/data",
         };
+        if kv == KvVersion::V2 {
+            // KV v2 answers with the version's metadata, custom_metadata included: an expiry
+            // costs no request of its own.
+            if let Some(at) = body
+                .pointer("/data/metadata/custom_metadata/expires_at")
+                .and_then(Value::as_str)
+            {
+                let at: String = at.chars().filter(|c| !c.is_control()).take(64).collect();
+                self.expiries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(doc.clone(), at);
+            }
+        }
         let data = body.pointer_mut(pointer).map(Value::take);
         zeroize_value(&mut body);
         match data {
@@ -826,6 +843,15 @@ impl Provider for VaultProvider {
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
         self.read(doc).await
+    }
+
+    async fn expiry(&self, doc: &Document, _: bool) -> Result<Option<String>, FetchError> {
+        Ok(self
+            .expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(doc)
+            .cloned())
     }
 
     /// From `auth/token/lookup-self`: accessor, policies, entity or display name, TTL left.

@@ -1,0 +1,795 @@
+//! `cme-exec import`: move the secrets of an existing cme config into a store.
+//!
+//! 1. Read the cme config cme itself would read (`--from`, else `$CME_CONFIG_PATH`, else
+//!    `$XDG_CONFIG_HOME/confluence-markdown-exporter/app_data.json`).
+//! 2. Plan: one document per instance holding its secret fields (`username`, `api_token`,
+//!    `pat`, `session_cookies`) in the store named by `--to`; `cloud_id` stays in the
+//!    configuration as a literal; every other setting goes into a secret-free base config beside
+//!    the new `cme-exec.toml`.
+//! 3. Refuse before writing anything when the new `cme-exec.toml` or base config exists with
+//!    other content (a second run finds them identical and changes nothing).
+//! 4. Write each document (skipped when the store already holds exactly it), the base config,
+//!    `cme-exec.toml`.
+//! 5. Resolve the new configuration and compare every value with the original's.
+//! 6. Only then, with `--remove-secrets`, rewrite the original without its secret fields
+//!    (atomically, its mode kept).
+//!
+//! No value is printed or logged; documents are held in wiped buffers; a failure names what was
+//! written where and leaves the original untouched.
+
+#[cfg(feature = "aws-sm")]
+mod aws_sm;
+mod file;
+#[cfg(feature = "vault")]
+mod vault;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use cme_exec_providers::EnvReader;
+
+use crate::cli::{CheckArgs, Cli, Command, Format, ImportArgs};
+use crate::config::{Field, Product};
+use crate::envnames as names;
+use crate::error::{self, Error};
+use crate::exit::Exit;
+
+/// The secret fields, in the order cme declares them.
+const SECRET_FIELDS: [Field; 4] = [
+    Field::Username,
+    Field::ApiToken,
+    Field::Pat,
+    Field::SessionCookies,
+];
+
+/// The largest cme config read.
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Where the documents go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// `file:///dir`: one 0600 JSON file per instance in a 0700 directory.
+    File(PathBuf),
+    /// `vault://mount/prefix`: one KV v2 document per instance.
+    Vault { mount: String, prefix: String },
+    /// `aws-sm://prefix/`: one secret per instance.
+    AwsSm { prefix: String },
+}
+
+impl Destination {
+    pub fn parse(raw: &str) -> Result<Destination, Error> {
+        let bad = |why: &str| {
+            Error::new(format!("--to {raw:?}: {why}"))
+                .hint("use file:///DIR, vault://MOUNT/PREFIX or aws-sm://PREFIX/")
+        };
+        if let Some(rest) = raw.strip_prefix("file://") {
+            let path = PathBuf::from(rest);
+            if !path.is_absolute() {
+                return Err(bad(
+                    "a file destination is an absolute directory (file:///dir)",
+                ));
+            }
+            return Ok(Destination::File(path));
+        }
+        if let Some(rest) = raw.strip_prefix("vault://") {
+            let rest = rest.trim_matches('/');
+            let (mount, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if mount.is_empty() || rest.contains("//") || rest.contains(['?', '#']) {
+                return Err(bad("expected vault://MOUNT/PREFIX (a KV v2 mount)"));
+            }
+            return Ok(Destination::Vault {
+                mount: mount.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        if let Some(rest) = raw.strip_prefix("aws-sm://") {
+            if rest.contains(['?', '#']) || rest.starts_with('/') {
+                return Err(bad("expected aws-sm://PREFIX/ (a secret name prefix)"));
+            }
+            return Ok(Destination::AwsSm {
+                prefix: rest.to_owned(),
+            });
+        }
+        Err(bad("unknown destination"))
+    }
+
+    /// Where one instance's document goes, and the reference that reads it back.
+    fn place(&self, name: &str) -> (String, String) {
+        match self {
+            Destination::File(dir) => {
+                let p = dir.join(format!("{name}.json"));
+                (p.display().to_string(), format!("file://{}", p.display()))
+            }
+            Destination::Vault { mount, prefix } => {
+                let path = if prefix.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                (format!("{mount}/{path}"), format!("vault://{mount}/{path}"))
+            }
+            Destination::AwsSm { prefix } => {
+                let id = format!("{prefix}{name}");
+                (id.clone(), format!("aws-sm://{id}"))
+            }
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Destination::File(_) => "file",
+            Destination::Vault { .. } => "Vault KV v2",
+            Destination::AwsSm { .. } => "AWS Secrets Manager",
+        }
+    }
+}
+
+/// One instance of the original config. No `Debug`: it holds secrets.
+struct Instance {
+    product: Product,
+    /// The key as written in the original (cme's own spelling).
+    url: String,
+    secrets: Vec<(Field, SecretString)>,
+    cloud_id: Option<String>,
+    /// A name for its document: `confluence-company.atlassian.net`.
+    name: String,
+    /// Where the document goes (for messages) and the reference to it.
+    at: String,
+    reference: String,
+}
+
+impl Instance {
+    /// The document: `{"username": ..., "api_token": ...}` in a wiped buffer.
+    fn document(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(256));
+        out.push(b'{');
+        for (i, (f, v)) in self.secrets.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{}\":", f.name()).as_bytes());
+            let quoted = Zeroizing::new(
+                serde_json::to_string(v.expose_secret()).expect("a string serialises"),
+            );
+            out.extend_from_slice(quoted.as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    fn field_names(&self) -> String {
+        self.secrets
+            .iter()
+            .map(|(f, _)| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn place(&self) -> String {
+        format!("[{}.\"{}\"]", self.product, self.url)
+    }
+}
+
+/// A file name from an instance URL: host, port and path, with anything else as `-`.
+fn slug(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let mut s: String = rest
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    s.trim_matches('-').to_owned()
+}
+
+/// Where cme finds its config: `$CME_CONFIG_PATH` (as given, relative to the working
+/// directory), else `$XDG_CONFIG_HOME/confluence-markdown-exporter/app_data.json`.
+fn cme_config_path(env: &EnvReader) -> PathBuf {
+    if let Some(p) = env.var(names::CME_CONFIG_PATH).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    config_home(env).join("confluence-markdown-exporter/app_data.json")
+}
+
+fn config_home(env: &EnvReader) -> PathBuf {
+    env.var(names::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env.var(names::HOME).map(|h| Path::new(&h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from(".config"))
+}
+
+/// The plan, before anything is written.
+struct Plan {
+    from: PathBuf,
+    original: Map<String, Value>,
+    mode: u32,
+    instances: Vec<Instance>,
+    toml_path: PathBuf,
+    toml: String,
+    base_path: PathBuf,
+    base: Vec<u8>,
+}
+
+pub fn import(cli: &Cli, args: &ImportArgs) -> Exit {
+    match import_inner(cli, args) {
+        Ok(exit) => exit,
+        Err(e) => {
+            error::print(&e);
+            Exit::Failed
+        }
+    }
+}
+
+fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
+    let env = EnvReader::from_process();
+    let destination = Destination::parse(&args.to)?;
+    let from = args.from.clone().unwrap_or_else(|| cme_config_path(&env));
+    let toml_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| config_home(&env).join("cme-exec/config.toml"));
+    let plan = plan(&from, &destination, &toml_path)?;
+    let total: usize = plan.instances.iter().map(|i| i.secrets.len()).sum();
+    crate::outln!(
+        "{}",
+        error::strip_controls(&format!(
+            "import: {}: {} instance{}, {total} secret field{}",
+            plan.from.display(),
+            plan.instances.len(),
+            if plan.instances.len() == 1 { "" } else { "s" },
+            if total == 1 { "" } else { "s" }
+        ))
+    );
+    if total == 0 {
+        crate::outln!(
+            "nothing to import: {} holds no secret field (username, api_token, pat, session_cookies)",
+            plan.from.display()
+        );
+        return Ok(Exit::Success);
+    }
+
+    // Refuse before writing anything.
+    let toml_state = existing(&plan.toml_path, plan.toml.as_bytes())?;
+    let base_state = existing(&plan.base_path, &plan.base)?;
+    if args.dry_run {
+        for i in plan.instances.iter().filter(|i| !i.secrets.is_empty()) {
+            crate::outln!(
+                "{}",
+                error::strip_controls(&format!(
+                    "would write {} ({}) to {} {}",
+                    i.place(),
+                    i.field_names(),
+                    destination.describe(),
+                    i.at
+                ))
+            );
+        }
+        for (path, state, what) in [
+            (
+                &plan.base_path,
+                base_state,
+                "the base config (the settings without auth)",
+            ),
+            (&plan.toml_path, toml_state, "cme-exec.toml"),
+        ] {
+            let verb = if state { "unchanged" } else { "would write" };
+            crate::outln!("{verb} {} ({what})", path.display());
+        }
+        if args.remove_secrets {
+            crate::outln!(
+                "would then remove {total} secret field{} from {} (mode {:04o} kept)",
+                if total == 1 { "" } else { "s" },
+                plan.from.display(),
+                plan.mode
+            );
+        }
+        crate::outln!("dry run: nothing was written");
+        return Ok(Exit::Success);
+    }
+
+    let mut written: Vec<String> = Vec::new();
+    let halfway = |e: Error, written: &[String]| -> Error {
+        let mut e = e;
+        if written.is_empty() {
+            e = e.detail("nothing was written");
+        } else {
+            e = e.detail("written so far:");
+            for w in written {
+                e = e.detail(format!("  {w}"));
+            }
+        }
+        e.detail(format!("{} was not changed", plan.from.display()))
+    };
+    let rt = crate::commands::runtime()?;
+    let wrote = rt
+        .block_on(write_documents(
+            &destination,
+            &plan.instances,
+            &env,
+            cli.timeout,
+        ))
+        .map_err(|(e, done)| halfway(e, &done))?;
+    for (i, changed) in plan.instances.iter().zip(&wrote) {
+        if i.secrets.is_empty() {
+            crate::outln!(
+                "{}",
+                error::strip_controls(&format!("{}: no secret field; nothing to store", i.place()))
+            );
+            continue;
+        }
+        let verb = if *changed { "wrote" } else { "unchanged" };
+        let line = format!(
+            "{verb} {} ({}) -> {}",
+            i.place(),
+            i.field_names(),
+            i.reference
+        );
+        crate::outln!("{}", error::strip_controls(&line));
+        if *changed {
+            written.push(format!("{} in {}", i.at, destination.describe()));
+        }
+    }
+    for (path, bytes, state, what) in [
+        (
+            &plan.base_path,
+            plan.base.as_slice(),
+            base_state,
+            "base config",
+        ),
+        (
+            &plan.toml_path,
+            plan.toml.as_bytes(),
+            toml_state,
+            "cme-exec.toml",
+        ),
+    ] {
+        if state {
+            crate::outln!("unchanged {} ({what})", path.display());
+        } else {
+            crate::atomic::write(path, bytes, 0o600, crate::atomic::Symlink::Refuse)
+                .map_err(|e| halfway(e, &written))?;
+            crate::outln!("wrote {} ({what})", path.display());
+            written.push(path.display().to_string());
+        }
+    }
+
+    // Read everything back through the new configuration, as `run` will.
+    verify(cli, &plan).map_err(|e| halfway(e, &written))?;
+    crate::outln!(
+        "check: every field resolves through {} to the value imported",
+        plan.toml_path.display()
+    );
+
+    if args.remove_secrets {
+        remove_secrets(&plan)?;
+        crate::outln!(
+            "removed {total} secret field{} from {} (mode {:04o} kept)",
+            if total == 1 { "" } else { "s" },
+            plan.from.display(),
+            plan.mode
+        );
+    } else {
+        crate::outln!(
+            "{} still holds the secrets: run again with --remove-secrets to remove them",
+            plan.from.display()
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// `Ok(true)` when `path` holds exactly `bytes`; `Ok(false)` when it does not exist; an error
+/// when it holds something else (never overwritten).
+fn existing(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    match std::fs::read(path) {
+        Ok(old) if old == bytes => Ok(true),
+        Ok(_) => Err(Error::new(format!(
+            "{} exists with other content; nothing was written",
+            path.display()
+        ))
+        .hint("import into another file with --config NEW.toml (the base config is written beside it), or move the file away")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::new(format!("cannot read {}", path.display())).cause(e.to_string())),
+    }
+}
+
+fn plan(from: &Path, destination: &Destination, toml_path: &Path) -> Result<Plan, Error> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = from.display();
+    let meta = std::fs::metadata(from).map_err(|e| {
+        Error::new(format!("cannot read the cme config {shown}"))
+            .cause(e.to_string())
+            .hint("give it with --from PATH (cme's own: `cme config path`)")
+    })?;
+    if meta.len() > MAX_BYTES {
+        return Err(Error::new(format!("{shown} is larger than 4 MiB")));
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(from)
+            .map_err(|e| Error::new(format!("cannot read {shown}")).cause(e.to_string()))?,
+    );
+    // serde_json's message may quote the text around a syntax error: only its position is shown.
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(format!(
+            "{shown} is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(original) = doc else {
+        return Err(Error::new(format!("{shown} is not a JSON object")));
+    };
+    let mut instances = Vec::new();
+    let mut problems = Vec::new();
+    if let Some(auth) = original.get("auth") {
+        let Some(auth) = auth.as_object() else {
+            return Err(Error::new(format!("{shown}: auth is not an object")));
+        };
+        for (product_name, entries) in auth {
+            let Some(product) = Product::from_name(product_name) else {
+                problems.push(format!(
+                    "auth.{}: unknown product (expected confluence, jira)",
+                    error::strip_controls(product_name)
+                ));
+                continue;
+            };
+            let Some(entries) = entries.as_object() else {
+                problems.push(format!("auth.{product_name} is not an object"));
+                continue;
+            };
+            for (url, entry) in entries {
+                let url_shown = crate::config::redact_user_info(url);
+                if let Err(e) = crate::config::normalise_url(product, url) {
+                    problems.push(format!("auth.{product_name}.{url_shown:?}: {e}"));
+                    continue;
+                }
+                let Some(entry) = entry.as_object() else {
+                    problems.push(format!(
+                        "auth.{product_name}.{url_shown:?} is not an object"
+                    ));
+                    continue;
+                };
+                let mut secrets = Vec::new();
+                for f in SECRET_FIELDS {
+                    match entry.get(f.name()) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::String(s)) if s.trim().is_empty() => {}
+                        Some(Value::String(s)) => secrets.push((f, SecretString::from(s.clone()))),
+                        Some(_) => problems.push(format!(
+                            "auth.{product_name}.{url_shown:?}.{}: not a string",
+                            f.name()
+                        )),
+                    }
+                }
+                let cloud_id = entry
+                    .get("cloud_id")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.trim().is_empty())
+                    .map(str::to_owned);
+                let name = format!("{product_name}-{}", slug(url));
+                let (at, reference) = destination.place(&name);
+                instances.push(Instance {
+                    product,
+                    url: url.trim_end_matches('/').to_owned(),
+                    secrets,
+                    cloud_id,
+                    name,
+                    at,
+                    reference,
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let mut e = Error::new(format!("{shown}: cannot import"));
+        for p in problems {
+            e = e.detail(p);
+        }
+        return Err(e);
+    }
+    let mut names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::new(format!(
+            "{shown}: two instances would be stored under the same name {}",
+            w[0]
+        )));
+    }
+    // Only instances with a secret need a document; the others keep their cloud_id only.
+    let base_path = base_path_for(toml_path);
+    let mut base_doc = original.clone();
+    base_doc.remove("auth");
+    let mut base = serde_json::to_vec_pretty(&Value::Object(base_doc)).expect("JSON serialises");
+    base.push(b'\n');
+    let toml = render_toml(from, &base_path, &instances);
+    Ok(Plan {
+        from: from.to_owned(),
+        original,
+        mode: meta.mode() & 0o7777,
+        instances,
+        toml_path: toml_path.to_owned(),
+        toml,
+        base_path,
+        base,
+    })
+}
+
+/// `config.toml` -> `config.base.json` beside it.
+fn base_path_for(toml_path: &Path) -> PathBuf {
+    let stem = toml_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cme-exec".into());
+    toml_path.with_file_name(format!("{stem}.base.json"))
+}
+
+fn toml_string(s: &str) -> String {
+    // A TOML basic string is a JSON string for everything written here.
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+fn render_toml(from: &Path, base_path: &Path, instances: &[Instance]) -> String {
+    let mut out = format!(
+        "# Written by `cme-exec import` from {}.\n# References only: the values are in the store.\n\n[cme]\nbase_config = {}\n",
+        from.display(),
+        toml_string(
+            &base_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        )
+    );
+    for i in instances {
+        if i.secrets.is_empty() && i.cloud_id.is_none() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n[{}.{}]\n",
+            i.product.name(),
+            toml_string(&i.url)
+        ));
+        if !i.secrets.is_empty() {
+            out.push_str(&format!("from = {}\n", toml_string(&i.reference)));
+        }
+        if let Some(c) = &i.cloud_id {
+            out.push_str(&format!("cloud_id = {}\n", toml_string(c)));
+        }
+    }
+    out
+}
+
+/// Writes each instance's document; `Ok(changed)` per instance, or the error and what was
+/// written before it.
+async fn write_documents(
+    destination: &Destination,
+    instances: &[Instance],
+    env: &EnvReader,
+    timeout: f64,
+) -> Result<Vec<bool>, (Error, Vec<String>)> {
+    let mut changed = Vec::new();
+    let mut done = Vec::new();
+    let deadline = std::time::Duration::from_secs_f64(timeout);
+    let writer = Writer::new(destination, env, deadline)
+        .await
+        .map_err(|e| (e, Vec::new()))?;
+    for i in instances.iter().filter(|i| !i.secrets.is_empty()) {
+        let doc = i.document();
+        let result = tokio::time::timeout(deadline, writer.write(&i.name, &i.at, &doc))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(format!(
+                    "{}: no answer within {} s (see --timeout)",
+                    i.at, timeout
+                )))
+            });
+        match result {
+            Ok(c) => {
+                if c {
+                    done.push(format!("{} in {}", i.at, destination.describe()));
+                }
+                changed.push(c);
+            }
+            Err(e) => return Err((e.detail(format!("while writing {}", i.place())), done)),
+        }
+    }
+    // Instances without secrets get no document.
+    let mut out = Vec::new();
+    let mut it = changed.into_iter();
+    for i in instances {
+        out.push(if i.secrets.is_empty() {
+            false
+        } else {
+            it.next().unwrap_or(false)
+        });
+    }
+    Ok(out)
+}
+
+/// One writer per destination kind.
+enum Writer {
+    File(file::Writer),
+    #[cfg(feature = "vault")]
+    Vault(Box<vault::Writer>),
+    #[cfg(feature = "aws-sm")]
+    AwsSm(aws_sm::Writer),
+}
+
+impl Writer {
+    async fn new(
+        destination: &Destination,
+        env: &EnvReader,
+        timeout: std::time::Duration,
+    ) -> Result<Writer, Error> {
+        let _ = (env, timeout);
+        match destination {
+            Destination::File(dir) => Ok(Writer::File(file::Writer::new(dir)?)),
+            #[cfg(feature = "vault")]
+            Destination::Vault { mount, .. } => Ok(Writer::Vault(Box::new(vault::Writer::new(
+                mount, env, timeout,
+            )?))),
+            #[cfg(not(feature = "vault"))]
+            Destination::Vault { .. } => Err(Error::new(
+                "importing into Vault is not available in this build of cme-exec",
+            )
+            .hint("rebuild with `--features vault` (on by default)")),
+            #[cfg(feature = "aws-sm")]
+            Destination::AwsSm { .. } => Ok(Writer::AwsSm(aws_sm::Writer::new(timeout).await)),
+            #[cfg(not(feature = "aws-sm"))]
+            Destination::AwsSm { .. } => Err(Error::new(
+                "importing into AWS Secrets Manager is not available in this build of cme-exec",
+            )
+            .hint("rebuild with `--features aws-sm` (on by default)")),
+        }
+    }
+
+    /// Writes one document unless the store already holds exactly it; `Ok(true)` when written.
+    async fn write(&self, name: &str, at: &str, doc: &Zeroizing<Vec<u8>>) -> Result<bool, Error> {
+        let _ = (name, at);
+        match self {
+            Writer::File(w) => w.write(name, doc),
+            #[cfg(feature = "vault")]
+            Writer::Vault(w) => w.write(at, doc).await,
+            #[cfg(feature = "aws-sm")]
+            Writer::AwsSm(w) => w.write(at, doc).await,
+        }
+    }
+}
+
+/// Resolves the new configuration and compares every value with the original's.
+fn verify(cli: &Cli, plan: &Plan) -> Result<(), Error> {
+    let check_cli = Cli {
+        config: Some(plan.toml_path.clone()),
+        verbose: cli.verbose,
+        timeout: cli.timeout,
+        command: Command::Check(CheckArgs {
+            format: Format::Text,
+            live: false,
+            warn_within: crate::expiry::DEFAULT_WARN_DAYS,
+            fail_within: None,
+        }),
+    };
+    let prepared = crate::commands::prepare(&check_cli)?;
+    let resolution =
+        crate::commands::resolve_blocking(&check_cli, &prepared, false).map_err(|(_, e)| e)?;
+    if !resolution.is_ok() {
+        return Err(Error::new("the new configuration does not resolve")
+            .cause(resolution.error().to_string()));
+    }
+    let mut mismatches = Vec::new();
+    for i in &plan.instances {
+        let key = (
+            i.product,
+            crate::config::normalise_url(i.product, &i.url).unwrap_or_default(),
+        );
+        let got = resolution.auth.instances.get(&key);
+        for (f, v) in &i.secrets {
+            let same = got
+                .and_then(|g| g.fields.get(f))
+                .is_some_and(|g| g.secret.expose_secret() == v.expose_secret());
+            if !same {
+                mismatches.push(format!("{} {}", i.place(), f.name()));
+            }
+        }
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        let mut e = Error::new(
+            "the new configuration resolves, but not to the values imported (never shown)",
+        );
+        for m in mismatches {
+            e = e.detail(m);
+        }
+        Err(e)
+    }
+}
+
+/// Rewrites the original without its secret fields: atomically, its mode kept.
+fn remove_secrets(plan: &Plan) -> Result<(), Error> {
+    let mut doc = plan.original.clone();
+    if let Some(Value::Object(auth)) = doc.get_mut("auth") {
+        for (_, entries) in auth.iter_mut() {
+            if let Value::Object(entries) = entries {
+                for (_, entry) in entries.iter_mut() {
+                    if let Value::Object(entry) = entry {
+                        for f in SECRET_FIELDS {
+                            entry.remove(f.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON serialises");
+    bytes.push(b'\n');
+    crate::atomic::write(&plan.from, &bytes, plan.mode, crate::atomic::Symlink::Follow).map_err(
+        |e| {
+            e.detail("the store and the new configuration are complete; the original still holds its secrets")
+        },
+    )
+}
+
+/// A document's fields as a map, for writers that compare with what the store holds.
+#[cfg_attr(not(feature = "vault"), allow(dead_code))]
+fn fields_of(doc: &[u8]) -> BTreeMap<String, SecretString> {
+    let v: Value = serde_json::from_slice(doc).unwrap_or(Value::Null);
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), SecretString::from(v.as_str()?.to_owned()))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            Destination::parse("file:///run/s").unwrap(),
+            Destination::File("/run/s".into())
+        );
+        assert!(Destination::parse("file:rel").is_err());
+        assert_eq!(
+            Destination::parse("vault://secret/cme/").unwrap(),
+            Destination::Vault {
+                mount: "secret".into(),
+                prefix: "cme".into()
+            }
+        );
+        assert_eq!(
+            Destination::parse("aws-sm://prod/cme/").unwrap(),
+            Destination::AwsSm {
+                prefix: "prod/cme/".into()
+            }
+        );
+        assert!(Destination::parse("s3://x").is_err());
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            slug("https://Company.atlassian.net/"),
+            "company.atlassian.net"
+        );
+        assert_eq!(
+            slug("https://wiki.example.org:8443/confluence"),
+            "wiki.example.org-8443-confluence"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! `cme-exec import` (issue 10, part 3): a cme config written by real cme (`cme config set`, and
+//! the auth entries cme's `config set` cannot address written as JSON), imported into files,
+//! OpenBao and moto; then real cme run through cme-exec sends the same credentials as plain cme
+//! did before the import, the original no longer holds any secret (`assert_clean` scans every
+//! file outside `secrets/`), and a second run changes nothing.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::moto::Moto;
+use crate::support::openbao::OpenBao;
+use crate::support::*;
+use crate::{basic_header, q};
+
+/// Runs the real cme with the test's HOME and XDG_CONFIG_HOME (so it reads and writes its own
+/// default config in the test directory), non-interactive.
+fn plain_cme(t: &Test, args: &[&str]) -> std::process::Output {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let out = Command::new(Venv::get().cme())
+        .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", t.path())
+        .env("XDG_CONFIG_HOME", t.config_home())
+        .env("CI", "true")
+        .env("CME_NON_INTERACTIVE", "1")
+        .env("NO_COLOR", "1")
+        .current_dir(t.work_dir())
+        .output()
+        .expect("run cme");
+    assert!(
+        out.status.success(),
+        "cme {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// cme's own config, as a user has it: settings written by `cme config set`, then an auth
+/// entry (written as JSON: `cme config set` cannot address URL keys).
+fn users_cme_config(t: &Test, product: &str, url: &str, entry: Value) -> std::path::PathBuf {
+    let out = t.out_dir().join("export");
+    plain_cme(
+        t,
+        &[
+            "config",
+            "set",
+            &format!("export.output_path={}", out.display()),
+        ],
+    );
+    plain_cme(t, &["config", "set", "export.include_document_title=false"]);
+    let path = t.cme_default_config();
+    let mut doc: Value = serde_json::from_slice(&fs::read(&path).expect("cme wrote its config"))
+        .expect("cme's config is JSON");
+    doc["auth"] = json!({ product: { url: entry } });
+    fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    path
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// Before: plain cme; after: cme-exec -- cme. Both must send the same `Authorization`.
+fn export_once(t: &Test, wiki: &ConfluenceStandIn, through_cme_exec: bool) -> String {
+    let before = wiki.authorization_headers().len();
+    let url = wiki.page_url(123);
+    if through_cme_exec {
+        let cme = Venv::get().cme();
+        t.run_args([
+            std::ffi::OsStr::new("--"),
+            cme.as_os_str(),
+            std::ffi::OsStr::new("pages"),
+            std::ffi::OsStr::new(&url),
+        ])
+        .assert_success();
+    } else {
+        plain_cme(t, &["pages", &url]);
+    }
+    let headers = wiki.authorization_headers();
+    assert!(
+        headers.len() > before,
+        "cme sent no Authorization: {}",
+        wiki.summary()
+    );
+    headers[before].clone()
+}
+
+/// The whole path a cme user takes with the file store: the same Basic header before and after,
+/// the original keeps its settings and mode and loses its secrets, a second run changes nothing.
+#[test]
+fn import_into_files_keeps_what_cme_sends_and_removes_the_secrets() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let wiki = ConfluenceStandIn::start();
+    let original = users_cme_config(
+        &t,
+        "confluence",
+        &wiki.base_url(),
+        json!({ "username": user, "api_token": token, "pat": "", "session_cookies": "", "cloud_id": "" }),
+    );
+    let before = export_once(&t, &wiki, false);
+    assert_eq!(before, basic_header(&user, &token));
+
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+    let out = t.run_args(["import", "--to", &to, "--dry-run"]);
+    out.assert_success();
+    out.assert_stdout_contains("dry run: nothing was written");
+    assert!(!store.exists(), "--dry-run wrote the store");
+    assert!(!t.config_home().join("cme-exec/config.toml").exists());
+
+    let out = t.run_args(["import", "--to", &to]);
+    out.assert_success();
+    out.assert_stdout_contains("(username, api_token) -> file://");
+    out.assert_stdout_contains("check: every field resolves");
+    assert_eq!(mode_of(&store), 0o700);
+    let doc = store.join(format!("confluence-127.0.0.1-{}.json", wiki.port()));
+    assert_eq!(mode_of(&doc), 0o600);
+    let toml_path = t.config_home().join("cme-exec/config.toml");
+    let toml = fs::read_to_string(&toml_path).unwrap();
+    assert!(
+        toml.contains(&format!(
+            "from = {}",
+            q(&format!("file://{}", doc.display()))
+        )),
+        "{toml}"
+    );
+
+    // A second run changes nothing.
+    let snapshot = |p: &Path| {
+        (
+            fs::read(p).unwrap(),
+            fs::metadata(p).unwrap().modified().unwrap(),
+        )
+    };
+    let (doc_before, toml_before) = (snapshot(&doc), snapshot(&toml_path));
+    let out = t.run_args(["import", "--to", &to]);
+    out.assert_success();
+    assert!(!out.stdout.contains("wrote"), "{}", out.stdout);
+    assert_eq!(snapshot(&doc), doc_before);
+    assert_eq!(snapshot(&toml_path), toml_before);
+
+    let out = t.run_args(["import", "--to", &to, "--remove-secrets"]);
+    out.assert_success();
+    out.assert_stdout_contains("removed 2 secret fields");
+    let after = read_json(&original);
+    assert_eq!(
+        after.pointer("/export/output_path").and_then(Value::as_str),
+        Some(t.out_dir().join("export").display().to_string().as_str()),
+        "the settings stay"
+    );
+    assert_eq!(mode_of(&original), 0o640, "the mode is kept");
+
+    assert_eq!(export_once(&t, &wiki, true), before);
+    let out = t.run_args(["import", "--to", &to, "--remove-secrets"]);
+    out.assert_success();
+    out.assert_stdout_contains("nothing to import");
+    t.assert_clean();
+}
+
+/// Into OpenBao (one KV v2 document per instance, a PAT sent as Bearer) and moto (one secret
+/// per instance, a second run makes no new version).
+#[test]
+fn import_into_openbao_and_moto() {
+    // OpenBao
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let vault_token = t.sentinel("vault-token");
+    let bao = OpenBao::start();
+    bao.policy(
+        "importer",
+        r#"path "secret/data/cme/*" { capabilities = ["create", "update", "read"] }"#,
+    );
+    bao.token_with_id(&vault_token, &["importer"]);
+    let t = t
+        .env("VAULT_ADDR", bao.address())
+        .env("VAULT_TOKEN", &vault_token);
+    let wiki = ConfluenceStandIn::start();
+    users_cme_config(&t, "confluence", &wiki.base_url(), json!({ "pat": pat }));
+    let before = export_once(&t, &wiki, false);
+    assert_eq!(before, format!("Bearer {pat}"));
+    let out = t.run_args(["import", "--to", "vault://secret/cme", "--remove-secrets"]);
+    out.assert_success();
+    let name = format!("confluence-127.0.0.1-{}", wiki.port());
+    out.assert_stdout_contains(&format!("(pat) -> vault://secret/cme/{name}"));
+    let stored = bao.ok("GET", &format!("secret/data/cme/{name}"), Value::Null);
+    assert_eq!(stored.pointer("/data/data/pat"), Some(&json!(pat)));
+    assert_eq!(export_once(&t, &wiki, true), before);
+    t.assert_clean();
+
+    // moto
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let secret_key = t.sentinel("aws-secret-key");
+    let moto = Moto::start();
+    for (k, v) in Moto::aws_env(&moto.endpoint(), &secret_key) {
+        t = t.env(k, v);
+    }
+    let wiki = ConfluenceStandIn::start();
+    users_cme_config(
+        &t,
+        "confluence",
+        &wiki.base_url(),
+        json!({ "username": user, "api_token": token }),
+    );
+    let before = export_once(&t, &wiki, false);
+    let out = t.run_args(["import", "--to", "aws-sm://cme/"]);
+    out.assert_success();
+    let id = format!("cme/confluence-127.0.0.1-{}", wiki.port());
+    out.assert_stdout_contains(&format!("-> aws-sm://{id}"));
+    let version = moto.current_version_id(&id);
+    let out = t.run_args(["import", "--to", "aws-sm://cme/", "--remove-secrets"]);
+    out.assert_success();
+    out.assert_stdout_contains("unchanged");
+    assert_eq!(
+        moto.current_version_id(&id),
+        version,
+        "a second run made a new version"
+    );
+    assert_eq!(export_once(&t, &wiki, true), before);
+    t.assert_clean();
+}
+
+/// Nothing is written when cme-exec.toml exists with other content; a failure half-way names
+/// what was written where and leaves the original untouched.
+#[test]
+fn import_refuses_and_fails_without_touching_the_original() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let pat = t.sentinel("pat");
+    let path = t.cme_default_config();
+    let original = json!({
+        "auth": {
+            "confluence": { "https://company.atlassian.net": { "username": "me@company.com", "api_token": token } },
+            "jira": { "https://jira.company.com": { "pat": pat } }
+        }
+    });
+    let t = t.allow_secret_in(&path);
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        serde_json::to_vec_pretty(&original).unwrap(),
+    );
+    let bytes = fs::read(&path).unwrap();
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+
+    let toml_path = t.write_file("config/cme-exec/config.toml", "# mine\n");
+    let out = t.run_args(["import", "--to", &to, "--remove-secrets"]);
+    out.assert_code(125);
+    out.assert_stderr_contains(&format!(
+        "{} exists with other content; nothing was written",
+        toml_path.display()
+    ));
+    assert!(!store.exists());
+    fs::remove_file(&toml_path).unwrap();
+
+    // The second document cannot be written: a directory is in its place.
+    fs::create_dir_all(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir(store.join("jira-jira.company.com.json")).unwrap();
+    let out = t.run_args(["import", "--to", &to, "--remove-secrets"]);
+    out.assert_code(125);
+    out.assert_stderr_contains("written so far:");
+    out.assert_stderr_contains(&format!(
+        "{} in file",
+        store
+            .join("confluence-company.atlassian.net.json")
+            .display()
+    ));
+    out.assert_stderr_contains(&format!("{} was not changed", path.display()));
+    assert_eq!(fs::read(&path).unwrap(), bytes, "the original was changed");
+    assert!(!toml_path.exists());
+    t.assert_clean();
+}

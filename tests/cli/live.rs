@@ -1,0 +1,380 @@
+//! `check --live` and `run --check-live` (issue 10, part 1) against the Atlassian stand-in
+//! (`tests/support/atlassian.rs`), which records every request's headers: the authentication
+//! is exactly cme's (Basic, Bearer, Cookie; the gateway with a cloud_id), each failure is told
+//! in words, proxies and CA settings are respected, and `run --check-live` starts nothing when
+//! an instance does not authenticate.
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::atlassian::{AtlassianStandIn, Behaviour, Mode};
+use crate::support::*;
+use crate::{basic_header, file_ref, q};
+
+/// A test with secrets for one Basic instance (`user`, `token`) and one Bearer one (`pat`).
+struct Creds {
+    t: Test,
+    user: String,
+    token: String,
+    pat: String,
+    token_file: PathBuf,
+    pat_file: PathBuf,
+}
+
+fn creds() -> Creds {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let pat = t.sentinel("pat");
+    let token_file = t.secret_file("token", format!("{token}\n"));
+    let pat_file = t.secret_file("pat", &pat);
+    let t = t.env("CME_TEST_LIVE_USER", &user);
+    Creds {
+        t,
+        user,
+        token,
+        pat,
+        token_file,
+        pat_file,
+    }
+}
+
+impl Creds {
+    /// `[confluence.URL]` with username + api_token.
+    fn confluence_basic(&self, url: &str) -> String {
+        format!(
+            "[confluence.{}]\nusername = \"env://CME_TEST_LIVE_USER\"\napi_token = {}\n",
+            q(url),
+            q(&file_ref(&self.token_file))
+        )
+    }
+
+    /// `[jira.URL]` with pat.
+    fn jira_pat(&self, url: &str) -> String {
+        format!(
+            "[jira.{}]\npat = {}\n",
+            q(url),
+            q(&file_ref(&self.pat_file))
+        )
+    }
+
+    fn basic(&self) -> String {
+        basic_header(&self.user, &self.token)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.pat)
+    }
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.describe()))
+}
+
+/// Two instances, one Confluence with Basic, one Jira with Bearer: both authenticated, named by
+/// account and display name, exit 0; the stand-in saw exactly cme's headers.
+#[test]
+fn check_live_names_whom_each_instance_authenticates_as() {
+    let c = creds();
+    let wiki = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let jira = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.bearer()));
+    let config = c.confluence_basic(&wiki.base_url()) + &c.jira_pat(&jira.base_url());
+    let (basic, bearer) = (c.basic(), c.bearer());
+    let t = c.t.config_toml(&config);
+
+    let out = t.run_args(["check", "--live"]);
+    out.assert_success();
+    out.assert_stdout_contains(&format!(
+        "GET {}/rest/api/user/current (Basic): authenticated as Jane Export (account 5b10a2844c20165700ede21g)",
+        wiki.base_url()
+    ));
+    out.assert_stdout_contains(&format!(
+        "GET {}/rest/api/2/myself (Bearer): authenticated as Jane Export",
+        jira.base_url()
+    ));
+    out.assert_stdout_contains("live: 2 of 2 instances authenticated");
+
+    let w = wiki.requests_to("/rest/api/user/current");
+    assert_eq!(w.len(), 1, "{}", wiki.summary());
+    assert_eq!(w[0].header("authorization"), Some(basic.as_str()));
+    assert_eq!(w[0].header("cookie"), None);
+    let j = jira.requests_to("/rest/api/2/myself");
+    assert_eq!(j.len(), 1, "{}", jira.summary());
+    assert_eq!(j[0].header("authorization"), Some(bearer.as_str()));
+    // Not atlassian.net: no tenant_info call.
+    assert!(wiki.requests_to("/_edge/tenant_info").is_empty());
+
+    let out = t.run_args(["check", "--live", "--format", "json"]);
+    out.assert_success();
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    let live = v["live"].as_array().expect("live is a list");
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0]["auth"], "Basic");
+    assert_eq!(live[0]["account_id"], "5b10a2844c20165700ede21g");
+    assert_eq!(live[1]["product"], "jira");
+    t.assert_clean();
+}
+
+/// Session cookies go as one `Cookie:` header of the `name=value` pairs, as cme sends them, and
+/// win over a PAT.
+#[test]
+fn session_cookies_are_sent_as_cme_sends_them() {
+    let mut t = Test::new();
+    let a = t.sentinel("cookiea");
+    let b = t.sentinel("cookieb");
+    let pat = t.sentinel("pat");
+    let cookies = t.secret_file("cookies", format!(" JSESSIONID={a} ; seraph={b}"));
+    let pat_file = t.secret_file("pat", &pat);
+    let expected = format!("JSESSIONID={a}; seraph={b}");
+    let wiki = AtlassianStandIn::start(Behaviour::accepting("cookie", &expected));
+    let t = t.config_toml(&format!(
+        "[confluence.{}]\nsession_cookies = {}\npat = {}\n",
+        q(&wiki.base_url()),
+        q(&file_ref(&cookies)),
+        q(&file_ref(&pat_file))
+    ));
+    let out = t.run_args(["check", "--live"]);
+    out.assert_success();
+    out.assert_stdout_contains("(Cookie): authenticated as Jane Export");
+    let r = wiki.requests_to("/rest/api/user/current");
+    assert_eq!(r.len(), 1, "{}", wiki.summary());
+    assert_eq!(r[0].header("cookie"), Some(expected.as_str()));
+    assert_eq!(r[0].header("authorization"), None, "cookies win over pat");
+    t.assert_clean();
+}
+
+/// Each way an instance refuses, in words, one line per instance; exit 1.
+#[test]
+fn check_live_tells_each_failure_in_words() {
+    let c = creds();
+    let wrong = AtlassianStandIn::start(Behaviour::accepting("authorization", "Basic bm90LWl0"));
+    let captcha = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.basic()).mode(Mode::Captcha),
+    );
+    let scoped = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.bearer()).mode(Mode::Forbidden),
+    );
+    let gone = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.bearer()).mode(Mode::Gone),
+    );
+    let sso = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.basic()).mode(Mode::LoginRedirect),
+    );
+    let anonymous = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.basic()).mode(Mode::Anonymous),
+    );
+    let config = c.confluence_basic(&wrong.base_url())
+        + &c.confluence_basic(&captcha.base_url())
+        + &c.jira_pat(&scoped.base_url())
+        + &c.jira_pat(&gone.base_url())
+        + &c.confluence_basic(&sso.base_url())
+        + &c.confluence_basic(&anonymous.base_url());
+    let t = c.t.config_toml(&config);
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    let line = |base: &str| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("live ") && l.contains(&format!("GET {base}/")))
+            .unwrap_or_else(|| panic!("no live line for {base}: {}", out.describe()))
+            .to_owned()
+    };
+    let l = line(&wrong.base_url());
+    assert!(
+        l.contains("FAILED: 401 Unauthorized") && l.contains("expired"),
+        "{l}"
+    );
+    assert!(l.contains("username is not the token's account"), "{l}");
+    let l = line(&captcha.base_url());
+    assert!(l.contains("FAILED: 403") && l.contains("CAPTCHA"), "{l}");
+    let l = line(&scoped.base_url());
+    assert!(
+        l.contains("403 Forbidden") && l.contains("read:jira-user"),
+        "{l}"
+    );
+    let l = line(&gone.base_url());
+    assert!(l.contains("410: no Jira API at this address"), "{l}");
+    let l = line(&sso.base_url());
+    assert!(l.contains("302: redirected to a login page"), "{l}");
+    assert!(!l.contains("os_destination"), "no query shown: {l}");
+    let l = line(&anonymous.base_url());
+    assert!(l.contains("anonymous user"), "{l}");
+    out.assert_stdout_contains("live: 0 of 6 instances authenticated");
+    // The redirect was not followed: one request to that stand-in.
+    assert_eq!(sso.requests().len(), 1, "{}", sso.summary());
+    t.assert_clean();
+}
+
+/// Nothing listening, an answer that never comes (bounded by --timeout), and https:// against a
+/// plain-HTTP server (a TLS failure): each said in words.
+#[test]
+fn check_live_tells_connection_timeout_and_tls_failures() {
+    let c = creds();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // Accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let plain = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let plain_port = plain.base_url().rsplit(':').next().unwrap().to_owned();
+    let config = c.confluence_basic(&format!("http://127.0.0.1:{closed}"))
+        + &c.jira_pat(&format!("http://127.0.0.1:{silent_port}"))
+        + &c.confluence_basic(&format!("https://localhost:{plain_port}"));
+    let t = c.t.config_toml(&config);
+    let out = t.run_args(["--timeout", "2", "check", "--live"]);
+    out.assert_code(1);
+    out.assert_stdout_contains(&format!("http://127.0.0.1:{closed}: cannot connect"));
+    out.assert_stdout_contains(&format!(
+        "http://127.0.0.1:{silent_port}: no answer within 2 s (see --timeout)"
+    ));
+    out.assert_stdout_contains(&format!("https://localhost:{plain_port}: TLS failed"));
+    drop(silent);
+    t.assert_clean();
+}
+
+/// cme's CA settings: a bundle named by REQUESTS_CA_BUNDLE that cannot be read is an error
+/// naming the variable and the file; connection_config.ca_bundle wins over it.
+#[test]
+fn check_live_uses_the_ca_bundle_cme_would_use() {
+    let c = creds();
+    let wiki = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let config = c.confluence_basic(&wiki.base_url());
+    let missing = c.t.path().join("no-such-bundle.pem");
+    let t = c.t.config_toml(&config).env("REQUESTS_CA_BUNDLE", &missing);
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!(
+        "cannot read the CA bundle {} (REQUESTS_CA_BUNDLE)",
+        missing.display()
+    ));
+    let other = t.path().join("other.pem");
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        format!(
+            "{{\"connection_config\": {{\"ca_bundle\": {}}}}}",
+            q(&other.display().to_string())
+        ),
+    );
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!(
+        "cannot read the CA bundle {} (connection_config.ca_bundle)",
+        other.display()
+    ));
+    t.assert_clean();
+}
+
+/// For `*.atlassian.net`: the site's cloud_id from `/_edge/tenant_info` (no credentials sent),
+/// compared with the configured one; with a cloud_id the call goes through the gateway
+/// (a CONNECT to api.atlassian.com:443 through HTTPS_PROXY). NO_PROXY is respected.
+#[test]
+fn check_live_compares_the_sites_cloud_id_and_uses_the_proxy() {
+    let c = creds();
+    let proxy = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.basic()).cloud_id("site-cloud-id"),
+    );
+    let direct = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.bearer()));
+    let config = c.confluence_basic("http://company.atlassian.net")
+        + "cloud_id = \"configured-cloud-id\"\n"
+        + &c.jira_pat("http://company.atlassian.net")
+        + &c.jira_pat(&direct.base_url());
+    let t =
+        c.t.config_toml(&config)
+            .env("HTTP_PROXY", proxy.base_url())
+            .env("HTTPS_PROXY", proxy.base_url())
+            .env("NO_PROXY", "127.0.0.1");
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    out.assert_stdout_contains(
+        "the configured cloud_id configured-cloud-id is not this site's (site-cloud-id)",
+    );
+    out.assert_stdout_contains(
+        "the site's cloud_id is site-cloud-id; none is configured, so cme fetches it",
+    );
+    out.assert_stdout_contains(
+        "GET https://api.atlassian.com/ex/confluence/configured-cloud-id/rest/api/user/current (Basic)",
+    );
+    out.assert_stdout_contains(
+        "GET https://api.atlassian.com/ex/jira/site-cloud-id/rest/api/2/myself (Bearer)",
+    );
+    out.assert_stdout_contains(&format!(
+        "GET {}/rest/api/2/myself (Bearer): authenticated",
+        direct.base_url()
+    ));
+    let tenant = proxy.requests_to("/_edge/tenant_info");
+    assert_eq!(tenant.len(), 2, "{}", proxy.summary());
+    for r in &tenant {
+        assert_eq!(r.host, "company.atlassian.net");
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "tenant_info is unauthenticated"
+        );
+        assert_eq!(r.header("cookie"), None);
+    }
+    let connects: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "CONNECT")
+        .collect();
+    assert_eq!(connects.len(), 2, "{}", proxy.summary());
+    assert!(connects.iter().all(|r| r.target == "api.atlassian.com:443"));
+    assert_eq!(direct.requests().len(), 1, "NO_PROXY: {}", direct.summary());
+    t.assert_clean();
+}
+
+/// `run --check-live`: an instance that does not authenticate stops the run before the command
+/// starts (exit 125, the reason on stderr); when all authenticate, the command runs.
+#[test]
+fn run_check_live_starts_nothing_unless_every_instance_authenticates() {
+    let c = creds();
+    let good = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let bad = AtlassianStandIn::start(Behaviour::accepting("authorization", "Bearer other"));
+    let marker = c.t.out_dir().join("started");
+    let child = c.t.script("child", &scripts::touch(&marker));
+    let both = c.confluence_basic(&good.base_url()) + &c.jira_pat(&bad.base_url());
+    let good_only = c.confluence_basic(&good.base_url());
+    let t = c.t.config_toml(&both);
+    let out = t.run_args([
+        OsStr::new("run"),
+        OsStr::new("--check-live"),
+        OsStr::new("--"),
+        child.as_os_str(),
+    ]);
+    out.assert_code(125);
+    out.assert_stderr_contains(
+        "1 of 2 instances did not authenticate (--check-live); nothing was started",
+    );
+    out.assert_stderr_contains("401 Unauthorized");
+    assert!(!marker.exists(), "the command was started");
+
+    // Without --check-live the command starts (the live check is off by default).
+    let out = t.run_args([OsStr::new("--"), child.as_os_str()]);
+    out.assert_success();
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(
+        bad.requests().len(),
+        1,
+        "only the --check-live run called: {}",
+        bad.summary()
+    );
+
+    t.write_file("cme-exec.toml", &good_only);
+    let out = t.run_args([
+        OsStr::new("run"),
+        OsStr::new("--check-live"),
+        OsStr::new("--"),
+        child.as_os_str(),
+    ]);
+    out.assert_success();
+    assert!(marker.exists());
+    t.assert_clean();
+}
