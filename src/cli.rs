@@ -53,8 +53,9 @@ impl Cli {
     }
 }
 
-/// `--version`: the version, then the backends of this build from the providers' registry
-/// (ripgrep's `features:` line): a backend left out is listed with `-`.
+/// `--version` (`-V` prints the first line only): what a bug report needs. The commit and the
+/// target come from build.rs; the backends from the providers' registry (ripgrep's `features:`
+/// line), a backend left out listed with `-`.
 fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
@@ -66,8 +67,10 @@ fn long_version() -> &'static str {
             })
             .collect();
         format!(
-            "{}\nbackends: {}",
+            "{}\ncommit: {}\ntarget: {}\nbackends: {}",
             env!("CARGO_PKG_VERSION"),
+            env!("CME_EXEC_COMMIT"),
+            env!("CME_EXEC_TARGET"),
             backends.join(" ")
         )
     })
@@ -152,9 +155,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// How cme gets its config: an in-memory file, a private temporary file, or environment
-    /// variables (weakest: readable in /proc/PID/environ).
-    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = Via::Memfd)]
+    /// How cme gets its config: an in-memory file (Linux), a private temporary file (the
+    /// default on macOS), or environment variables (weakest: readable in /proc/PID/environ).
+    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = crate::platform::DEFAULT_VIA)]
     pub via: Via,
 
     /// With --via file: the directory to create the private directory in

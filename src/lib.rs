@@ -20,6 +20,7 @@ pub mod handover;
 pub mod import;
 pub mod live;
 pub mod mask;
+mod platform;
 pub mod progress;
 pub mod resolve;
 pub mod state;
@@ -57,7 +58,7 @@ pub fn main() -> ExitCode {
 /// cme-exec holds secrets in memory: no core file, no ptrace by other processes of the same
 /// user. `PR_SET_DUMPABLE` is reset by `execve`, so the child is not affected.
 fn harden() {
-    let _ = nix::sys::prctl::set_dumpable(false);
+    platform::harden();
     std::panic::set_hook(Box::new(|info| {
         // The payload is not printed: a panic message could have been built from a value.
         let place = info

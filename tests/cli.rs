@@ -37,6 +37,8 @@ mod command_provider;
 mod config_errors;
 #[path = "cli/conformance.rs"]
 mod conformance;
+#[path = "cli/dist.rs"]
+mod dist;
 #[path = "cli/exit_codes.rs"]
 mod exit_codes;
 #[path = "cli/expiry.rs"]

@@ -35,6 +35,8 @@ pub mod reference;
 pub mod registry;
 pub mod secure_fs;
 pub mod table;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vault;
 
 pub use context::{Context, EnvReader};

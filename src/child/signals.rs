@@ -42,7 +42,7 @@ impl From<Signal> for Sig {
 /// `SIGTERM`, `SIGRTMIN+3`, `SIGRTMAX`, as `kill -l` names them.
 impl fmt::Display for Sig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let (min, max) = realtime().map_or((-1, -1), |r| (*r.start(), *r.end()));
         match Signal::try_from(self.0) {
             Ok(sig) => f.write_str(sig.as_str()),
             Err(_) if self.0 == max => f.write_str("SIGRTMAX"),
@@ -109,12 +109,24 @@ pub const NOT_FORWARDED: &[(libc::c_int, &str)] = &[
 /// `SIGRTMIN()..=SIGRTMAX()`.
 pub fn forwarded() -> Vec<Sig> {
     let standard = 1..32;
-    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
     standard
-        .chain(realtime)
+        .chain(realtime().into_iter().flatten())
         .filter(|n| NOT_FORWARDED.iter().all(|(sig, _)| sig != n))
         .map(Sig)
         .collect()
+}
+
+/// The real-time signals `SIGRTMIN()..=SIGRTMAX()`. Linux only: macOS has none (and its libc no
+/// `SIGRTMIN`), see src/platform.rs.
+#[cfg(target_os = "linux")]
+fn realtime() -> Option<std::ops::RangeInclusive<libc::c_int>> {
+    Some(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+/// The real-time signals: none on this system.
+#[cfg(not(target_os = "linux"))]
+fn realtime() -> Option<std::ops::RangeInclusive<libc::c_int>> {
+    None
 }
 
 /// Signals after which the child gets a grace period, then SIGKILL for its whole group.
@@ -167,7 +179,7 @@ impl Signals {
                 // tokio 1.x keeps slots for signals 1 to SIGRTMAX()-1 only and refuses
                 // SIGRTMAX itself ("signal too large"; tokio-rs/tokio#4555 counted the range
                 // as ending before it). Every other refusal is a real failure.
-                Err(_) if sig.0 == libc::SIGRTMAX() => {
+                Err(_) if realtime().is_some_and(|r| sig.0 == *r.end()) => {
                     tracing::debug!("SIGRTMAX cannot be caught through tokio; not forwarded");
                 }
                 Err(e) => return Err(e),

@@ -6,6 +6,8 @@
 //! | `file`  | `DIR/cme-exec.XXXXXX/app_data.json`, 0600   | the directory, swept by a later run     |
 //! | `env`   | `CME_AUTH__CONFLUENCE` / `CME_AUTH__JIRA`   | nothing (but visible in `/proc/PID/environ`) |
 
+// memfd_create and /proc/self/fd are Linux only (src/platform.rs).
+#[cfg(target_os = "linux")]
 pub mod memfd;
 pub mod private_dir;
 
@@ -22,9 +24,9 @@ use crate::resolve::Auth;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Via {
-    /// An anonymous in-memory file, inherited by cme (Linux; the default).
+    /// An anonymous in-memory file, inherited by cme (Linux only; the default there).
     Memfd,
-    /// A 0600 file in a private 0700 directory, removed when the run ends.
+    /// A 0600 file in a private 0700 directory, removed when the run ends (the default on macOS).
     File,
     /// `CME_AUTH__CONFLUENCE`/`CME_AUTH__JIRA` variables (weakest: readable in /proc/PID/environ).
     Env,
@@ -38,6 +40,7 @@ pub struct Handover {
 }
 
 enum Inner {
+    #[cfg(target_os = "linux")]
     Memfd(memfd::Memfd),
     File(private_dir::PrivateDir),
     Env,
@@ -53,6 +56,10 @@ impl Handover {
         dir: Option<&Path>,
     ) -> Result<Handover, Error> {
         match via {
+            #[cfg(not(target_os = "linux"))]
+            Via::Memfd => Err(Error::new("--via memfd needs Linux (memfd_create)")
+                .hint("use --via file (the default on this system)")),
+            #[cfg(target_os = "linux")]
             Via::Memfd => {
                 let m = memfd::Memfd::create(config)?;
                 let path = format!("/proc/self/fd/{}", m.raw_fd());
@@ -106,6 +113,7 @@ impl Handover {
     /// The config as cme left it, for write-back (`None` for `--via env`).
     pub fn read_back(&self) -> Option<Result<Zeroizing<Vec<u8>>, Error>> {
         match &self.inner {
+            #[cfg(target_os = "linux")]
             Inner::Memfd(m) => Some(m.read_all()),
             Inner::File(d) => Some(d.read_config()),
             Inner::Env => None,
@@ -115,6 +123,7 @@ impl Handover {
     /// Where the config is, for messages.
     pub fn describe(&self) -> String {
         match &self.inner {
+            #[cfg(target_os = "linux")]
             Inner::Memfd(m) => format!("memfd /proc/self/fd/{}", m.raw_fd()),
             Inner::File(d) => d.path().display().to_string(),
             Inner::Env => "environment".into(),

@@ -76,7 +76,7 @@ impl PrivateDir {
                 .hint("--dir must be an existing directory, not a symlink")
         })?;
         check_trusted_root(&root_path, &root)?;
-        if !is_in_memory(&root) {
+        if crate::platform::is_in_memory(&root) == Some(false) {
             error::warn(format_args!(
                 "{} is not an in-memory filesystem: the config (with secrets) will touch disk until the run ends; prefer --via memfd or a tmpfs --dir",
                 root_path.display()
@@ -276,15 +276,4 @@ fn check_trusted_root(path: &Path, root: &OwnedFd) -> Result<(), Error> {
         .hint("use a directory of your own (mode 0700) with --dir, or --via memfd"));
     }
     Ok(())
-}
-
-/// Whether a directory is on tmpfs or ramfs.
-fn is_in_memory(fd: &OwnedFd) -> bool {
-    match nix::sys::statfs::fstatfs(fd) {
-        Ok(s) => {
-            let t = s.filesystem_type();
-            t == nix::sys::statfs::TMPFS_MAGIC || t == nix::sys::statfs::FsType(0x8584_58f6)
-        }
-        Err(_) => false,
-    }
 }

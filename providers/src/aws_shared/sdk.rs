@@ -173,6 +173,7 @@ async fn load_uncached(s: &AwsSettings, ctx: &Context) -> Result<SdkConfig, Fetc
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         );
+    loader = crate::tls::aws_loader_with_roots(loader)?;
     if let Some(region) = &s.region {
         loader = loader.region(Region::new(region.clone()));
     }

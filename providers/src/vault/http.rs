@@ -381,6 +381,8 @@ impl Transport {
         } else {
             if !options.ca_certs.is_empty() {
                 builder = builder.tls_certs_only(options.ca_certs);
+            } else {
+                builder = builder.tls_certs_only(crate::tls::reqwest_roots(&origin)?);
             }
             if let Some(pem) = &options.identity {
                 let identity = reqwest::Identity::from_pem(pem).map_err(|_| {
