@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::faults::{peak_rss_kib, FaultServer};
+use crate::support::faults::{peak_rss_wrapper, FaultServer};
 use crate::support::openbao::{Action, Audited, OpenBao, Seen, StandIn};
 use crate::support::scripts;
 use crate::support::*;
@@ -604,12 +604,19 @@ fn faults_50_mib_body_is_refused_and_memory_stays_bounded() {
             *sent_by_server.lock().unwrap() = total;
         });
         let (t, marker, child) = fault_test(t, &huge.url(), &token, &["app"]);
+        let record = t.out_dir().join("peak-rss-kib");
+        let wrapper = peak_rss_wrapper(&t);
         let start = Instant::now();
-        let running = t.spawn_args([OsString::from("--"), child.clone().into_os_string()]);
-        let peak = peak_rss_kib(running.pid(), DEADLINE + MARGIN * 2);
-        let out = running.wait_timeout(Duration::from_secs(30));
+        let out = t
+            .launch([OsString::from("--"), child.clone().into_os_string()])
+            .wrapper([wrapper.as_os_str(), record.as_os_str()])
+            .run();
         let elapsed = start.elapsed();
-        let peak = peak.unwrap_or_else(|| panic!("cme-exec did not exit\n{}", out.describe()));
+        let peak: i64 = std::fs::read_to_string(&record)
+            .unwrap_or_else(|e| panic!("no peak RSS recorded ({e})\n{}", out.describe()))
+            .trim()
+            .parse()
+            .expect("a number of KiB");
         assert_refused(
             &out,
             elapsed,

@@ -4,8 +4,8 @@
 //! reset the connection halfway through the body, or stream a body far larger than any client
 //! should read, without holding it in memory.
 //!
-//! Also here: [`peak_rss_kib`], the peak resident set of a child process of the test that has
-//! exited but is not reaped yet (`waitid(WNOWAIT)` with the kernel's rusage).
+//! Also here: [`peak_rss_wrapper`], which measures cme-exec's peak resident set without the test
+//! harness's memory in it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -181,36 +181,32 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
 }
 
-/// The peak resident set (KiB) of `pid`, a child of this test process, once it has exited:
-/// waits (polling, at most `timeout`) for it to become a zombie, then asks the kernel for its
-/// rusage with `waitid(WNOWAIT)`, which leaves it unreaped for its owner to wait for. `None`
-/// when it did not exit in time.
-pub fn peak_rss_kib(pid: i32, timeout: Duration) -> Option<i64> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // SAFETY: plain data out-parameters of the raw waitid system call, whose fifth argument
-        // (the rusage) libc's wrapper does not expose.
-        let (rc, info, usage) = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let mut usage: libc::rusage = std::mem::zeroed();
-            let rc = libc::syscall(
-                libc::SYS_waitid,
-                libc::P_PID,
-                pid,
-                std::ptr::addr_of_mut!(info),
-                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-                std::ptr::addr_of_mut!(usage),
-            );
-            (rc, info, usage)
-        };
-        assert_eq!(rc, 0, "waitid({pid}): {}", std::io::Error::last_os_error());
-        // SAFETY: si_pid is set by waitid (0 when the child has not exited yet).
-        if unsafe { info.si_pid() } == pid {
-            return Some(usage.ru_maxrss);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// A wrapper (for `Launch::wrapper`, with the record path as its first argument) that starts
+/// cme-exec as its own child and, once it has exited, writes its peak resident set in KiB
+/// (`ru_maxrss` from `wait4`) into the record; it exits as cme-exec did.
+///
+/// Why not the rusage of the process the test harness started: Linux keeps, across `execve`,
+/// the high-water mark of the memory the process had before it (`signal->maxrss`), and a
+/// process forked from the test harness starts with a copy of the harness's memory, which in a
+/// full parallel run is far larger than cme-exec (67 MiB was measured that way). The wrapper is
+/// a small Python process, so what cme-exec inherits is small (about 10 MiB).
+pub fn peak_rss_wrapper(t: &super::Test) -> std::path::PathBuf {
+    let python = super::Venv::get().python();
+    t.script(
+        "peak-rss",
+        &format!(
+            r#"#!{python}
+import os, sys
+record = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(record, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+"#,
+            python = python.display()
+        ),
+    )
 }
