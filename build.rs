@@ -1,4 +1,5 @@
-//! Build facts for `cme-exec --version`: the git commit, the target and the enabled backends.
+//! Build facts for `cme-exec --version`: the git commit and the target (the backends come from
+//! the providers' registry at run time).
 //!
 //! The commit comes from, in order: `CME_EXEC_BUILD_COMMIT` (a release pipeline that builds from
 //! an export), `.cargo_vcs_info.json` (what `cargo package` records, so a crates.io build still
@@ -21,23 +22,9 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
 
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
-    let mut backends = vec!["file", "env"];
-    let mut left_out = Vec::new();
-    for (feature, name) in [("VAULT", "vault"), ("AWS_SM", "aws-sm")] {
-        if std::env::var_os(format!("CARGO_FEATURE_{feature}")).is_some() {
-            backends.push(name);
-        } else {
-            left_out.push(name);
-        }
-    }
-    let mut backends = backends.join(", ");
-    if !left_out.is_empty() {
-        backends.push_str(&format!(" (left out: {})", left_out.join(", ")));
-    }
     // src/cli.rs puts them together for `--version`.
     println!("cargo:rustc-env=CME_EXEC_COMMIT={commit}");
     println!("cargo:rustc-env=CME_EXEC_TARGET={target}");
-    println!("cargo:rustc-env=CME_EXEC_BACKENDS={backends}");
 }
 
 /// The commit `cargo package` recorded in the package.

@@ -22,7 +22,7 @@ use crate::handover::Via;
 /// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1 (125 when
 /// refused before checking: an untrusted ./cme-exec.toml, an unknown CME_EXEC_ variable).
 #[derive(Debug, Parser)]
-#[command(name = "cme-exec", version, long_version = LONG_VERSION, verbatim_doc_comment)]
+#[command(name = "cme-exec", version, verbatim_doc_comment)]
 pub struct Cli {
     /// The config file [default: ./cme-exec.toml once trusted with `cme-exec trust`, else
     /// $XDG_CONFIG_HOME/cme-exec/config.toml, else CME_EXEC_* variables]
@@ -42,22 +42,38 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `cme-exec --version` (`-V` prints the first line only). The facts come from build.rs.
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\ncommit: ",
-    env!("CME_EXEC_COMMIT"),
-    "\ntarget: ",
-    env!("CME_EXEC_TARGET"),
-    "\nbackends: ",
-    env!("CME_EXEC_BACKENDS"),
-);
-
 impl Cli {
     /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
     pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(with_default_command(args.into_iter().collect()))
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut matches = Cli::command()
+            .long_version(long_version())
+            .try_get_matches_from(with_default_command(args.into_iter().collect()))?;
+        Cli::from_arg_matches_mut(&mut matches)
     }
+}
+
+/// `--version` (`-V` prints the first line only): what a bug report needs. The commit and the
+/// target come from build.rs; the backends from the providers' registry (ripgrep's `features:`
+/// line), a backend left out listed with `-`.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let backends: Vec<String> = cme_exec_providers::registry::BACKENDS
+            .iter()
+            .map(|b| {
+                let sign = if b.available() { '+' } else { '-' };
+                format!("{sign}{}", b.kind())
+            })
+            .collect();
+        format!(
+            "{}\ncommit: {}\ntarget: {}\nbackends: {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("CME_EXEC_COMMIT"),
+            env!("CME_EXEC_TARGET"),
+            backends.join(" ")
+        )
+    })
 }
 
 /// Inserts `run` when the first word after the global options is not a command, so that
@@ -333,6 +349,20 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_args(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn long_version_lists_the_backends_of_this_build() {
+        let text = long_version();
+        assert!(text.contains("+env +file +command"), "{text}");
+        for (feature, on) in [
+            ("vault", cfg!(feature = "vault")),
+            ("aws-sm", cfg!(feature = "aws-sm")),
+            ("aws-ssm", cfg!(feature = "aws-ssm")),
+        ] {
+            let sign = if on { '+' } else { '-' };
+            assert!(text.contains(&format!("{sign}{feature}")), "{text}");
+        }
     }
 
     #[test]

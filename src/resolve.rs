@@ -306,8 +306,8 @@ impl<'c> Resolver<'c> {
                 .filter(move |d| matches!(fetched.get(*d), Some(Ok(_))))
                 .map(move |d| async move {
                     let label = match p.kind() {
-                        Kind::Vault => "Vault custom_metadata",
-                        Kind::AwsSm => "AWS tag",
+                        cme_exec_providers::vault::KIND => "Vault custom_metadata",
+                        cme_exec_providers::aws_sm::KIND => "AWS tag",
                         _ => "store metadata",
                     };
                     match tokio::time::timeout_at(deadline, p.expiry(d, options.identities)).await {
@@ -448,12 +448,83 @@ fn fields_of(
 /// Each document's expiry from its store's metadata, with the store's label.
 type Expiries = HashMap<Document, (String, &'static str)>;
 
+/// Puts the fetched values together, in named steps. Precedence is the order of the layers:
+/// `[auth] from` < an instance's `from` < its explicit fields ([`InstanceAuth::layer`]).
 fn assemble(config: &Config, fetched: &Fetched, expiries: &Expiries) -> Resolution {
     let mut verdicts = Vec::new();
+    let mut bulk = bulk_layer(config, fetched, &mut verdicts);
+    let bulk_origin = Origin::Bulk(
+        config
+            .auth_from
+            .as_ref()
+            .map(|r| r.raw.clone())
+            .unwrap_or_default(),
+    );
     let mut auth = Auth::default();
+    for instance in &config.instances {
+        let key = (instance.product, instance.url.clone());
+        let mut fields = InstanceAuth::default();
+        if let Some(entries) = bulk.remove(&key) {
+            fields.layer(entries, &bulk_origin);
+        }
+        let layers = Layers {
+            instance,
+            fetched,
+            expiries,
+        };
+        layers.document_layer(&mut fields, &mut verdicts);
+        layers.explicit_layer(&mut fields, &mut verdicts);
+        auth.instances.insert(key, fields);
+    }
+    // Instances that only `[auth] from` names.
+    for (key, entries) in bulk {
+        let mut fields = InstanceAuth::default();
+        fields.layer(entries, &bulk_origin);
+        auth.instances.insert(key, fields);
+    }
+    // An instance with a failed reference is not checked as a combination: its missing field
+    // is already reported.
+    let failed: BTreeSet<(Product, String)> = verdicts
+        .iter()
+        .filter(|v| v.outcome.is_err())
+        .filter_map(|v| Some((v.product?, v.url.clone()?)))
+        .collect();
+    for (key, instance) in &auth.instances {
+        check_values(key, instance, &mut verdicts);
+        if !failed.contains(key) {
+            check_combination(key, instance, &mut verdicts);
+        }
+    }
+    Resolution {
+        auth,
+        verdicts,
+        identities: Vec::new(),
+        consumed_env: BTreeSet::new(),
+    }
+}
 
-    // [auth] from
-    let mut bulk: BTreeMap<(Product, String), Vec<(Field, SecretString)>> = BTreeMap::new();
+impl InstanceAuth {
+    /// Lays `entries` over what is there: a later layer wins.
+    fn layer(&mut self, entries: Vec<(Field, SecretString)>, origin: &Origin) {
+        for (f, secret) in entries {
+            self.fields.insert(
+                f,
+                Value {
+                    secret,
+                    origin: origin.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// Step 1: `[auth] from`, read into fields per instance.
+fn bulk_layer(
+    config: &Config,
+    fetched: &Fetched,
+    verdicts: &mut Vec<Verdict>,
+) -> BTreeMap<(Product, String), Vec<(Field, SecretString)>> {
+    let mut bulk = BTreeMap::new();
     if let Some(r) = &config.auth_from {
         let outcome = select_map(fetched, r).and_then(|map| read_bulk(&map, &mut bulk));
         verdicts.push(Verdict {
@@ -465,183 +536,141 @@ fn assemble(config: &Config, fetched: &Fetched, expiries: &Expiries) -> Resoluti
             expires: None,
         });
     }
+    bulk
+}
 
-    for instance in &config.instances {
-        let key = (instance.product, instance.url.clone());
-        let mut fields: BTreeMap<Field, Value> = BTreeMap::new();
-        if let Some(entries) = bulk.remove(&key) {
-            let origin = Origin::Bulk(
-                config
-                    .auth_from
-                    .as_ref()
-                    .map(|r| r.raw.clone())
-                    .unwrap_or_default(),
-            );
-            for (f, s) in entries {
-                fields.insert(
-                    f,
-                    Value {
-                        secret: s,
-                        origin: origin.clone(),
-                    },
-                );
-            }
-        }
-        let verdict = |subject: &str, source: &str, outcome| Verdict {
-            product: Some(instance.product),
-            url: Some(instance.url.clone()),
+/// What an instance's own layers read from.
+struct Layers<'a> {
+    instance: &'a crate::config::Instance,
+    fetched: &'a Fetched,
+    expiries: &'a Expiries,
+}
+
+impl Layers<'_> {
+    /// The verdict of one subject of the instance; a resolved reference carries its expiry.
+    fn verdict(
+        &self,
+        subject: &str,
+        reference: Option<(&Reference, bool)>,
+        source: &str,
+        outcome: Result<(), Failure>,
+    ) -> Verdict {
+        let expires = match reference {
+            Some((r, whole)) if outcome.is_ok() => expiry_of(self.fetched, self.expiries, r, whole),
+            _ => None,
+        };
+        Verdict {
+            product: Some(self.instance.product),
+            url: Some(self.instance.url.clone()),
             subject: subject.to_owned(),
             source: source.to_owned(),
             outcome,
-            expires: None,
-        };
-        if let Some(r) = &instance.from {
-            let outcome = select_map(fetched, r)
-                .and_then(|m| fields_of(m.expose()))
-                .map(|entries| {
-                    for (f, s) in entries {
-                        fields.insert(
-                            f,
-                            Value {
-                                secret: s,
-                                origin: Origin::From(r.raw.clone()),
-                            },
-                        );
-                    }
-                });
-            let mut v = verdict("from", &r.raw, outcome);
-            if v.outcome.is_ok() {
-                v.expires = expiry_of(fetched, expiries, r, true);
-            }
-            verdicts.push(v);
+            expires,
         }
-        for (field, spec) in &instance.fields {
-            match spec {
-                FieldSpec::Literal(s) => {
-                    fields.insert(
-                        *field,
-                        Value {
-                            secret: SecretString::from(s.clone()),
-                            origin: Origin::Literal,
-                        },
-                    );
-                    verdicts.push(verdict(field.name(), "(literal)", Ok(())));
-                }
-                FieldSpec::Reference(r) => {
-                    let outcome = select_field(fetched, r).map(|s| {
-                        fields.insert(
-                            *field,
-                            Value {
-                                secret: s,
-                                origin: Origin::Reference(r.raw.clone()),
-                            },
-                        );
-                    });
-                    let mut v = verdict(field.name(), &r.raw, outcome);
-                    if v.outcome.is_ok() {
-                        v.expires = expiry_of(fetched, expiries, r, false);
-                    }
-                    verdicts.push(v);
-                }
-            }
-        }
-        auth.instances.insert(key, InstanceAuth { fields });
-    }
-    let bulk_source = config
-        .auth_from
-        .as_ref()
-        .map(|r| r.raw.clone())
-        .unwrap_or_default();
-    for (key, entries) in bulk {
-        let mut fields = BTreeMap::new();
-        for (f, s) in entries {
-            fields.insert(
-                f,
-                Value {
-                    secret: s,
-                    origin: Origin::Bulk(bulk_source.clone()),
-                },
-            );
-        }
-        auth.instances.insert(key, InstanceAuth { fields });
     }
 
-    // Check every value, and what cme would do with the combination (not for an instance with
-    // a failed reference: its missing field is already reported).
-    let failed: BTreeSet<(Product, String)> = verdicts
-        .iter()
-        .filter(|v| v.outcome.is_err())
-        .filter_map(|v| Some((v.product?, v.url.clone()?)))
-        .collect();
-    for ((product, url), instance) in &auth.instances {
-        let verdict = |subject: String, source: String, outcome| Verdict {
-            product: Some(*product),
-            url: Some(url.clone()),
-            subject,
-            source,
-            outcome,
-            expires: None,
-        };
-        for (field, value) in &instance.fields {
-            let v = value.secret.expose_secret();
-            let problem = if v.trim().is_empty() {
-                Some("the value is empty")
-            } else {
-                control_character_problem(v)
-            };
-            let Some(problem) = problem else { continue };
-            // The field's own verdict (its reference resolved) becomes the failure, so that a
-            // field is reported once; a field that came from `from` or `[auth] from` gets its own.
-            let own = verdicts.iter_mut().find(|x| {
-                x.product == Some(*product)
-                    && x.url.as_ref() == Some(url)
-                    && x.subject == field.name()
-                    && x.outcome.is_ok()
-            });
-            match own {
-                Some(x) => x.outcome = Err(Failure::new(problem)),
-                None => verdicts.push(verdict(
-                    field.name().into(),
-                    value.origin.to_string(),
-                    Err(Failure::new(problem)),
-                )),
+    /// Step 2: the instance's `from` document.
+    fn document_layer(&self, fields: &mut InstanceAuth, verdicts: &mut Vec<Verdict>) {
+        let Some(r) = &self.instance.from else { return };
+        let outcome = select_map(self.fetched, r)
+            .and_then(|m| fields_of(m.expose()))
+            .map(|entries| fields.layer(entries, &Origin::From(r.raw.clone())));
+        verdicts.push(self.verdict("from", Some((r, true)), &r.raw, outcome));
+    }
+
+    /// Step 3: the instance's explicit fields (literals and references).
+    fn explicit_layer(&self, fields: &mut InstanceAuth, verdicts: &mut Vec<Verdict>) {
+        for (field, spec) in &self.instance.fields {
+            match spec {
+                FieldSpec::Literal(s) => {
+                    fields.layer(
+                        vec![(*field, SecretString::from(s.clone()))],
+                        &Origin::Literal,
+                    );
+                    verdicts.push(self.verdict(field.name(), None, "(literal)", Ok(())));
+                }
+                FieldSpec::Reference(r) => {
+                    let outcome = select_field(self.fetched, r).map(|s| {
+                        fields.layer(vec![(*field, s)], &Origin::Reference(r.raw.clone()));
+                    });
+                    verdicts.push(self.verdict(field.name(), Some((r, false)), &r.raw, outcome));
+                }
             }
         }
-        if failed.contains(&(*product, url.clone())) {
-            continue;
-        }
-        let has = |f| instance.fields.contains_key(&f);
-        if has(Field::ApiToken) && !has(Field::Username) {
-            verdicts.push(verdict(
-                "api_token".into(),
-                String::new(),
-                Err(Failure {
-                    message:
-                        "api_token is set but username is not: cme would send no credentials at all"
-                            .into(),
-                    hint: Some("add username (the Atlassian account's e-mail address)".into()),
-                }),
-            ));
-        }
-        if has(Field::Username)
-            && !has(Field::ApiToken)
-            && !has(Field::Pat)
-            && !has(Field::SessionCookies)
-        {
-            verdicts.push(verdict(
-                "username".into(),
-                String::new(),
-                Err(Failure::new(
-                    "username is set but api_token is not: cme would send no credentials",
-                )),
-            ));
+    }
+}
+
+/// Step 4: every value is usable (not empty, no control character). A field whose reference
+/// resolved has its verdict turned into the failure, so that it is reported once; a field that
+/// came from `from` or `[auth] from` gets its own.
+fn check_values(
+    (product, url): &(Product, String),
+    instance: &InstanceAuth,
+    verdicts: &mut Vec<Verdict>,
+) {
+    for (field, value) in &instance.fields {
+        let v = value.secret.expose_secret();
+        let problem = if v.trim().is_empty() {
+            Some("the value is empty")
+        } else {
+            control_character_problem(v)
+        };
+        let Some(problem) = problem else { continue };
+        let own = verdicts.iter_mut().find(|x| {
+            x.product == Some(*product)
+                && x.url.as_ref() == Some(url)
+                && x.subject == field.name()
+                && x.outcome.is_ok()
+        });
+        match own {
+            Some(x) => x.outcome = Err(Failure::new(problem)),
+            None => verdicts.push(Verdict {
+                product: Some(*product),
+                url: Some(url.clone()),
+                subject: field.name().into(),
+                source: value.origin.to_string(),
+                outcome: Err(Failure::new(problem)),
+                expires: None,
+            }),
         }
     }
-    Resolution {
-        auth,
-        verdicts,
-        identities: Vec::new(),
-        consumed_env: BTreeSet::new(),
+}
+
+/// Step 5: what cme would do with an instance's combination of fields.
+fn check_combination(
+    (product, url): &(Product, String),
+    instance: &InstanceAuth,
+    verdicts: &mut Vec<Verdict>,
+) {
+    let verdict = |subject: &str, failure: Failure| Verdict {
+        product: Some(*product),
+        url: Some(url.clone()),
+        subject: subject.into(),
+        source: String::new(),
+        outcome: Err(failure),
+        expires: None,
+    };
+    let has = |f| instance.fields.contains_key(&f);
+    if has(Field::ApiToken) && !has(Field::Username) {
+        verdicts.push(verdict(
+            "api_token",
+            Failure {
+                message:
+                    "api_token is set but username is not: cme would send no credentials at all"
+                        .into(),
+                hint: Some("add username (the Atlassian account's e-mail address)".into()),
+            },
+        ));
+    }
+    if has(Field::Username)
+        && !has(Field::ApiToken)
+        && !has(Field::Pat)
+        && !has(Field::SessionCookies)
+    {
+        verdicts.push(verdict(
+            "username",
+            Failure::new("username is set but api_token is not: cme would send no credentials"),
+        ));
     }
 }
 

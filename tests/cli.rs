@@ -19,16 +19,24 @@ macro_rules! args {
     };
 }
 
+#[path = "cli/aws_credentials.rs"]
+mod aws_credentials;
 #[path = "cli/aws_sm.rs"]
 mod aws_sm;
+#[path = "cli/aws_ssm.rs"]
+mod aws_ssm;
 #[path = "cli/base_config.rs"]
 mod base_config;
 #[path = "cli/child_env.rs"]
 mod child_env;
 #[path = "cli/cme_releases.rs"]
 mod cme_releases;
+#[path = "cli/command_provider.rs"]
+mod command_provider;
 #[path = "cli/config_errors.rs"]
 mod config_errors;
+#[path = "cli/conformance.rs"]
+mod conformance;
 #[path = "cli/dist.rs"]
 mod dist;
 #[path = "cli/exit_codes.rs"]

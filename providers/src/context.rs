@@ -2,10 +2,11 @@
 //! remembers which variables held credentials so the child never inherits them) and the
 //! directory that relative paths are resolved against.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -19,6 +20,8 @@ pub struct Context {
     /// The resolver's overall deadline (`--timeout`): a provider sizes its own timeouts and
     /// retries to fit inside it, so that its error (which names the cause) arrives first.
     pub timeout: Duration,
+    /// State that providers of one run share, by key ([`Context::shared`]).
+    shared: Mutex<BTreeMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
 /// The default of `--timeout`.
@@ -30,7 +33,22 @@ impl Context {
             base_dir,
             env,
             timeout: DEFAULT_TIMEOUT,
+            shared: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The run's one value under `key`, made by `make` on first use: how providers of several
+    /// kinds share what they would otherwise each do (one AWS configuration for `aws-sm` and
+    /// `aws-ssm`). A key names its type; asking for another type under it is a bug.
+    pub fn shared<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(make()) as Arc<dyn Any + Send + Sync>)
+            .clone();
+        entry
+            .downcast::<T>()
+            .unwrap_or_else(|_| panic!("the shared value `{key}` has another type"))
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

@@ -9,7 +9,50 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::payload::{Format, Payload};
-use crate::{Context, Document, FetchError, Kind, Provider};
+use crate::table::TableReader;
+use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
+
+/// `kind = "env"`: always built in.
+pub const KIND: Kind = Kind::new("env");
+
+/// The `env` backend, listed in `registry::BACKENDS`.
+pub struct EnvBackend;
+
+impl Backend for EnvBackend {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    fn parse(&self, _r: &mut TableReader<'_, '_>) -> Arc<dyn BackendSettings> {
+        Arc::new(EnvSettings)
+    }
+
+    fn builtin(&self) -> Option<Arc<dyn BackendSettings>> {
+        Some(Arc::new(EnvSettings))
+    }
+
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        check_document(doc)
+    }
+}
+
+/// `kind = "env"` has no settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnvSettings;
+
+impl BackendSettings for EnvSettings {
+    fn describe(&self) -> String {
+        "kind env, environment variables".into()
+    }
+
+    fn build(&self, _name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
+        Ok(Arc::new(EnvProvider::new(ctx)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 pub fn check_document(doc: &Document) -> Result<(), String> {
     doc.only_params(&[])?;
@@ -40,7 +83,7 @@ impl EnvProvider {
 #[async_trait]
 impl Provider for EnvProvider {
     fn kind(&self) -> Kind {
-        Kind::Env
+        KIND
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {

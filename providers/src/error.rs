@@ -74,6 +74,19 @@ impl FetchError {
         self.hint.as_deref()
     }
 
+    /// The answer of a backend this build leaves out: each backend's module gives it from its
+    /// own `#[cfg(not(feature = ...))]` build (ripgrep's PCRE2 stub), with the same words.
+    pub fn left_out(kind: &str, name: &str, feature: &str) -> Self {
+        FetchError::new(
+            ErrorKind::Unavailable,
+            format!("the {kind} provider `{name}` is not available in this build of cme-exec"),
+        )
+        .with_hint(format!(
+            "rebuild with `cargo install cme-exec --features {feature}` (or keep the default \
+             features); `cme-exec --version` lists the backends of this build"
+        ))
+    }
+
     /// An I/O error on a local path, described by its kind (the OS text never holds file contents).
     pub fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
         let kind = match err.kind() {

@@ -38,8 +38,60 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::payload::{Format, Payload, SecretMap, MAX_DOCUMENT_BYTES};
-use crate::settings::FileSettings;
-use crate::{Context, Document, FetchError, Kind, Provider};
+use crate::secure_fs::{check_not_world_writable, euid, permission_hint, too_large};
+use crate::table::TableReader;
+use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
+
+/// `kind = "file"`: always built in.
+pub const KIND: Kind = Kind::new("file");
+
+/// The `file` backend, listed in `registry::BACKENDS`.
+pub struct FileBackend;
+
+impl Backend for FileBackend {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    fn parse(&self, r: &mut TableReader<'_, '_>) -> Arc<dyn BackendSettings> {
+        Arc::new(FileSettings {
+            root: r.path_buf("root"),
+        })
+    }
+
+    fn builtin(&self) -> Option<Arc<dyn BackendSettings>> {
+        Some(Arc::new(FileSettings::default()))
+    }
+
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        check_document(doc)
+    }
+}
+
+/// `[providers.NAME]` for `kind = "file"`.
+#[derive(Clone, Debug, Default)]
+pub struct FileSettings {
+    /// Relative paths of this provider are resolved against `root` instead of the config
+    /// file's directory.
+    pub root: Option<PathBuf>,
+}
+
+impl BackendSettings for FileSettings {
+    fn describe(&self) -> String {
+        match &self.root {
+            Some(r) => format!("kind file, files under {}", r.display()),
+            None => "kind file, files relative to the config file".into(),
+        }
+    }
+
+    fn build(&self, _name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
+        Ok(Arc::new(FileProvider::new(self, ctx)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 pub fn check_document(doc: &Document) -> Result<(), String> {
     doc.only_params(&[])?;
@@ -80,60 +132,13 @@ impl FileProvider {
 #[async_trait]
 impl Provider for FileProvider {
     fn kind(&self) -> Kind {
-        Kind::File
+        KIND
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
         let path = self.path_of(doc);
         read_path(&path)
     }
-}
-
-/// Refuses a path that other users can write: they could swap the secret cme-exec hands over.
-/// Callers check the file's type first: a device or FIFO is refused as such, never with a hint
-/// to change its mode.
-pub fn check_not_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchError> {
-    if meta.mode() & 0o002 != 0 {
-        return Err(FetchError::denied(format!(
-            "{} is writable by other users, so anyone could replace the secret",
-            path.display()
-        ))
-        .with_hint(permission_hint(path, meta)));
-    }
-    Ok(())
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// `chmod o-w PATH` only for a regular file or directory of the user's own outside the system's
-/// directories; otherwise (a device, someone else's file, `/tmp`, `/dev/...`) following such a
-/// hint could break the system, so the hint is to move the secret instead (issue 9, item 15).
-fn permission_hint(path: &Path, meta: &std::fs::Metadata) -> String {
-    let own = meta.uid() == euid() && (meta.is_file() || meta.is_dir());
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    if own && !is_system_path(&real) && !is_system_path(path) {
-        format!("chmod o-w {}", path.display())
-    } else {
-        "keep the secret in a file only you (or root) can write, and point the reference at it"
-            .into()
-    }
-}
-
-/// The root, the top-level directories themselves (`/tmp`, `/etc`), and everything under the
-/// directories of devices, the kernel and installed software.
-fn is_system_path(path: &Path) -> bool {
-    const TREES: [&str; 11] = [
-        "/dev", "/proc", "/sys", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-        "/boot",
-    ];
-    let depth = path
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .count();
-    depth <= 1 || path == Path::new("/var/tmp") || TREES.iter().any(|t| path.starts_with(t))
 }
 
 /// How far the entries of a directory can be trusted.
@@ -245,14 +250,6 @@ fn read_text(
     let text = std::str::from_utf8(&buf)
         .map_err(|_| FetchError::invalid(format!("{} is not valid UTF-8 text", path.display())))?;
     Ok(SecretString::from(text.to_owned()))
-}
-
-fn too_large(path: &Path) -> FetchError {
-    FetchError::invalid(format!(
-        "{} is larger than {} KiB, the limit for one secret document",
-        path.display(),
-        MAX_DOCUMENT_BYTES / 1024
-    ))
 }
 
 fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
@@ -489,16 +486,6 @@ mod tests {
             assert!(e.message().contains("not a regular file"), "{e}");
             assert!(e.hint().is_none_or(|h| !h.contains("chmod")), "{e}");
         }
-    }
-
-    #[test]
-    fn no_chmod_hint_for_system_paths() {
-        assert!(is_system_path(Path::new("/tmp")));
-        assert!(is_system_path(Path::new("/dev/shm/x")));
-        assert!(is_system_path(Path::new("/usr/share/x")));
-        assert!(is_system_path(Path::new("/")));
-        assert!(!is_system_path(Path::new("/etc/cme/token")));
-        assert!(!is_system_path(Path::new("/home/me/token")));
     }
 
     fn nix_mkfifo(path: &Path) {

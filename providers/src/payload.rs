@@ -100,6 +100,17 @@ impl Drop for SecretMap {
     }
 }
 
+/// The bytes of a JSON value's strings and keys (what counts against [`MAX_DOCUMENT_BYTES`] for a
+/// structured document; numbers, booleans and punctuation are not counted).
+pub fn content_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(content_bytes).sum(),
+        Value::Object(m) => m.iter().map(|(k, v)| k.len() + content_bytes(v)).sum(),
+        _ => 0,
+    }
+}
+
 /// Wipes every string and every object key of a JSON value. Objects are emptied: a map's keys
 /// cannot be changed in place, so its entries are taken out and each key and value wiped.
 /// (Numbers and booleans are not wiped; the map's index table holds no key bytes.)

@@ -116,15 +116,14 @@ pub fn reqwest_roots(origin: &str) -> Result<Vec<reqwest::Certificate>, crate::F
 
 /// The AWS SDK loader with an HTTPS client that trusts [`roots`] (the SDK's default client
 /// knows only the system's store, and fails everywhere when there is none).
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws")]
 pub fn aws_loader_with_roots(
     loader: aws_config::ConfigLoader,
-    provider: &str,
 ) -> Result<aws_config::ConfigLoader, crate::FetchError> {
     use aws_smithy_http_client::tls;
     let roots = roots().map_err(|e| {
         crate::FetchError::invalid(format!(
-            "the aws-sm provider `{provider}`: no CA certificates to verify AWS: {e}"
+            "no CA certificates to verify the AWS endpoints: {e}"
         ))
     })?;
     tracing::debug!(
@@ -140,9 +139,7 @@ pub fn aws_loader_with_roots(
         .with_trust_store(store)
         .build()
         .map_err(|e| {
-            crate::FetchError::invalid(format!(
-                "the aws-sm provider `{provider}`: cannot set up TLS: {e}"
-            ))
+            crate::FetchError::invalid(format!("cannot set up TLS for the AWS endpoints: {e}"))
         })?;
     let client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
@@ -154,7 +151,7 @@ pub fn aws_loader_with_roots(
 }
 
 /// One certificate as PEM (the AWS SDK's trust store takes PEM).
-#[cfg(feature = "aws-sm")]
+#[cfg(feature = "aws")]
 pub fn to_pem(der: &CertificateDer<'_>) -> Vec<u8> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
@@ -180,7 +177,7 @@ mod tests {
         assert!(roots.iter().all(|c| c.as_ref().first() == Some(&0x30)));
     }
 
-    #[cfg(feature = "aws-sm")]
+    #[cfg(feature = "aws")]
     #[test]
     fn pem_round_trips() {
         use rustls_pki_types::pem::PemObject as _;

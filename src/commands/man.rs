@@ -154,10 +154,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SECRETS_MANAGER, \
-         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ROLE_ARN, \
-         AWS_WEB_IDENTITY_TOKEN_FILE",
-        "The built-in aws-sm provider (the AWS SDK's default chain). Keys and session tokens \
-         are removed from the command's environment.",
+         AWS_ENDPOINT_URL_SSM, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, \
+         AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE",
+        "The built-in aws-sm and aws-ssm providers (the AWS SDK's default chain, SSO and \
+         credential_process profiles included). Keys and session tokens are removed from the \
+         command's environment.",
     ),
     (
         "CME_CONFIG_PATH",

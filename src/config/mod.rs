@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use cme_exec_providers::context::EnvReader;
 use cme_exec_providers::reference::{looks_like_reference, Reference};
-use cme_exec_providers::settings::{toml_key, Problem, ProviderSettings, TableReader};
 use cme_exec_providers::Kind;
+use cme_exec_providers::{registry, toml_key, Problem, ProviderSettings, TableReader};
 
 use crate::envnames as names;
 use crate::error::Error;
@@ -137,7 +137,7 @@ impl Config {
         if let Some(p) = self.providers.get(scheme) {
             return Some(p.clone());
         }
-        Kind::from_name(scheme).map(ProviderSettings::default_for)
+        ProviderSettings::builtin(scheme)
     }
 
     /// Every reference with the place it was written, in config order.
@@ -357,14 +357,14 @@ pub fn parse_table(table: &toml::Table, source: Source) -> Result<Config, Error>
                 None => {
                     r.problem(
                         Some("kind"),
-                        "missing: give kind = \"file\", \"env\", \"vault\" or \"aws-sm\"",
+                        format!("missing: give kind = {}", registry::kind_list()),
                     );
                     None
                 }
                 Some((_, None)) => {
                     r.problem(
                         Some("kind"),
-                        "unknown kind (expected \"file\", \"env\", \"vault\" or \"aws-sm\")",
+                        format!("unknown kind (expected {})", registry::kind_list()),
                     );
                     None
                 }
@@ -515,7 +515,7 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
                 problems.push(problem(
                     &table,
                     Some(&key),
-                    "not a reference: expected SCHEME://PATH[#KEY] with a declared or built-in scheme (env, file, vault, aws-sm); the value is not shown: it may be a pasted secret",
+                    &format!("not a reference: expected SCHEME://PATH[#KEY] with a declared or built-in scheme ({}); the value is not shown: it may be a pasted secret", registry::builtin_schemes().join(", ")),
                 ));
             }
             None => {
@@ -530,7 +530,8 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
                     &table,
                     Some(&key),
                     &format!(
-                        "unknown scheme `{shown}` (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in (env, file, vault, aws-sm){}",
+                        "unknown scheme `{shown}` (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in ({}){}",
+                        registry::builtin_schemes().join(", "),
                         if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
                     ),
                 ));

@@ -180,8 +180,14 @@ fn a_declared_provider_replaces_the_builtin_of_the_same_name() {
         "#,
     )
     .unwrap();
-    assert_eq!(c.provider_for("env").unwrap().kind(), Kind::File);
-    assert_eq!(c.provider_for("vault").unwrap().kind(), Kind::Vault);
+    assert_eq!(
+        c.provider_for("env").unwrap().kind(),
+        Kind::from_name("file").unwrap()
+    );
+    assert_eq!(
+        c.provider_for("vault").unwrap().kind(),
+        Kind::from_name("vault").unwrap()
+    );
     assert!(c.provider_for("nope").is_none());
 }
 

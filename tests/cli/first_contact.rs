@@ -322,9 +322,9 @@ fn aws_unreachable_endpoint_and_missing_credentials_are_told_apart() {
 }
 
 /// `AWS_PROFILE` naming a profile that is not defined is named (like the AWS CLI's "config
-/// profile (nope) could not be found"); an SSO profile and a `credential_process` profile say
-/// that this build leaves them out and how to work around it, not "set AWS_PROFILE". The
-/// helper's output never appears (it is not run: the feature is left out).
+/// profile (nope) could not be found"); an SSO profile without a session says to sign in
+/// (`aws sso login`), and a failing `credential_process` helper is named, not "set AWS_PROFILE".
+/// The helper runs, and what it printed (a sentinel, on stdout and stderr) never appears.
 #[test]
 fn aws_profiles_missing_sso_and_credential_process_are_named() {
     let moto = Moto::start();
@@ -356,18 +356,19 @@ fn aws_profiles_missing_sso_and_credential_process_are_named() {
     let out = t.launch(["check"]).env("AWS_PROFILE", "corp").run();
     assert_in_words("an SSO profile", &out);
     let line = failed_line(&out);
-    assert!(line.contains("IAM Identity Center (SSO)"), "{line}");
     assert!(
-        line.contains("aws configure export-credentials --profile corp"),
+        line.contains("IAM Identity Center (SSO)") && line.contains("no usable SSO session"),
         "{line}"
     );
+    assert!(line.contains("aws sso login --profile corp"), "{line}");
     assert!(!line.contains("set AWS_ACCESS_KEY_ID"), "{line}");
 
     let out = t.launch(["check"]).env("AWS_PROFILE", "helper").run();
     assert_in_words("a credential_process profile", &out);
     let line = failed_line(&out);
     assert!(
-        line.contains("credential_process") && line.contains("leaves out"),
+        line.contains("credential_process helper of the AWS profile `helper`")
+            && line.contains("not shown"),
         "{line}"
     );
     assert!(

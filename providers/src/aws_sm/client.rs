@@ -17,112 +17,40 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::retry::RetryConfig;
-use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
-use aws_sdk_secretsmanager::config::{Region, SharedCredentialsProvider};
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::Client;
-use futures::StreamExt as _;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 use zeroize::Zeroize as _;
 
-use super::diagnose;
-use super::{parse_target, Settings, Target, Version, CREDENTIAL_VARS, DEFAULT_SESSION_NAME};
+use super::{parse_target, Settings, Target, Version};
+use crate::aws_shared::diagnose;
+use crate::aws_shared::sdk::{self, Service, MAX_ATTEMPTS, OPERATION_TIMEOUT};
 use crate::payload::{Format, Payload, MAX_DOCUMENT_BYTES};
 use crate::{progress, Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
 
-/// Attempts per request, the first included.
-pub const MAX_ATTEMPTS: u32 = 3;
-/// Connecting to an endpoint (TCP and TLS).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt of one request, connection included.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
-/// One request with all its retries: below the resolver's default deadline (30 s), so that
-/// the SDK's own error, which names the cause, usually arrives before the deadline's.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// `BatchGetSecretValue` takes at most this many ids.
 const BATCH_MAX: usize = 20;
+
+/// Secrets Manager, as the shared AWS code names it.
+pub(super) const SERVICE: Service = Service {
+    kind: "aws-sm",
+    store: "AWS Secrets Manager",
+    endpoint_var: "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+};
 
 pub(super) fn build(
     name: &str,
     settings: &Settings,
     ctx: &Arc<Context>,
 ) -> Result<Arc<dyn Provider>, FetchError> {
-    // The chain may read any of these; the child must not inherit them (SECURITY.md).
-    for var in CREDENTIAL_VARS {
-        ctx.env.mark_consumed(var);
-    }
-    // The SDK's own switch to log response bodies, secret values included, at trace level.
-    if ctx
-        .env
-        .var(super::LOG_SENSITIVE_BODIES)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return Err(FetchError::invalid(format!(
-            "the aws-sm provider `{name}` refuses to run with {}=true, which makes the AWS SDK \
-             log secret values",
-            super::LOG_SENSITIVE_BODIES
-        ))
-        .with_hint(format!("unset {}", super::LOG_SENSITIVE_BODIES)));
-    }
-    // The SDK reads the endpoint variables itself; hold them to the same rule as endpoint_url.
-    for var in super::ENDPOINT_VARS {
-        if let Some(url) = ctx.env.var(var) {
-            super::check_endpoint(&url, settings.allow_http).map_err(|e| {
-                FetchError::invalid(format!("the aws-sm provider `{name}`: {var} {e}"))
-            })?;
-        }
-    }
-    // Like the SDK: the variables count unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true.
-    let ignore_env = ctx
-        .env
-        .var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let endpoint = settings.endpoint_url.clone().or_else(|| {
-        if ignore_env {
-            return None;
-        }
-        ctx.env
-            .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-            .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
-    });
-    // Ambient credentials (keys, profile, the default chain) go only where the environment
-    // sends them: a config's endpoint_url that is not the environment's needs the explicit tie.
-    if let Some(configured) = &settings.endpoint_url {
-        let from_env = if ignore_env {
-            None
-        } else {
-            ctx.env
-                .var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-                .or_else(|| ctx.env.var("AWS_ENDPOINT_URL"))
-        };
-        let same = from_env
-            .as_deref()
-            .is_some_and(|e| crate::net::same_endpoint(e, configured));
-        if !same && !settings.use_ambient_credentials {
-            return Err(FetchError::invalid(format!(
-                "the aws-sm provider `{name}`: its endpoint_url {} is not the environment's endpoint ({}), \
-                 so the environment's AWS credentials are not sent to it",
-                crate::net::show_origin(configured),
-                from_env.as_deref().map_or_else(
-                    || "AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL are not set".to_owned(),
-                    crate::net::show_origin
-                ),
-            ))
-            .with_hint(format!(
-                "if your AWS credentials are meant for this endpoint, set use_ambient_credentials = true \
-                 in [providers.{name}] (or set AWS_ENDPOINT_URL_SECRETS_MANAGER to it)"
-            )));
-        }
-    }
+    let endpoint = sdk::check_environment(&SERVICE, name, settings, ctx)?;
     Ok(Arc::new(AwsSmProvider {
         name: name.to_owned(),
         settings: settings.clone(),
@@ -158,72 +86,7 @@ impl AwsSmProvider {
     }
 
     async fn load(&self) -> Result<Loaded, FetchError> {
-        let started = std::time::Instant::now();
-        let s = &self.settings;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(100))
-                    .with_max_backoff(Duration::from_secs(2)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            );
-        loader = crate::tls::aws_loader_with_roots(loader, &self.name)?;
-        if let Some(region) = &s.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(profile) = &s.profile {
-            loader = loader.profile_name(profile);
-        }
-        let mut sdk = loader.load().await;
-        // The profile's `endpoint_url` reaches the SDK without passing `build`: same rule.
-        if let Some(url) = sdk.endpoint_url() {
-            super::check_endpoint(url, s.allow_http).map_err(|e| {
-                FetchError::invalid(format!(
-                    "the aws-sm provider `{}`: the endpoint from the AWS profile {e}",
-                    self.name
-                ))
-            })?;
-        }
-        if let Some(role) = &s.role_arn {
-            let mut builder = AssumeRoleProvider::builder(role)
-                .configure(&sdk)
-                .session_name(
-                    s.session_name
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned()),
-                );
-            if let Some(id) = &s.external_id {
-                builder = builder.external_id(id);
-            }
-            let provider = builder.build().await;
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(SharedCredentialsProvider::new(provider))
-                .build();
-        }
-        // Credentials once, before any request: a missing credential is then never mistaken
-        // for an unreachable endpoint, and is described once for every request of the run.
-        let place = diagnose::Place {
-            name: &self.name,
-            profile: s.profile.as_deref(),
-            env: &self.ctx.env,
-        };
-        let waiting = progress::begin("the AWS credential chain", "", 0);
-        let sdk = diagnose::resolve_credentials(sdk, &place).await?;
-        drop(waiting);
-        tracing::debug!(
-            provider = %self.name,
-            region = ?sdk.region().map(|r| r.as_ref().to_owned()),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "aws-sm: SDK configuration loaded"
-        );
+        let sdk = sdk::load(&self.settings, &self.ctx).await?;
         Ok(Loaded {
             sdk,
             clients: Mutex::new(HashMap::new()),
@@ -280,21 +143,16 @@ impl AwsSmProvider {
         }
     }
 
-    /// `GetSecretValue` for several targets, concurrently.
+    /// `GetSecretValue` for several targets, concurrently ([`crate::fetch_concurrently`]).
     async fn get_each(
         &self,
         client: &Client,
         targets: Vec<Target>,
         concurrency: usize,
     ) -> Vec<(Target, Fetched)> {
-        futures::stream::iter(targets)
-            .map(|t| async move {
-                let r = self.get(client, &t).await;
-                (t, r)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await
+        let results =
+            crate::fetch_concurrently(&targets, concurrency, |t| self.get(client, t)).await;
+        targets.into_iter().zip(results).collect()
     }
 
     /// `BatchGetSecretValue` for up to [`BATCH_MAX`] targets at their current version; targets
@@ -440,9 +298,7 @@ impl AwsSmProvider {
         }
     }
 
-    /// A failure that is not an answer from AWS: no credentials, no connection, no answer in
-    /// time, a request that could not be built. In words, never the error tree's `Debug` (nor a
-    /// credential provider's own text); `(kind, cause, hint)`.
+    /// A failure that is not an answer from AWS, in words ([`sdk::transport_failure`]).
     fn transport_failure<E, R>(
         &self,
         err: &SdkError<E, R>,
@@ -452,63 +308,7 @@ impl AwsSmProvider {
         E: std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        let place = diagnose::Place {
-            name: &self.name,
-            profile: self.settings.profile.as_deref(),
-            env: &self.ctx.env,
-        };
-        if let Some(c) = diagnose::credentials_error_in(err) {
-            let e = diagnose::credentials_error(c, &place);
-            return (e.kind, e.message().to_owned(), e.hint().map(str::to_owned));
-        }
-        let reach_hint = if endpoint.contains("://") {
-            format!(
-                "check that {endpoint} is the right endpoint (endpoint_url, AWS_ENDPOINT_URL, \
-                 AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_STS) and that it is up"
-            )
-        } else {
-            "check the region and the network (and HTTPS_PROXY, if one is needed)".to_owned()
-        };
-        match err {
-            SdkError::DispatchFailure(f) => {
-                tracing::debug!(
-                    provider = %self.name,
-                    "aws-sm: dispatch failure: {}",
-                    DisplayErrorContext(err)
-                );
-                match f.as_connector_error() {
-                    Some(c) => {
-                        let (kind, cause) = diagnose::dispatch_cause(c);
-                        let hint = (kind != ErrorKind::Invalid).then_some(reach_hint);
-                        (kind, format!("{endpoint}: {cause}"), hint)
-                    }
-                    None => (
-                        ErrorKind::Unavailable,
-                        format!("{endpoint}: the request could not be sent"),
-                        Some(reach_hint),
-                    ),
-                }
-            }
-            SdkError::TimeoutError(_) => (
-                ErrorKind::Timeout,
-                format!(
-                    "no answer from {endpoint} within {} s",
-                    OPERATION_TIMEOUT.as_secs()
-                ),
-                Some(reach_hint),
-            ),
-            SdkError::ResponseError(_) => (
-                ErrorKind::Unavailable,
-                format!("{endpoint} sent a response that could not be read"),
-                None,
-            ),
-            _ => (
-                ErrorKind::Invalid,
-                "the request could not be built (a setting is wrong, such as the region)"
-                    .to_owned(),
-                None,
-            ),
-        }
+        sdk::transport_failure(err, endpoint, &self.settings, &self.ctx, &SERVICE)
     }
 
     fn endpoint_name(&self) -> String {
@@ -683,7 +483,7 @@ fn too_large(target: &Target) -> FetchError {
 #[async_trait]
 impl Provider for AwsSmProvider {
     fn kind(&self) -> Kind {
-        Kind::AwsSm
+        super::KIND
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
@@ -772,68 +572,7 @@ impl Provider for AwsSmProvider {
 
     async fn identity(&self) -> Result<Option<Identity>, FetchError> {
         let loaded = self.loaded().await?;
-        let mut config = aws_sdk_sts::config::Builder::from(&loaded.sdk);
-        if loaded.sdk.region().is_none() {
-            // STS answers in every region; only a reference by ARN may have brought us here.
-            config = config.region(aws_sdk_sts::config::Region::from_static("us-east-1"));
-        }
-        let sts_endpoint = self
-            .ctx
-            .env
-            .var("AWS_ENDPOINT_URL_STS")
-            .or_else(|| self.ctx.env.var("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| "AWS STS".to_owned());
-        let config = config.interceptor(diagnose::Attempts {
-            store: "AWS STS",
-            address: sts_endpoint.clone(),
-            max_attempts: MAX_ATTEMPTS,
-        });
-        let sts = aws_sdk_sts::Client::from_conf(config.build());
-        let waiting = progress::begin("AWS STS", &sts_endpoint, MAX_ATTEMPTS);
-        let answer = sts.get_caller_identity().send().await;
-        drop(waiting);
-        match answer {
-            Ok(out) => {
-                let mut facts = Vec::new();
-                if let Some(account) = out.account {
-                    facts.push(("account".to_owned(), account));
-                }
-                if let Some(arn) = out.arn {
-                    facts.push(("arn".to_owned(), arn));
-                }
-                if let Some(region) = loaded.sdk.region() {
-                    facts.push(("region".to_owned(), region.as_ref().to_owned()));
-                }
-                Ok(Some(Identity { facts }))
-            }
-            Err(err) => {
-                let (kind, detail, hint) = match &err {
-                    SdkError::ServiceError(ctx) => (
-                        ErrorKind::Unavailable,
-                        format!(
-                            "{} (HTTP {})",
-                            diagnose::code_word(ctx.err().code()),
-                            ctx.raw().status().as_u16()
-                        ),
-                        None,
-                    ),
-                    SdkError::ResponseError(ctx) => (
-                        ErrorKind::Unavailable,
-                        format!(
-                            "an unreadable response (HTTP {})",
-                            ctx.raw().status().as_u16()
-                        ),
-                        None,
-                    ),
-                    _ => self.transport_failure(&err, &sts_endpoint),
-                };
-                let e = FetchError::new(kind, format!("STS GetCallerIdentity: {detail}"));
-                Err(match hint {
-                    Some(h) => e.with_hint(h),
-                    None => e,
-                })
-            }
-        }
+        sdk::identity(&loaded.sdk, &self.settings, &self.ctx, &SERVICE).await
     }
 }
 

@@ -36,9 +36,9 @@
 //! The AWS SDK's default chain: environment keys, the shared config and credentials files and
 //! their profiles (`role_arn`/`source_profile`, `web_identity_token_file`), web identity
 //! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`: EKS IRSA, GitHub Actions and other CI
-//! OIDC), container credentials (ECS, EKS Pod Identity), and EC2 instance metadata. This build
-//! leaves out the SDK's `sso` and `credentials-process` features: a profile using
-//! `sso_session`/`sso_start_url` or `credential_process` is reported as unsupported. The
+//! OIDC), container credentials (ECS, EKS Pod Identity), and EC2 instance metadata, and the
+//! SDK's `sso` (IAM Identity Center profiles, from the AWS CLI's token cache) and
+//! `credentials-process` (a profile's helper, whose output is never shown) features. The
 //! credential variables the chain reads ([`CREDENTIAL_VARS`]) never reach the child. The SDK's
 //! `LOG_SENSITIVE_BODIES=true`, which would log secret values, is refused.
 //!
@@ -47,28 +47,17 @@
 
 #[cfg(feature = "aws-sm")]
 mod client;
-#[cfg(feature = "aws-sm")]
-mod diagnose;
 
 use std::sync::Arc;
 
-use crate::settings::TableReader;
-use crate::{Context, Document, FetchError, Provider};
+use crate::table::TableReader;
+use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
-/// Environment variables that hold AWS credentials or point at them. Whenever an `aws-sm`
-/// provider is used they are treated as consumed, so the child does not inherit them (the
-/// user can keep one with `--keep-env NAME`). Region, profile and endpoint variables are not
-/// credentials and stay.
-pub const CREDENTIAL_VARS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    // The legacy name of AWS_SESSION_TOKEN, still read by boto and older CLIs.
-    "AWS_SECURITY_TOKEN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-];
+pub use crate::aws_shared::{
+    check_endpoint, AwsSettings as Settings, CREDENTIAL_VARS, DEFAULT_SESSION_NAME,
+    LOG_SENSITIVE_BODIES,
+};
+use crate::aws_shared::{check_region, is_account, is_partition};
 
 /// The endpoint variables the SDK reads, checked like `endpoint_url` (https, or http to loopback).
 pub const ENDPOINT_VARS: &[&str] = &[
@@ -76,165 +65,6 @@ pub const ENDPOINT_VARS: &[&str] = &[
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL",
 ];
-
-/// The AWS SDK logs the bodies of responses it marks sensitive (secret values) at trace level
-/// when this is `true`; the provider refuses to run then.
-pub const LOG_SENSITIVE_BODIES: &str = "LOG_SENSITIVE_BODIES";
-
-/// The default `session_name` for `role_arn`: it shows in CloudTrail as the assumed role's session.
-pub const DEFAULT_SESSION_NAME: &str = "cme-exec";
-
-/// `[providers.NAME]` with `kind = "aws-sm"`. Nothing here is secret (`external_id` is an
-/// identifier that AWS does not treat as a secret either), so `Debug` is derived.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Settings {
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    pub endpoint_url: Option<String>,
-    /// Sign requests to a configured `endpoint_url` that is not the environment's
-    /// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL`) with the environment's AWS
-    /// credentials. Without it such an endpoint is refused: ambient credentials go only where
-    /// the environment sends them.
-    pub use_ambient_credentials: bool,
-    pub allow_http: bool,
-    pub role_arn: Option<String>,
-    pub external_id: Option<String>,
-    pub session_name: Option<String>,
-}
-
-impl Settings {
-    /// Reads the table strictly: wrong types and malformed values are problems that name the
-    /// key, never the value; unknown keys are reported by the caller's `finish`.
-    pub fn parse(r: &mut TableReader<'_, '_>) -> Settings {
-        let mut s = Settings {
-            region: r.non_empty_string("region"),
-            profile: r.non_empty_string("profile"),
-            endpoint_url: r.non_empty_string("endpoint_url"),
-            use_ambient_credentials: r.bool("use_ambient_credentials").unwrap_or(false),
-            allow_http: r.bool("allow_http").unwrap_or(false),
-            role_arn: r.non_empty_string("role_arn"),
-            external_id: r.non_empty_string("external_id"),
-            session_name: r.non_empty_string("session_name"),
-        };
-        let role_given = s.role_arn.is_some();
-        if let Some(region) = &s.region {
-            if let Err(e) = check_region(region) {
-                r.problem(Some("region"), e);
-                s.region = None;
-            }
-        }
-        if let Some(url) = &s.endpoint_url {
-            if let Err(e) = check_endpoint(url, s.allow_http) {
-                r.problem(Some("endpoint_url"), e);
-                s.endpoint_url = None;
-            }
-        }
-        if let Some(arn) = &s.role_arn {
-            if let Err(e) = check_role_arn(arn) {
-                r.problem(Some("role_arn"), e);
-                s.role_arn = None;
-            }
-        }
-        if let Some(id) = &s.external_id {
-            if !(2..=1224).contains(&id.len()) || !id.chars().all(is_sts_char_or_colon) {
-                r.problem(
-                    Some("external_id"),
-                    "must be 2-1224 characters of letters, digits and _+=,.@:/-",
-                );
-            }
-        }
-        if let Some(name) = &s.session_name {
-            if !(2..=64).contains(&name.len()) || !name.chars().all(is_sts_char) {
-                r.problem(
-                    Some("session_name"),
-                    "must be 2-64 characters of letters, digits and _+=,.@-",
-                );
-            }
-        }
-        if !role_given {
-            if s.external_id.is_some() {
-                r.problem(Some("external_id"), "only applies with role_arn");
-            }
-            if s.session_name.is_some() {
-                r.problem(Some("session_name"), "only applies with role_arn");
-            }
-        }
-        s
-    }
-}
-
-fn is_sts_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
-}
-
-fn is_sts_char_or_colon(c: char) -> bool {
-    is_sts_char(c) || c == ':' || c == '/'
-}
-
-fn check_region(region: &str) -> Result<(), String> {
-    let ok = region.len() <= 64
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && region.contains('-')
-        && !region.starts_with('-')
-        && !region.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err("not an AWS region name (such as \"eu-central-1\")".into())
-    }
-}
-
-/// An endpoint is an absolute `https://` URL without credentials, query or fragment; plain
-/// `http://` only to a loopback address unless `allow_http` (SECURITY.md, Network).
-pub fn check_endpoint(raw: &str, allow_http: bool) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|_| {
-        "not an absolute URL (such as \"https://secretsmanager.eu-central-1.amazonaws.com\")"
-            .to_owned()
-    })?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain user info (`user:password@`)".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment".into());
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http || crate::net::is_loopback_url(&url) => Ok(()),
-        "http" => Err(
-            "plain http:// is allowed only to a loopback address; use https://, or set \
-             allow_http = true in the provider's table if the network is trusted"
-                .into(),
-        ),
-        _ => Err("must start with https:// (or http:// to a loopback address)".into()),
-    }
-}
-
-fn check_role_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && is_partition(parts[1])
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && is_account(parts[4])
-        && parts[5].starts_with("role/")
-        && parts[5].len() > "role/".len();
-    if ok {
-        Ok(())
-    } else {
-        Err("not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)".into())
-    }
-}
-
-fn is_partition(p: &str) -> bool {
-    p.starts_with("aws") && p.chars().all(|c| c.is_ascii_lowercase() || c == '-')
-}
-
-fn is_account(a: &str) -> bool {
-    a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
-}
 
 /// Which version of a secret a reference asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -409,24 +239,91 @@ fn check_arn(arn: &str) -> Result<String, String> {
     Ok(parts[3].to_owned())
 }
 
-/// Builds the provider, or says that this build left it out.
+/// `kind = "aws-sm"`, with the `aws-sm` cargo feature.
+pub const KIND: Kind = Kind::new("aws-sm");
+
+/// The `aws-sm` backend, listed in `registry::BACKENDS`.
+pub struct AwsSmBackend;
+
+impl Backend for AwsSmBackend {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    fn feature(&self) -> Option<&'static str> {
+        Some("aws-sm")
+    }
+
+    fn available(&self) -> bool {
+        cfg!(feature = "aws-sm")
+    }
+
+    fn parse(&self, r: &mut TableReader<'_, '_>) -> Arc<dyn BackendSettings> {
+        Arc::new(Settings::parse(r))
+    }
+
+    fn builtin(&self) -> Option<Arc<dyn BackendSettings>> {
+        Some(Arc::new(Settings::default()))
+    }
+
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        check_document(doc)
+    }
+}
+
+impl BackendSettings for Settings {
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "kind aws-sm, endpoint {}",
+            self.endpoint_url
+                .as_deref()
+                .unwrap_or("AWS's regional endpoint (or AWS_ENDPOINT_URL*)")
+        );
+        if let Some(r) = &self.region {
+            s.push_str(&format!(", region {r}"));
+        }
+        if let Some(p) = &self.profile {
+            s.push_str(&format!(", profile {p}"));
+        }
+        if let Some(r) = &self.role_arn {
+            s.push_str(&format!(", assumes {r}"));
+        }
+        if self.use_ambient_credentials {
+            s.push_str(", use_ambient_credentials");
+        }
+        if self.allow_http {
+            s.push_str(", allow_http");
+        }
+        s
+    }
+
+    fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
+        build(name, self, ctx)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Builds the provider.
+#[cfg(feature = "aws-sm")]
 pub fn build(
     name: &str,
     settings: &Settings,
     ctx: &Arc<Context>,
 ) -> Result<Arc<dyn Provider>, FetchError> {
-    #[cfg(feature = "aws-sm")]
-    {
-        client::build(name, settings, ctx)
-    }
-    #[cfg(not(feature = "aws-sm"))]
-    {
-        let _ = (settings, ctx);
-        Err(FetchError::unavailable(format!(
-            "the aws-sm provider `{name}` is not available in this build of cme-exec"
-        ))
-        .with_hint("rebuild with `--features aws-sm` (or keep the default features)"))
-    }
+    client::build(name, settings, ctx)
+}
+
+/// This build has no AWS client: the one answer for an aws-sm provider, whatever its settings.
+#[cfg(not(feature = "aws-sm"))]
+pub fn build(
+    name: &str,
+    _settings: &Settings,
+    _ctx: &Arc<Context>,
+) -> Result<Arc<dyn Provider>, FetchError> {
+    Err(FetchError::left_out(KIND.name(), name, "aws-sm"))
 }
 
 #[cfg(test)]

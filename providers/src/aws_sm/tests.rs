@@ -1,6 +1,6 @@
 use super::*;
 use crate::reference::Reference;
-use crate::settings::{Problem, TableReader};
+use crate::table::{Problem, TableReader};
 
 fn target(raw: &str) -> Result<Target, String> {
     let r = Reference::parse(raw).map_err(|e| format!("parse: {e}"))?;

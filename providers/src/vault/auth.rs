@@ -295,7 +295,7 @@ pub fn read_small_file(
             path.display()
         ))));
     }
-    crate::file::check_not_world_writable(path, &meta).map_err(context)?;
+    crate::secure_fs::check_not_world_writable(path, &meta).map_err(context)?;
     if meta.len() > limit {
         return Err(context(FetchError::invalid(format!(
             "{} is larger than {} KiB",

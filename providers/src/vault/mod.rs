@@ -40,8 +40,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::settings::{Problem, TableReader};
-use crate::{Context, Document, FetchError, Provider};
+use crate::table::{Problem, TableReader};
+use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
 #[cfg(feature = "vault")]
 mod auth;
@@ -336,7 +336,7 @@ impl Settings {
         let mut kv_mounts = BTreeMap::new();
         if let Some(t) = r.table("kv_mounts") {
             for (mount, v) in t {
-                let key = format!("kv_mounts.{}", crate::settings::toml_key(mount));
+                let key = format!("kv_mounts.{}", crate::table::toml_key(mount));
                 if let Err(e) = check_mount_like(mount) {
                     r.problem(Some(&key), e);
                     continue;
@@ -352,7 +352,7 @@ impl Settings {
                         Some(&key),
                         format!(
                             "expected 1 or 2, found {}",
-                            crate::settings::describe_toml(other)
+                            crate::table::describe_toml(other)
                         ),
                     ),
                 }
@@ -752,7 +752,75 @@ pub fn check_document(doc: &Document) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the provider (or says that this build has none).
+/// `kind = "vault"`, with the `vault` cargo feature.
+pub const KIND: Kind = Kind::new("vault");
+
+/// The `vault` backend, listed in `registry::BACKENDS`.
+pub struct VaultBackend;
+
+impl Backend for VaultBackend {
+    fn kind(&self) -> Kind {
+        KIND
+    }
+
+    fn feature(&self) -> Option<&'static str> {
+        Some("vault")
+    }
+
+    fn available(&self) -> bool {
+        cfg!(feature = "vault")
+    }
+
+    fn parse(&self, r: &mut TableReader<'_, '_>) -> Arc<dyn BackendSettings> {
+        Arc::new(Settings::parse(r))
+    }
+
+    fn builtin(&self) -> Option<Arc<dyn BackendSettings>> {
+        Some(Arc::new(Settings::default()))
+    }
+
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        check_document(doc)
+    }
+}
+
+impl BackendSettings for Settings {
+    fn describe(&self) -> String {
+        let mut s = format!(
+            "kind vault, address {}",
+            self.address
+                .as_deref()
+                .unwrap_or("from VAULT_ADDR (or BAO_ADDR)")
+        );
+        if let Some(ns) = &self.namespace {
+            s.push_str(&format!(", namespace {ns}"));
+        }
+        match &self.auth {
+            Some(a) => s.push_str(&format!(", auth {}", a.describe())),
+            None if self.address.is_some() => s.push_str(
+                ", auth token (the environment's token only if VAULT_ADDR names this address)",
+            ),
+            None => s.push_str(", auth token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token"),
+        }
+        if self.allow_http {
+            s.push_str(", allow_http");
+        }
+        if self.tls_skip_verify == Some(true) {
+            s.push_str(", TLS verification OFF");
+        }
+        s
+    }
+
+    fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
+        build(name, self, ctx)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Builds the provider.
 #[cfg(feature = "vault")]
 pub fn build(
     name: &str,
@@ -762,19 +830,14 @@ pub fn build(
     client::VaultProvider::build(name, settings, ctx).map(|p| Arc::new(p) as Arc<dyn Provider>)
 }
 
-/// Builds the provider (or says that this build has none).
+/// This build has no Vault client: the one answer for a vault provider, whatever its settings.
 #[cfg(not(feature = "vault"))]
 pub fn build(
     name: &str,
     _settings: &Settings,
     _ctx: &Arc<Context>,
 ) -> Result<Arc<dyn Provider>, FetchError> {
-    Err(FetchError::unavailable(format!(
-        "the vault provider `{name}` is not available in this build of cme-exec"
-    ))
-    .with_hint(
-        "rebuild with `cargo install cme-exec --features vault` (or keep the default features)",
-    ))
+    Err(FetchError::left_out(KIND.name(), name, "vault"))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Why the AWS SDK could not do something, in words, one message per cause (only with the
-//! `aws-sm` feature).
+//! `aws-sm` or `aws-ssm` feature). The messages do not name a provider: one credential answer
+//! serves every AWS provider of the run with the same settings, and the resolver puts each
+//! failure beside the reference it stopped.
 //!
 //! - **Credentials** are resolved once per run, before the first request
 //!   ([`resolve_credentials`]), so that a missing credential is told apart from an unreachable
@@ -9,9 +11,9 @@
 //!   token, a profile file's contents around a syntax error. None of it is shown. A message says
 //!   what failed from the error's kind, AWS's error *code* (a word such as
 //!   `InvalidIdentityToken`), an I/O error, and what cme-exec itself reads from the profile
-//!   files: whether the profile exists, and whether it needs a part of the SDK this build leaves
-//!   out (`sso`, `credentials-process`). Keys are looked at by name; values never leave this
-//!   module, except `source_profile` (a profile name) to follow a chain.
+//!   files: whether the profile exists, and whether it signs in with SSO or runs a
+//!   `credential_process` helper (each gets its own message and fix). Keys are looked at by name;
+//!   values never leave this module, except `source_profile` (a profile name) to follow a chain.
 //! - **Transport failures** are told by the SDK's connector error kinds (io, timeout, user,
 //!   other) and the I/O error underneath, never by the `Debug` of the error tree.
 
@@ -20,15 +22,14 @@ use std::path::PathBuf;
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_secretsmanager::config::{ProvideCredentials as _, SharedCredentialsProvider};
+use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::{docs_url, EnvReader, ErrorKind, FetchError};
 
 /// Where a run's AWS settings come from, for messages.
-pub(super) struct Place<'a> {
-    /// The provider's name (the reference scheme).
-    pub name: &'a str,
-    /// `profile` in `[providers.NAME]`.
+pub struct Place<'a> {
+    /// `profile` in the provider's table.
     pub profile: Option<&'a str>,
     pub env: &'a EnvReader,
 }
@@ -37,10 +38,7 @@ impl Place<'_> {
     /// The profile the SDK uses and what named it; `None` when nothing named one.
     fn chosen_profile(&self) -> Option<(String, String)> {
         if let Some(p) = self.profile {
-            return Some((
-                p.to_owned(),
-                format!("profile in [providers.{}]", self.name),
-            ));
+            return Some((p.to_owned(), "the provider's `profile` setting".to_owned()));
         }
         self.env
             .var("AWS_PROFILE")
@@ -57,7 +55,7 @@ impl Place<'_> {
 
 /// Asks the SDK's credential chain (or the role to assume) for credentials once, and gives back
 /// a configuration that uses exactly those, or why there are none.
-pub(super) async fn resolve_credentials(
+pub async fn resolve_credentials(
     sdk: SdkConfig,
     place: &Place<'_>,
 ) -> Result<SdkConfig, FetchError> {
@@ -74,9 +72,12 @@ pub(super) async fn resolve_credentials(
 }
 
 /// A credential provider's failure, in words.
-pub(super) fn credentials_error(err: &CredentialsError, place: &Place<'_>) -> FetchError {
+pub fn credentials_error(err: &CredentialsError, place: &Place<'_>) -> FetchError {
     let profiles = Profiles::read(place);
     if let Some(e) = profile_problem(&profiles, place) {
+        return e;
+    }
+    if let Some(e) = source_problem(&profiles, place, chain_cause(err)) {
         return e;
     }
     let profile = place
@@ -90,25 +91,19 @@ pub(super) fn credentials_error(err: &CredentialsError, place: &Place<'_>) -> Fe
         CredentialsError::ProviderTimedOut(t) => FetchError::new(
             ErrorKind::Timeout,
             format!(
-                "the aws-sm provider `{}` got no AWS credentials within {} s{profile}",
-                place.name,
+                "got no AWS credentials within {} s{profile}",
                 t.timeout_duration().as_secs_f32()
             ),
         ),
         CredentialsError::InvalidConfiguration(_) => FetchError::invalid(format!(
-            "the aws-sm provider `{}` cannot get AWS credentials: the AWS configuration for \
-             them is invalid{profile}",
-            place.name
+            "cannot get AWS credentials: the AWS configuration for them is invalid{profile}"
         ))
         .with_hint(details_hint(place)),
         _ => {
             let cause = chain_cause(err).unwrap_or_else(|| "the provider failed".to_owned());
             FetchError::new(
                 ErrorKind::Denied,
-                format!(
-                    "the aws-sm provider `{}` cannot get AWS credentials{profile}: {cause}",
-                    place.name
-                ),
+                format!("cannot get AWS credentials{profile}: {cause}"),
             )
             .with_hint(details_hint(place))
         }
@@ -131,7 +126,6 @@ fn details_hint(place: &Place<'_>) -> String {
 
 /// No credentials anywhere in the chain.
 fn no_credentials(place: &Place<'_>, why: &str) -> FetchError {
-    let name = place.name;
     let hint = match place.chosen_profile() {
         Some((p, from)) => format!(
             "the AWS profile `{p}` ({from}) holds no credentials: give it aws_access_key_id and \
@@ -140,33 +134,25 @@ fn no_credentials(place: &Place<'_>, why: &str) -> FetchError {
             docs_url("providers/aws-sm.md#credentials")
         ),
         None => format!(
-            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE (or profile in \
-             [providers.{name}]), or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; see {}",
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE (or `profile` in the \
+             provider's table), or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; see {}",
             docs_url("providers/aws-sm.md#credentials")
         ),
     };
     FetchError::new(
         ErrorKind::Denied,
-        format!("the aws-sm provider `{name}` found no AWS credentials ({why})"),
+        format!("found no AWS credentials ({why})"),
     )
     .with_hint(hint)
 }
 
-/// A profile that is missing, or that needs what this build leaves out.
+/// A profile that is missing (the chosen one, or one of its `source_profile` chain).
 fn profile_problem(profiles: &Profiles, place: &Place<'_>) -> Option<FetchError> {
     let (chosen, from) = match place.chosen_profile() {
         Some(c) => c,
         // Without a choice the SDK reads `default`, which may be absent.
         None if profiles.get("default").is_some() => ("default".to_owned(), "the default".into()),
         None => return None,
-    };
-    let workaround = |p: &str| {
-        format!(
-            "let the AWS CLI hand the credentials over in the environment (after `aws sso login \
-             --profile {p}` for SSO): eval \"$(aws configure export-credentials --profile {p} \
-             --format env)\", then run cme-exec again; see {}",
-            docs_url("providers/aws-sm.md#credentials")
-        )
     };
     let mut name = chosen.clone();
     for _ in 0..8 {
@@ -190,23 +176,55 @@ fn profile_problem(profiles: &Profiles, place: &Place<'_>) -> Option<FetchError>
                 .with_hint(format!("check its spelling; {listed}")),
             );
         };
+        match &profile.source_profile {
+            Some(next) if *next != name => name = next.clone(),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The profile, or one it takes its credentials from, that signs in with SSO or runs a
+/// `credential_process` helper: the credentials failed there, and the fix is its own. The
+/// helper's output and the SDK's words are not shown (they may hold a credential).
+fn source_problem(
+    profiles: &Profiles,
+    place: &Place<'_>,
+    cause: Option<String>,
+) -> Option<FetchError> {
+    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+    let chosen = match place.chosen_profile() {
+        Some((p, _)) => p,
+        None if profiles.get("default").is_some() => "default".to_owned(),
+        None => return None,
+    };
+    let mut name = chosen.clone();
+    for _ in 0..8 {
+        let profile = profiles.get(&name)?;
         if profile.has("sso_session") || profile.has("sso_start_url") {
             return Some(
-                FetchError::invalid(format!(
-                    "the AWS profile `{name}` signs in with IAM Identity Center (SSO), which this \
-                     build of cme-exec leaves out (the AWS SDK's `sso` feature)"
+                FetchError::denied(format!(
+                    "the AWS profile `{name}` signs in with IAM Identity Center (SSO), and no \
+                     usable SSO session was found for it (not signed in, expired, or refused){cause}"
                 ))
-                .with_hint(workaround(&chosen)),
+                .with_hint(format!(
+                    "sign in with `aws sso login --profile {chosen}` and run cme-exec again; \
+                     `aws sts get-caller-identity --profile {chosen}` shows what AWS says; see {}",
+                    docs_url("providers/aws-sm.md#credentials")
+                )),
             );
         }
         if profile.has("credential_process") {
             return Some(
-                FetchError::invalid(format!(
-                    "the AWS profile `{name}` gets its credentials from credential_process, \
-                     which this build of cme-exec leaves out (the AWS SDK's \
-                     `credentials-process` feature); the helper was not run"
+                FetchError::denied(format!(
+                    "the credential_process helper of the AWS profile `{name}` gave no \
+                     credentials; what it printed is not shown (it may hold a credential){cause}"
                 ))
-                .with_hint(workaround(&chosen)),
+                .with_hint(format!(
+                    "run `aws sts get-caller-identity --profile {chosen}` in the same environment \
+                     to see what the helper says; see {}",
+                    docs_url("providers/aws-sm.md#credentials")
+                )),
             );
         }
         match &profile.source_profile {
@@ -234,7 +252,6 @@ fn chain_cause(err: &(dyn StdError + 'static)) -> Option<String> {
 
 /// The error code of an STS answer found in a credential provider's error.
 fn sts_code(e: &(dyn StdError + 'static)) -> Option<String> {
-    use aws_sdk_secretsmanager::config::http::HttpResponse;
     use aws_sdk_sts::error::SdkError;
     use aws_sdk_sts::operation::assume_role::AssumeRoleError;
     use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
@@ -261,7 +278,7 @@ fn sts_code(e: &(dyn StdError + 'static)) -> Option<String> {
 }
 
 /// An AWS error code as shown: a word of letters and digits, or a placeholder.
-pub(super) fn code_word(code: Option<&str>) -> String {
+pub fn code_word(code: Option<&str>) -> String {
     match code {
         Some(c)
             if !c.is_empty() && c.len() <= 64 && c.chars().all(|c| c.is_ascii_alphanumeric()) =>
@@ -275,8 +292,8 @@ pub(super) fn code_word(code: Option<&str>) -> String {
 
 /// What a request's dispatch failure was, from the connector's error kinds and the I/O error
 /// underneath. `(kind, words, is it the endpoint's fault)`.
-pub(super) fn dispatch_cause(
-    failure: &aws_sdk_secretsmanager::error::ConnectorError,
+pub fn dispatch_cause(
+    failure: &aws_smithy_runtime_api::client::result::ConnectorError,
 ) -> (ErrorKind, String) {
     let io = io_error_in(failure);
     if failure.is_timeout() {
@@ -300,9 +317,7 @@ pub(super) fn dispatch_cause(
 }
 
 /// A credentials error anywhere under `err`.
-pub(super) fn credentials_error_in<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> Option<&'a CredentialsError> {
+pub fn credentials_error_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a CredentialsError> {
     let mut next: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
         if let Some(c) = e.downcast_ref::<CredentialsError>() {
@@ -483,23 +498,23 @@ mod tests {
 /// Tells [`crate::progress`] each attempt of a request to `address`, and logs each retry at
 /// `-v` (info): the operation and the attempt, never a request's contents.
 #[derive(Debug)]
-pub(super) struct Attempts {
+pub struct Attempts {
     pub store: &'static str,
     pub address: String,
     pub max_attempts: u32,
 }
 
-impl aws_sdk_secretsmanager::config::Intercept for Attempts {
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Attempts {
     fn name(&self) -> &'static str {
         "cme-exec-attempts"
     }
 
     fn read_before_attempt(
         &self,
-        _context: &aws_sdk_secretsmanager::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_sdk_secretsmanager::config::RuntimeComponents,
-        cfg: &mut aws_sdk_secretsmanager::config::ConfigBag,
-    ) -> Result<(), aws_sdk_secretsmanager::error::BoxError> {
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         use aws_smithy_runtime_api::client::orchestrator::Metadata;
         use aws_smithy_runtime_api::client::retries::RequestAttempts;
         let n = cfg

@@ -1,10 +1,8 @@
-//! Provider settings (`[providers.NAME]` tables) and the strict table reader every settings
-//! parser uses: unknown keys and wrong types are collected as [`Problem`]s, all of them, and
-//! no message ever repeats a value.
+//! The strict TOML table reader every settings parser uses (a leaf: it imports nothing of the
+//! crate). Unknown keys and wrong types are collected as [`Problem`]s, all of them, and no
+//! message ever repeats a value.
 
 use std::path::PathBuf;
-
-use crate::Kind;
 
 /// One configuration problem: where (`table`, `key`) and what. The caller adds the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +73,13 @@ impl<'t, 'p> TableReader<'t, 'p> {
         });
     }
 
+    /// Whether a problem was already reported for `key` of this table.
+    pub fn has_problem(&self, key: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.table == self.path && p.key.as_deref() == Some(key))
+    }
+
     fn get(&mut self, key: &'t str) -> Option<&'t toml::Value> {
         self.used.push(key);
         self.table.get(key)
@@ -133,6 +138,33 @@ impl<'t, 'p> TableReader<'t, 'p> {
         }
     }
 
+    /// An array of strings (each element's type is checked; values are never shown).
+    pub fn string_list(&mut self, key: &'t str) -> Option<Vec<String>> {
+        match self.get(key)? {
+            toml::Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        toml::Value::String(s) => out.push(s.clone()),
+                        other => {
+                            let found = describe_toml(other);
+                            self.problem(
+                                Some(key),
+                                format!("element {} is {found}, expected a string", i + 1),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.wrong_type(key, "an array of strings", other);
+                None
+            }
+        }
+    }
+
     /// A sub-table, or an inline table.
     pub fn table(&mut self, key: &'t str) -> Option<&'t toml::Table> {
         match self.get(key)? {
@@ -180,55 +212,5 @@ impl<'t, 'p> TableReader<'t, 'p> {
         let r = f(&mut sub);
         sub.finish();
         Some(r)
-    }
-}
-
-/// `[providers.NAME]` for `kind = "file"`.
-#[derive(Clone, Debug, Default)]
-pub struct FileSettings {
-    /// Relative paths of this provider are resolved against `root` instead of the config
-    /// file's directory.
-    pub root: Option<PathBuf>,
-}
-
-/// The settings of one provider, by kind. Parsed in every build, whatever its features.
-#[derive(Clone, Debug)]
-pub enum ProviderSettings {
-    File(FileSettings),
-    Env,
-    Vault(crate::vault::Settings),
-    AwsSm(crate::aws_sm::Settings),
-}
-
-impl ProviderSettings {
-    pub fn kind(&self) -> Kind {
-        match self {
-            ProviderSettings::File(_) => Kind::File,
-            ProviderSettings::Env => Kind::Env,
-            ProviderSettings::Vault(_) => Kind::Vault,
-            ProviderSettings::AwsSm(_) => Kind::AwsSm,
-        }
-    }
-
-    /// The settings a built-in scheme uses when no table declares it.
-    pub fn default_for(kind: Kind) -> ProviderSettings {
-        match kind {
-            Kind::File => ProviderSettings::File(FileSettings::default()),
-            Kind::Env => ProviderSettings::Env,
-            Kind::Vault => ProviderSettings::Vault(crate::vault::Settings::default()),
-            Kind::AwsSm => ProviderSettings::AwsSm(crate::aws_sm::Settings::default()),
-        }
-    }
-
-    /// Parses a `[providers.NAME]` table; `kind` has already been read from it.
-    pub fn parse(kind: Kind, r: &mut TableReader<'_, '_>) -> ProviderSettings {
-        match kind {
-            Kind::File => ProviderSettings::File(FileSettings {
-                root: r.path_buf("root"),
-            }),
-            Kind::Env => ProviderSettings::Env,
-            Kind::Vault => ProviderSettings::Vault(crate::vault::Settings::parse(r)),
-            Kind::AwsSm => ProviderSettings::AwsSm(crate::aws_sm::Settings::parse(r)),
-        }
     }
 }
