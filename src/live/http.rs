@@ -15,10 +15,18 @@ pub struct Client {
     tls: Tls,
 }
 
-/// The roots a verifying client trusts when cme's settings name no bundle. One function, so
-/// that the shared TLS-roots module (issue 8) is a one-line change here.
-fn default_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-    builder
+/// The roots a verifying client trusts when cme's settings name no bundle: the providers' shared
+/// trust store (SSL_CERT_FILE/SSL_CERT_DIR, else the system's, else the compiled-in Mozilla
+/// roots; issue 8), so that a static binary in a scratch image can check live too.
+fn default_roots(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, Error> {
+    let roots = cme_exec_providers::tls::roots()
+        .map_err(|e| Error::new(format!("no CA certificates for the live check: {e}")))?;
+    Ok(builder.tls_certs_only(
+        roots
+            .certs
+            .iter()
+            .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok()),
+    ))
 }
 
 impl Client {
@@ -35,7 +43,7 @@ impl Client {
             // sent anywhere but the instance itself.
             .redirect(reqwest::redirect::Policy::none());
         builder = match &settings.tls {
-            Tls::Default => default_roots(builder),
+            Tls::Default => default_roots(builder)?,
             Tls::Bundle { path, from } => {
                 let pem = fs_err::read(path).map_err(|e| {
                     Error::new(format!(
