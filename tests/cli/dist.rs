@@ -18,8 +18,9 @@ use crate::support::*;
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
 /// A guard against growth, not the issue's 12 MB target: the binary met that (11.6 MiB) until the
-/// `live` feature (issue 10) brought it to 13.0 MiB.
-const MAX_SIZE: u64 = 14 * 1024 * 1024;
+/// `live` feature (issue 10) brought it to 13.0 MiB, and the command and aws-ssm backends with
+/// AWS SSO and credential_process (issue 12) to about 15 MiB (docs/performance.md).
+const MAX_SIZE: u64 = 16 * 1024 * 1024;
 
 /// The static binary `scripts/dist` built for this machine's architecture.
 #[track_caller]
