@@ -186,3 +186,27 @@ pub fn is_partition(p: &str) -> bool {
 pub fn is_account(a: &str) -> bool {
     a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
 }
+
+/// An AWS message fit for one line of cme-exec's output (aws-sm and aws-ssm): control characters and runs of spaces collapsed, cut at `max`.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > max {
+            let mut cut = max;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...");
+            break;
+        }
+    }
+    out
+}

@@ -359,7 +359,10 @@ fn aws_error(
         code_text.push_str(&format!(" (HTTP {s})"));
     }
     let mut text = format!("{op} for secret {target}: {code_text}");
-    if let Some(m) = message.map(|m| clean(m, 300)).filter(|m| !m.is_empty()) {
+    if let Some(m) = message
+        .map(|m| crate::aws_shared::one_line(m, 300))
+        .filter(|m| !m.is_empty())
+    {
         text.push_str(": ");
         text.push_str(&m);
     }
@@ -413,30 +416,6 @@ fn is_credential_error(code: Option<&str>) -> bool {
                 | "MissingAuthenticationToken"
         )
     )
-}
-
-/// A message fit for one line: control characters and runs of spaces collapsed, cut at `max`.
-fn clean(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max));
-    for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
-        if word.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-        if out.len() > max {
-            let mut cut = max;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("...");
-            break;
-        }
-    }
-    out
 }
 
 /// A secret version's value as text: `SecretString` as it is, `SecretBinary` when it is UTF-8.
@@ -749,7 +728,10 @@ mod tests {
 
     #[test]
     fn clean_makes_one_bounded_line() {
-        assert_eq!(clean("a\n\tb   c\u{7}d", 100), "a b c d");
-        assert_eq!(clean(&"é".repeat(10), 5), "éé...");
+        assert_eq!(
+            crate::aws_shared::one_line("a\n\tb   c\u{7}d", 100),
+            "a b c d"
+        );
+        assert_eq!(crate::aws_shared::one_line(&"é".repeat(10), 5), "éé...");
     }
 }

@@ -304,7 +304,10 @@ fn aws_error(
         None => diagnose::code_word(None),
     };
     let mut text = format!("{op} for {what}: {code_text} (HTTP {status})");
-    if let Some(m) = message.map(one_line).filter(|m| !m.is_empty()) {
+    if let Some(m) = message
+        .map(|m| crate::aws_shared::one_line(m, 300))
+        .filter(|m| !m.is_empty())
+    {
         text.push_str(": ");
         text.push_str(&m);
     }
@@ -332,24 +335,6 @@ fn aws_error(
         "ThrottlingException" | "InternalServerError" => FetchError::unavailable(text),
         _ => FetchError::invalid(text),
     }
-}
-
-/// AWS's message on one line, at most 300 bytes.
-fn one_line(text: &str) -> String {
-    let mut out: String = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if out.len() > 300 {
-        let mut cut = 300;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push_str("...");
-    }
-    out
 }
 
 #[async_trait]
@@ -479,6 +464,6 @@ mod tests {
             None,
         );
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        assert_eq!(crate::aws_shared::one_line("a\n  b\tc", 300), "a b c");
     }
 }
