@@ -11,6 +11,9 @@
 //! A signal that was ignored when cme-exec started (`nohup`, a non-interactive shell's
 //! background job) is left ignored: cme-exec installs no handler for it, and the child
 //! inherits the same disposition it would have had without cme-exec.
+//!
+//! One handler receives them all and writes their numbers to a pipe ([`Source`]); SIGCHLD
+//! alone is tokio's (shared with its process driver).
 
 use std::fmt;
 use std::io;
@@ -149,9 +152,8 @@ fn is_harmless(sig: Sig) -> bool {
 }
 
 pub struct Signals {
-    streams: Vec<(Sig, tokio::signal::unix::Signal)>,
+    source: Source,
     child: tokio::signal::unix::Signal,
-    continued: Option<tokio::signal::unix::Signal>,
 }
 
 /// What [`Signals::recv`] returns.
@@ -165,60 +167,38 @@ pub enum Event {
     Continued,
 }
 
+/// The signals cme-exec receives through [`Source`]: every forwarded one and SIGCONT, less
+/// those ignored at start (left ignored, see the module's documentation).
+fn received() -> Vec<Sig> {
+    let start = super::startup::at_start();
+    forwarded()
+        .into_iter()
+        .chain(std::iter::once(Sig(libc::SIGCONT)))
+        .filter(|sig| !start.is_ignored(sig.0))
+        .collect()
+}
+
 impl Signals {
     /// Installs the handlers. Must run inside the tokio runtime, before the child is spawned.
     pub fn install() -> io::Result<Signals> {
-        let mut streams = Vec::new();
-        let start = super::startup::at_start();
-        for sig in forwarded() {
-            if start.is_ignored(sig.0) {
-                continue;
-            }
-            match signal(SignalKind::from_raw(sig.0)) {
-                Ok(stream) => streams.push((sig, stream)),
-                // tokio 1.x keeps slots for signals 1 to SIGRTMAX()-1 only and refuses
-                // SIGRTMAX itself ("signal too large"; tokio-rs/tokio#4555 counted the range
-                // as ending before it). Every other refusal is a real failure.
-                Err(_) if realtime().is_some_and(|r| sig.0 == *r.end()) => {
-                    tracing::debug!("SIGRTMAX cannot be caught through tokio; not forwarded");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let source = Source::install(&received())?;
+        // SIGCHLD stays with tokio: its process driver (the command provider's helpers) and
+        // cme-exec's own wait share the one handler.
         let child = signal(SignalKind::child())?;
-        let continued = if start.is_ignored(libc::SIGCONT) {
-            None
-        } else {
-            Some(signal(SignalKind::from_raw(libc::SIGCONT))?)
-        };
-        Ok(Signals {
-            streams,
-            child,
-            continued,
-        })
+        Ok(Signals { source, child })
     }
 
     /// The next signal (SIGCHLD and SIGCONT included).
     pub async fn recv(&mut self) -> Event {
-        let (streams, child) = (&mut self.streams, &mut self.child);
-        let continued = &mut self.continued;
-        let forwarded = std::future::poll_fn(|cx| {
-            for (sig, s) in streams.iter_mut() {
-                if let std::task::Poll::Ready(Some(())) = s.poll_recv(cx) {
-                    return std::task::Poll::Ready(Event::Signal(*sig));
-                }
-            }
-            if let Some(c) = continued {
-                if let std::task::Poll::Ready(Some(())) = c.poll_recv(cx) {
-                    return std::task::Poll::Ready(Event::Continued);
-                }
-            }
-            std::task::Poll::Pending
-        });
+        let (source, child) = (&mut self.source, &mut self.child);
         tokio::select! {
             biased;
             Some(()) = child.recv() => Event::Child,
-            e = forwarded => e,
+            sig = source.recv() => if sig.0 == libc::SIGCONT {
+                Event::Continued
+            } else {
+                Event::Signal(sig)
+            },
         }
     }
 
@@ -229,6 +209,82 @@ impl Signals {
             if let Event::Signal(sig) = self.recv().await {
                 if !is_harmless(sig) {
                     return sig;
+                }
+            }
+        }
+    }
+}
+
+/// The write end of [`Source`]'s pipe, for [`on_signal`]; -1 until [`Source::install`].
+static PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The one handler of every received signal: writes the signal's number, one byte, to the pipe
+/// (async-signal-safe: `write` only, `errno` kept). A full pipe (64 KiB of signals nobody read)
+/// drops the byte.
+extern "C" fn on_signal(sig: libc::c_int) {
+    let saved = nix::errno::Errno::last_raw();
+    let fd = PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = sig as u8;
+        // SAFETY: writes one byte from a local to a descriptor this process keeps open.
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+    nix::errno::Errno::set_raw(saved);
+}
+
+/// Where the received signals arrive: one handler for all of them writing to one pipe, read in
+/// the runtime (issue 11). It replaces a tokio handler per signal, whose registration cost
+/// about 50 `sigaction` calls plus a copy of tokio's registry per signal at every start, and
+/// which could not register SIGRTMAX (tokio-rs/tokio#4555). The signals are not blocked: a
+/// mask would be inherited by the child, which std's `posix_spawn` leaves as it finds it.
+struct Source {
+    read: tokio::net::UnixStream,
+}
+
+impl Source {
+    fn install(signals: &[Sig]) -> io::Result<Source> {
+        use std::os::fd::IntoRawFd as _;
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let read = tokio::net::UnixStream::from_std(read)?;
+        // The write end lives as long as the process (a handler may run at any time).
+        let previous = PIPE.swap(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        if previous >= 0 {
+            // SAFETY: the write end of an earlier `install`, owned by `PIPE` alone.
+            unsafe { libc::close(previous) };
+        }
+        for sig in signals {
+            // SAFETY: installs a handler that only calls `write` (see `on_signal`).
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                if libc::sigaction(sig.0, &action, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(Source { read })
+    }
+
+    /// The next signal, in the order the handler ran (standard signals are merged by the kernel
+    /// while pending; real-time ones are queued).
+    async fn recv(&mut self) -> Sig {
+        let mut byte = [0u8; 1];
+        loop {
+            if self.read.readable().await.is_err() {
+                return std::future::pending().await;
+            }
+            match self.read.try_read(&mut byte) {
+                Ok(1) => return Sig(libc::c_int::from(byte[0])),
+                Ok(_) => return std::future::pending().await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("reading the signal pipe failed: {e}");
+                    return std::future::pending().await;
                 }
             }
         }
