@@ -929,6 +929,25 @@ impl Provider for VaultProvider {
         self.read(doc).await
     }
 
+    /// Over `https://`, before the server has answered anything in this run, the first
+    /// document is read alone: its connection negotiates HTTP/2 (ALPN), and the other reads
+    /// then share it instead of each opening (and handshaking) a connection of its own, which
+    /// is what concurrent first requests do while no connection exists yet. One round trip for
+    /// N-1 TLS handshakes. A login or a KV version detection, when there is one, already did
+    /// this; plain `http://` and sockets (HTTP/1.1: a connection per request in flight) skip it.
+    async fn fetch_many(
+        &self,
+        docs: &[Document],
+        concurrency: usize,
+    ) -> Vec<Result<Payload, FetchError>> {
+        if docs.len() < 2 || !self.transport.tls() || self.transport.answered() {
+            return crate::fetch_concurrently(docs, concurrency, |doc| self.read(doc)).await;
+        }
+        let mut out = vec![self.read(&docs[0]).await];
+        out.extend(crate::fetch_concurrently(&docs[1..], concurrency, |doc| self.read(doc)).await);
+        out
+    }
+
     async fn expiry(&self, doc: &Document, _: bool) -> Result<Option<String>, FetchError> {
         Ok(self
             .expiries

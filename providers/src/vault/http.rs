@@ -372,6 +372,10 @@ pub enum Budget {
 /// concurrent reads, the identity lookup and the revocation).
 pub struct Transport {
     client: reqwest::Client,
+    /// Over TLS (`https://`): HTTP/2 may be negotiated.
+    tls: bool,
+    /// Whether the server has answered (anything) in this run: a connection exists.
+    answered: std::sync::atomic::AtomicBool,
     /// The address, with `v1` appended to its path for Vault calls.
     base: Url,
     /// `scheme://host:port`, for messages.
@@ -463,6 +467,8 @@ impl Transport {
         }
         Ok(Transport {
             client,
+            tls: matches!(address, super::Address::Url(u) if u.scheme() == "https"),
+            answered: std::sync::atomic::AtomicBool::new(false),
             base,
             origin,
             namespace,
@@ -480,6 +486,15 @@ impl Transport {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether any call of this run got an answer (a 2xx or not) from the server.
+    pub fn answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn url_of(&self, call: &Call) -> Result<Url, HttpError> {
@@ -648,6 +663,8 @@ impl Transport {
 
     async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
         let mut response = request.send().await.map_err(Failure::from_reqwest)?;
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             let to = response

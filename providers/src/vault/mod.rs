@@ -7,7 +7,8 @@
 //!
 //! [providers.vault]                                     # optional: every key has a default
 //! kind = "vault"
-//! address = "https://vault.example.com:8200"            # $VAULT_ADDR, then $BAO_ADDR
+//! address = "https://vault.example.com:8200"            # $VAULT_AGENT_ADDR, $VAULT_ADDR, $BAO_ADDR
+//! # address = "unix:///run/openbao/proxy.sock"         # a Vault Agent's / OpenBao Proxy's socket
 //! namespace = "team-a"                                  # $VAULT_NAMESPACE
 //! ca_cert = "/etc/ssl/vault-ca.pem"                     # $VAULT_CACERT (also ca_path, client_cert, client_key)
 //! tls_skip_verify = false                               # $VAULT_SKIP_VERIFY; warns on every run
@@ -28,8 +29,9 @@
 //! Auth methods (`auth.method`), each with a configurable `mount`: `token` (the default:
 //! `token_file`, `token_env`, `$VAULT_TOKEN`, `$BAO_TOKEN`, `~/.vault-token`), `approle`,
 //! `kubernetes`, `jwt` (from a file, a variable or the GitHub Actions OIDC endpoint) and
-//! `userpass`. A token obtained by logging in is revoked when the run ends; a token the user
-//! supplied never is. The built-in `vault` scheme (no table) takes its auth from
+//! `userpass`; and `agent`, through a Vault Agent or OpenBao Proxy that adds its own auto-auth
+//! token (the default at `$VAULT_AGENT_ADDR`): no token is sent, nothing is revoked. A token
+//! obtained by logging in is revoked when the run ends; a token the user supplied never is. The built-in `vault` scheme (no table) takes its auth from
 //! `CME_EXEC_VAULT_AUTH=METHOD` and `CME_EXEC_VAULT_AUTH_<KEY>` variables.
 //!
 //! Settings are parsed, and references checked, in every build; the client (`client`, `auth`,
