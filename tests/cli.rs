@@ -84,6 +84,8 @@ mod support;
 mod trust;
 #[path = "cli/vault.rs"]
 mod vault;
+#[path = "cli/vault_proxy.rs"]
+mod vault_proxy;
 #[path = "cli/writeback.rs"]
 mod writeback;
 

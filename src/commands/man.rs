@@ -147,10 +147,12 @@ const ENVIRONMENT: &[(&str, &str)] = &[
          DOCUMENTATION). Any other CME_EXEC_* name is an error.",
     ),
     (
-        "VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH, \
-         VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY (and BAO_*)",
-        "The built-in vault provider, as the vault CLI reads them. Tokens and secret ids \
-         cme-exec uses are removed from the command's environment.",
+        "VAULT_AGENT_ADDR, VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, \
+         VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY (and BAO_*)",
+        "The built-in vault provider, as the vault CLI reads them. VAULT_AGENT_ADDR (a Vault \
+         Agent or OpenBao Proxy, http://... or unix:///PATH) comes first, and then no token is \
+         sent: the agent adds its own. Tokens and secret ids cme-exec uses are removed from the \
+         command's environment.",
     ),
     (
         "AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SECRETS_MANAGER, \

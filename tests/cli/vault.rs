@@ -1032,6 +1032,55 @@ fn vault_ten_documents_are_read_concurrently() {
 // ---------------------------------------------------------------------------------------------
 
 /// `-dev-tls`: the CA through VAULT_CACERT works; without it the run fails with a TLS reason and
+/// Issue 11, item 3: over https the reads of a run share one connection (HTTP/2, negotiated by
+/// ALPN; the first read goes alone so that the others find it), with the token method and a
+/// configured KV version, where no login or detection opens the connection first.
+#[test]
+fn vault_https_reads_share_one_http2_connection() {
+    let bao = OpenBao::start_tls();
+    let mut t = Test::new();
+    let mut config = String::new();
+    let mut values = Vec::new();
+    for i in 0..10 {
+        let value = t.sentinel(&format!("h2-pat{i}"));
+        bao.cli_ok(
+            &["kv", "put", "-mount=secret", &format!("h2/doc{i}"), "pat=-"],
+            Some(&value),
+        );
+        config.push_str(&format!(
+            "[jira.\"https://jira{i}.example.com\"]\npat = \"vault://secret/h2/doc{i}#pat\"\n"
+        ));
+        values.push(value);
+    }
+    let counter = TcpCounter::start(bao.socket_addr());
+    let address = format!("https://{}", counter.addr());
+    let t = t
+        .env("VAULT_ADDR", &address)
+        .env("VAULT_TOKEN", bao.root_token())
+        .env("VAULT_CACERT", bao.ca_cert())
+        .env("CME_EXEC_VAULT_KV_VERSION", "2")
+        .config_toml(&config);
+    let child = dump_env_child(&t);
+    t.run_args([std::ffi::OsString::from("--"), child.into_os_string()])
+        .assert_success();
+    let config = t.child_env().config_json();
+    for (i, value) in values.iter().enumerate() {
+        assert_field(
+            &config,
+            "jira",
+            &format!("https://jira{i}.example.com"),
+            "pat",
+            value,
+        );
+    }
+    assert_eq!(
+        counter.connections(),
+        1,
+        "the 10 reads should share one HTTP/2 connection"
+    );
+    t.assert_clean();
+}
+
 /// never retries (one connection); `VAULT_SKIP_VERIFY` works with a warning.
 #[test]
 fn vault_tls_ca_cert_and_failures() {

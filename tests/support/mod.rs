@@ -14,6 +14,7 @@
 #![allow(dead_code, unused_imports)] // each test uses part of the harness
 
 pub mod atlassian;
+pub mod bao_proxy;
 pub mod faults;
 pub mod launch;
 pub mod moto;

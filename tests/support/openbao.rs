@@ -81,7 +81,7 @@ pub fn http_call(
     parse_reply(&raw)
 }
 
-fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
+pub fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let end = raw
         .windows(4)
@@ -154,6 +154,8 @@ pub struct Audited {
     pub operation: String,
     /// Without the `/v1/` prefix, e.g. `secret/data/app`.
     pub path: String,
+    /// The HMAC of the token the request carried (`auth.client_token`), empty without one.
+    pub client_token: String,
 }
 
 /// A running `bao server -dev`; killed on drop.
@@ -481,8 +483,24 @@ impl OpenBao {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned(),
+                client_token: entry
+                    .pointer("/auth/client_token")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
             })
             .collect()
+    }
+
+    /// The audit device's HMAC of `input` (`sys/audit-hash/file`): how a token appears in
+    /// [`Audited::client_token`].
+    #[track_caller]
+    pub fn audit_hash(&self, input: &str) -> String {
+        self.ok("POST", "sys/audit-hash/file", json!({ "input": input }))
+            .pointer("/data/hash")
+            .and_then(Value::as_str)
+            .expect("an audit hash")
+            .to_owned()
     }
 
     // -- JWTs signed by a transit key --

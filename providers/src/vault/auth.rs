@@ -29,14 +29,41 @@ use crate::{Context, ErrorKind, FetchError};
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 
 /// The token of one run.
-pub struct Session {
+pub enum Session {
+    /// The `agent` method: no token is sent; the Vault Agent or OpenBao Proxy adds its own
+    /// auto-auth token. Nothing here can be revoked: [`revoke`] takes a [`LoginToken`].
+    Injected,
+    /// A token the user supplied: sent, never revoked.
+    Supplied(SecretString),
+    /// A token this run obtained by logging in: the only kind that is revoked.
+    Login(LoginToken),
+}
+
+/// A token obtained by logging in.
+pub struct LoginToken {
     pub token: SecretString,
-    /// Obtained by logging in: revoked when the run ends.
-    pub from_login: bool,
     /// A batch token (a role with `token_type = "batch"`): it cannot be revoked, only expire.
     pub batch: bool,
     /// Set once a revocation was attempted, so that it happens once.
     pub revoked: AtomicBool,
+}
+
+impl Session {
+    /// The token to send, if any.
+    pub fn token(&self) -> Option<&SecretString> {
+        match self {
+            Session::Injected => None,
+            Session::Supplied(t) => Some(t),
+            Session::Login(l) => Some(&l.token),
+        }
+    }
+
+    pub fn login(&self) -> Option<&LoginToken> {
+        match self {
+            Session::Login(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// Where the token came from, for messages.
@@ -52,14 +79,10 @@ pub async fn obtain(
 ) -> Result<Session, FetchError> {
     let what = login_what(auth, transport.origin());
     let call = match auth {
+        Auth::Agent => return Ok(Session::Injected),
         Auth::Token { source } => {
             let token = user_token(source.as_ref(), ctx)?;
-            return Ok(Session {
-                token,
-                from_login: false,
-                batch: false,
-                revoked: AtomicBool::new(false),
-            });
+            return Ok(Session::Supplied(token));
         }
         Auth::AppRole {
             mount,
@@ -163,12 +186,11 @@ pub async fn obtain(
             "{what}: the answer holds no auth.client_token (is this a Vault or OpenBao server?)"
         ))
     })?;
-    Ok(Session {
+    Ok(Session::Login(LoginToken {
         token,
-        from_login: true,
         batch,
         revoked: AtomicBool::new(false),
-    })
+    }))
 }
 
 /// `auth.client_token` of a login answer, and whether it is a batch token; everything else in
@@ -350,7 +372,7 @@ async fn github_actions_token(
         url.query_pairs_mut().append_pair("audience", aud);
     }
     let transport = Transport::new(
-        &url,
+        &super::Address::Url(url.clone()),
         None,
         None,
         Options {
@@ -394,11 +416,12 @@ async fn github_actions_token(
     })
 }
 
-/// Revokes a login token (`auth/token/revoke-self`).
-pub async fn revoke(transport: &Transport, session: &Session) -> Result<(), FetchError> {
+/// Revokes a login token (`auth/token/revoke-self`): only a token this run logged in for, and
+/// always sent with it (a token-less revoke-self through a proxy would revoke the proxy's).
+pub async fn revoke(transport: &Transport, login: &LoginToken) -> Result<(), FetchError> {
     let call = Call::from_endpoint(&vaultrs::api::token::requests::RevokeTokenSelfRequest {})?;
     transport
-        .send_within(&call, Some(&session.token), Budget::Full)
+        .send_within(&call, Some(&login.token), Budget::Full)
         .await
         .map(|_| ())
         .map_err(|e| e.into_fetch_error("revoking the login token", transport.origin()))

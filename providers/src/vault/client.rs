@@ -131,17 +131,14 @@ fn parse_path(raw: &str) -> Result<PathBuf, String> {
 fn check_ambient_token_address(
     name: &str,
     place: &str,
-    url: &url::Url,
+    url: &super::Address,
     env: &crate::EnvReader,
 ) -> Result<(), FetchError> {
     let (var, from_env) = match env.var(names::VAULT_ADDR) {
         Some(a) => (names::VAULT_ADDR, Some(a)),
         None => (names::BAO_ADDR, env.var(names::BAO_ADDR)),
     };
-    if from_env
-        .as_deref()
-        .is_some_and(|a| crate::net::same_endpoint(a, url.as_str()))
-    {
+    if from_env.as_deref().is_some_and(|a| url.is(a)) {
         return Ok(());
     }
     let theirs = match &from_env {
@@ -152,11 +149,13 @@ fn check_ambient_token_address(
         "the vault provider `{name}`: its address {} ({place} address) is not the address the \
          environment's Vault token is for ({theirs}), so VAULT_TOKEN, BAO_TOKEN and ~/.vault-token \
          are not sent to it",
-        crate::net::show_origin(url.as_str()),
+        url.show(),
     ))
     .with_hint(format!(
         "if your token is meant for this server, write auth = {{ method = \"token\" }} in {place} \
-         (or set VAULT_ADDR to this address); or configure another auth method"
+         (or set VAULT_ADDR to this address); for a Vault Agent or OpenBao Proxy with auto-auth, \
+         auth = {{ method = \"agent\" }} (or set VAULT_AGENT_ADDR to this address); or configure \
+         another auth method"
     )))
 }
 
@@ -198,23 +197,56 @@ impl VaultProvider {
         // working directory, as the vault CLI reads them.
         let config_path = |p: &Path| auth::resolve_path(&ctx.base_dir, p);
 
+        // A Vault Agent or OpenBao Proxy comes first, as in the vault CLI.
         let address = from_settings_or_env(
             settings.address.clone(),
             "address",
             env,
-            &[names::VAULT_ADDR, names::BAO_ADDR],
+            &[
+                names::VAULT_AGENT_ADDR,
+                names::BAO_AGENT_ADDR,
+                names::VAULT_ADDR,
+                names::BAO_ADDR,
+            ],
             |s| Ok(s.to_owned()),
         )?
         .ok_or_else(|| {
             FetchError::invalid(format!(
-                "no Vault address for the vault provider `{name}`: set `address` in {place}, or VAULT_ADDR"
+                "no Vault address for the vault provider `{name}`: set `address` in {place}, or VAULT_ADDR (VAULT_AGENT_ADDR for a Vault Agent or OpenBao Proxy)"
             ))
             .with_hint("cme-exec never falls back to http://127.0.0.1:8200, which on a shared machine may be someone else's server")
         })?;
-        let url = super::check_address(&address.value, settings.allow_http)
+        let url = super::parse_address(&address.value, settings.allow_http)
             .map_err(|e| FetchError::invalid(format!("{}: {e}", address.from)))?;
-        if settings.declared && settings.auth.is_none() && address.from == "address" {
+        // The agent's address (from VAULT_AGENT_ADDR, or a table's address that it names):
+        // without an `auth` of its own, the agent adds its token and cme-exec sends none.
+        let at_agent = match address.from {
+            names::VAULT_AGENT_ADDR | names::BAO_AGENT_ADDR => true,
+            "address" => [names::VAULT_AGENT_ADDR, names::BAO_AGENT_ADDR]
+                .iter()
+                .find_map(|v| env.var(v))
+                .is_some_and(|agent| url.is(&agent)),
+            _ => false,
+        };
+        if settings.declared && settings.auth.is_none() && address.from == "address" && !at_agent {
             check_ambient_token_address(name, &place, &url, env)?;
+        }
+        if matches!(url, super::Address::Unix(_)) {
+            let tls_keys = [
+                ("ca_cert", settings.ca_cert.is_some()),
+                ("ca_path", settings.ca_path.is_some()),
+                ("client_cert", settings.client_cert.is_some()),
+                ("client_key", settings.client_key.is_some()),
+                ("tls_skip_verify", settings.tls_skip_verify.is_some()),
+            ];
+            if let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
+                return Err(FetchError::invalid(format!(
+                    "{place} {key} with the address {} ({}): {}",
+                    url.show(),
+                    address.from,
+                    super::UNIX_NO_TLS
+                )));
+            }
         }
 
         let namespace = from_settings_or_env(
@@ -227,7 +259,9 @@ impl VaultProvider {
         .map(|s| s.value)
         .filter(|s| !s.is_empty());
 
-        let https = url.scheme() == "https";
+        // The TLS variables apply only to an https:// address: a socket has no TLS, and the
+        // environment's VAULT_CACERT may well be for another server.
+        let https = matches!(&url, super::Address::Url(u) if u.scheme() == "https");
         let mut ca_certs = Vec::new();
         let ca_cert = from_settings_or_env(
             settings.ca_cert.as_deref().map(config_path),
@@ -325,10 +359,12 @@ impl VaultProvider {
         )?
         .map_or(DEFAULT_MAX_RETRIES, |s| s.value);
 
-        let auth = resolve_auth_paths(
-            settings.auth.clone().unwrap_or_default(),
-            settings.declared.then_some(ctx.base_dir.as_path()),
-        );
+        let auth = match settings.auth.clone() {
+            Some(auth) => auth,
+            None if at_agent => Auth::Agent,
+            None => Auth::default(),
+        };
+        let auth = resolve_auth_paths(auth, settings.declared.then_some(ctx.base_dir.as_path()));
         // Mark the variables the auth method reads as credentials now, so that the child
         // never gets them even if the run stops before logging in.
         for name in secret_variables(&auth) {
@@ -359,7 +395,7 @@ impl VaultProvider {
             name: name.to_owned(),
             ctx: ctx.clone(),
             transport: Arc::new(transport),
-            address: url.as_str().trim_end_matches('/').to_owned(),
+            address: url.show(),
             namespace,
             auth: Arc::new(auth),
             kv_version: settings.kv_version,
@@ -386,7 +422,12 @@ impl VaultProvider {
             tokio::spawn(async move {
                 let session = auth::obtain(&transport, &auth, &ctx).await;
                 match &session {
-                    Ok(s) if s.from_login => tracing::debug!(
+                    Ok(Session::Injected) => tracing::debug!(
+                        provider = %name,
+                        "sending no token to {}: the agent or proxy adds its own",
+                        transport.origin()
+                    ),
+                    Ok(Session::Login(_)) => tracing::debug!(
                         provider = %name,
                         "logged in to {} with {}; the token is revoked when the run ends",
                         transport.origin(),
@@ -458,7 +499,7 @@ impl VaultProvider {
             "check the mount's name; or skip detection with kv_version = 2 (or kv_mounts = {{ \"{mount}\" = 1 }}) in [providers.{}]; a nested mount such as `team/kv` must be named in kv_mounts",
             self.name
         );
-        let answer = match self.transport.send(&call, Some(&session.token)).await {
+        let answer = match self.transport.send(&call, session.token()).await {
             Ok(a) => a,
             Err(e) => {
                 // Only a 404 without a cause of its own (such as a namespace that does not
@@ -540,7 +581,7 @@ impl VaultProvider {
             }
         };
         tracing::debug!(provider = %self.name, "{what}");
-        let answer = match self.transport.send(&call, Some(&session.token)).await {
+        let answer = match self.transport.send(&call, session.token()).await {
             Ok(a) => a,
             Err(e) => {
                 let denied = e.status() == Some(403);
@@ -661,7 +702,7 @@ impl VaultProvider {
                     return true;
                 };
                 !matches!(
-                    self.transport.send(&call, Some(&session.token)).await,
+                    self.transport.send(&call, session.token()).await,
                     Err(HttpError::Status { status: 403, .. })
                 )
             })
@@ -671,7 +712,14 @@ impl VaultProvider {
                 "the token is valid, but its policies do not allow `read` on {path} \
                  (`cme-exec check` shows its policies)"
             )
-        } else if session.from_login {
+        } else if matches!(session, Session::Injected) {
+            format!(
+                "Vault does not accept the token the agent or proxy at {} sent (or it sent \
+                 none): check its auto-auth (`bao proxy`/`vault agent` logs) and that its \
+                 api_proxy has use_auto_auth_token = true",
+                self.transport.origin()
+            )
+        } else if session.login().is_some() {
             format!(
                 "Vault no longer accepts the token cme-exec got by logging in ({}): it may \
                  have expired (check the role's token_ttl)",
@@ -760,6 +808,7 @@ fn resolve_auth_paths(auth: Auth, base_dir: Option<&Path>) -> Auth {
             username,
             password: fix(password),
         },
+        Auth::Agent => Auth::Agent,
     }
 }
 
@@ -782,7 +831,7 @@ fn secret_variables(auth: &Auth) -> Vec<&str> {
             }
             v
         }
-        Auth::Kubernetes { .. } => Vec::new(),
+        Auth::Kubernetes { .. } | Auth::Agent => Vec::new(),
         Auth::Jwt { jwt, .. } => match jwt {
             JwtSource::From(s) => env(s).into_iter().collect(),
             JwtSource::GithubActions { .. } => vec![names::ACTIONS_ID_TOKEN_REQUEST_TOKEN],
@@ -836,6 +885,30 @@ fn warn(message: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// `auth/token/lookup-self`'s answer: only what `check` shows (never `id`, the token).
+#[derive(serde::Deserialize)]
+struct Lookup {
+    #[serde(default)]
+    data: LookupData,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LookupData {
+    #[serde(default)]
+    accessor: Option<String>,
+    #[serde(default)]
+    policies: Vec<String>,
+    #[serde(default)]
+    entity_id: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    /// Only whether it is set.
+    #[serde(default)]
+    expire_time: Option<serde::de::IgnoredAny>,
+}
+
 /// `1h2m3s`, for a token's TTL.
 fn format_ttl(seconds: u64) -> String {
     let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
@@ -856,6 +929,25 @@ impl Provider for VaultProvider {
         self.read(doc).await
     }
 
+    /// Over `https://`, before the server has answered anything in this run, the first
+    /// document is read alone: its connection negotiates HTTP/2 (ALPN), and the other reads
+    /// then share it instead of each opening (and handshaking) a connection of its own, which
+    /// is what concurrent first requests do while no connection exists yet. One round trip for
+    /// N-1 TLS handshakes. A login or a KV version detection, when there is one, already did
+    /// this; plain `http://` and sockets (HTTP/1.1: a connection per request in flight) skip it.
+    async fn fetch_many(
+        &self,
+        docs: &[Document],
+        concurrency: usize,
+    ) -> Vec<Result<Payload, FetchError>> {
+        if docs.len() < 2 || !self.transport.tls() || self.transport.answered() {
+            return crate::fetch_concurrently(docs, concurrency, |doc| self.read(doc)).await;
+        }
+        let mut out = vec![self.read(&docs[0]).await];
+        out.extend(crate::fetch_concurrently(&docs[1..], concurrency, |doc| self.read(doc)).await);
+        out
+    }
+
     async fn expiry(&self, doc: &Document, _: bool) -> Result<Option<String>, FetchError> {
         Ok(self
             .expiries
@@ -873,17 +965,18 @@ impl Provider for VaultProvider {
         // Under the resolution deadline, like the reads (`check`: one deadline for everything).
         let answer = self
             .transport
-            .send(&call, Some(&session.token))
+            .send(&call, session.token())
             .await
             .map_err(|e| e.into_fetch_error(what, self.transport.origin()))?;
-        let mut body: Value = serde_json::from_slice(&answer.body)
+        // Only the fields shown are parsed, into plain strings: the answer's `id` is the token
+        // itself (the agent's, through a proxy) and is skipped unread; the body is a buffer
+        // wiped when `answer` is dropped.
+        let lookup: Lookup = serde_json::from_slice(&answer.body)
             .map_err(|_| FetchError::unavailable(format!("{what}: the answer is not JSON")))?;
-        let data = body.get_mut("data").map(Value::take).unwrap_or_default();
-        zeroize_value(&mut body);
-        let text = |key: &str| {
-            data.get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+        drop(answer);
+        let data = lookup.data;
+        let clean = |s: Option<String>| {
+            s.filter(|s| !s.is_empty())
                 .map(|s| s.chars().filter(|c| !c.is_control()).collect::<String>())
         };
         let mut facts = vec![
@@ -893,28 +986,25 @@ impl Provider for VaultProvider {
         if let Some(ns) = &self.namespace {
             facts.push(("namespace".into(), ns.clone()));
         }
-        if let Some(a) = text("accessor") {
-            facts.push(("accessor".into(), a));
+        // The accessor identifies the user's or the run's token in the audit log; the agent's
+        // is not cme-exec's to show.
+        if !matches!(*session, Session::Injected) {
+            if let Some(a) = clean(data.accessor) {
+                facts.push(("accessor".into(), a));
+            }
         }
-        let policies: Vec<String> = data
-            .get("policies")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        facts.push(("policies".into(), policies.join(",")));
-        if let Some(e) = text("entity_id") {
+        facts.push((
+            "policies".into(),
+            clean(Some(data.policies.join(","))).unwrap_or_default(),
+        ));
+        if let Some(e) = clean(data.entity_id) {
             facts.push(("entity_id".into(), e));
         }
-        if let Some(d) = text("display_name") {
+        if let Some(d) = clean(data.display_name) {
             facts.push(("display_name".into(), d));
         }
-        let ttl = data.get("ttl").and_then(Value::as_u64).unwrap_or(0);
-        let expires = data.get("expire_time").is_some_and(|t| !t.is_null());
+        let ttl = data.ttl.unwrap_or(0);
+        let expires = data.expire_time.is_some();
         facts.push((
             "ttl".into(),
             if ttl == 0 && !expires {
@@ -923,16 +1013,20 @@ impl Provider for VaultProvider {
                 format_ttl(ttl)
             },
         ));
-        if session.from_login {
-            let revoked = if session.batch {
-                "no (batch token: expires with its TTL)"
-            } else {
-                "yes"
-            };
-            facts.push(("revoked_at_exit".into(), revoked.into()));
+        match &*session {
+            Session::Login(login) => {
+                let revoked = if login.batch {
+                    "no (batch token: expires with its TTL)"
+                } else {
+                    "yes"
+                };
+                facts.push(("revoked_at_exit".into(), revoked.into()));
+            }
+            Session::Injected => {
+                facts.push(("revoked_at_exit".into(), "never (the agent's token)".into()));
+            }
+            Session::Supplied(_) => {}
         }
-        let mut data = data;
-        zeroize_value(&mut data);
         Ok(Some(Identity { facts }))
     }
 
@@ -952,14 +1046,19 @@ impl Provider for VaultProvider {
         let Some(Ok(session)) = landed else {
             return;
         };
-        if !session.from_login || session.revoked.swap(true, Ordering::SeqCst) {
+        // Only a token this run logged in for; never the agent's (`Session::Injected` holds
+        // none to revoke) nor the user's.
+        let Some(login) = session.login() else {
+            return;
+        };
+        if login.revoked.swap(true, Ordering::SeqCst) {
             return;
         }
-        if session.batch {
+        if login.batch {
             tracing::debug!(provider = %self.name, "a batch token cannot be revoked: it expires with its TTL");
             return;
         }
-        match auth::revoke(&self.transport, &session).await {
+        match auth::revoke(&self.transport, login).await {
             Ok(()) => tracing::debug!(provider = %self.name, "revoked the login token"),
             Err(e) => warn(&format!(
                 "the vault provider `{}` could not revoke its login token: {}; it stays valid until its TTL ends",
@@ -1080,6 +1179,79 @@ mod tests {
             ..s()
         };
         assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:9999")], tied).is_ok());
+    }
+
+    /// Issue 11: VAULT_AGENT_ADDR comes before VAULT_ADDR and brings the agent method (no token
+    /// sent, whatever VAULT_TOKEN holds) unless the table names another; a table's address
+    /// that VAULT_AGENT_ADDR names is the agent's too.
+    #[test]
+    fn the_agent_address_comes_first_and_sends_no_token() {
+        let vars = [
+            ("VAULT_AGENT_ADDR", "unix:///run/proxy.sock"),
+            ("BAO_AGENT_ADDR", "unix:///run/other.sock"),
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_TOKEN", "t"),
+            // Ignored for a socket (no TLS there), not an error.
+            ("VAULT_CACERT", "/nonexistent/ca.pem"),
+        ];
+        let p = provider(&vars, Settings::default()).unwrap();
+        assert_eq!(p.address, "unix:///run/proxy.sock");
+        assert_eq!(*p.auth, Auth::Agent);
+        assert_eq!(p.transport.origin(), "unix:///run/proxy.sock");
+        assert!(p.ctx.env.consumed().contains("VAULT_TOKEN"));
+
+        let p = provider(&vars[1..], Settings::default()).unwrap();
+        assert_eq!(
+            (p.address.as_str(), &*p.auth),
+            ("unix:///run/other.sock", &Auth::Agent)
+        );
+
+        // The built-in provider's auth from CME_EXEC_VAULT_AUTH, through the agent's address.
+        let mut with_auth = vars.to_vec();
+        with_auth.push(("CME_EXEC_VAULT_AUTH", "token"));
+        let p = provider(&with_auth, Settings::default()).unwrap();
+        assert_eq!(*p.auth, Auth::Token { source: None });
+
+        let declared = |address: &str| Settings {
+            declared: true,
+            address: Some(address.into()),
+            ..Settings::default()
+        };
+        // The table's address is the agent's: agent; another address: the ambient-token rule.
+        let p = provider(&vars, declared("unix:///run/proxy.sock")).unwrap();
+        assert_eq!(*p.auth, Auth::Agent);
+        let e = provider(&vars, declared("unix:///run/elsewhere.sock"))
+            .err()
+            .unwrap();
+        assert!(e.message().contains("is not the address"), "{e}");
+        assert!(e.hint().unwrap().contains("method = \"agent\""), "{e:?}");
+
+        // TLS keys in the table with an agent socket from the environment.
+        let e = provider(
+            &vars,
+            Settings {
+                declared: true,
+                ca_cert: Some("/etc/ca.pem".into()),
+                ..Settings::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.message()
+                .contains("ca_cert with the address unix:///run/proxy.sock (VAULT_AGENT_ADDR)"),
+            "{e}"
+        );
+        let e = provider(
+            &[("VAULT_AGENT_ADDR", "unix://rel.sock")],
+            Settings::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.message().starts_with("VAULT_AGENT_ADDR: the socket path"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -43,6 +43,16 @@ const MAX_REDIRECTS: usize = 3;
 /// No attempt is started with less time than this left before the deadline.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
+/// Idle connections kept per server: the resolver reads at most 16 documents of a provider at
+/// a time (`CONCURRENCY` in the binary's `resolve.rs`), so this many cover a whole round of
+/// reads over HTTP/1.1, where each request in flight needs its own connection. Over HTTP/2 one
+/// connection carries them all.
+const MAX_IDLE_PER_HOST: usize = 16;
+
+/// The base URL of requests sent through a unix socket: only its path matters (the socket is
+/// the only way out, and `Host: localhost` is what the vault CLI sends there too).
+const SOCKET_BASE: &str = "http://localhost/";
+
 /// One API call, ready to send (and to send again on a retry).
 pub struct Call {
     pub method: reqwest::Method,
@@ -83,6 +93,13 @@ impl Call {
             body: None,
         }
     }
+}
+
+/// Whether a call revokes a token (`auth/token/revoke`, `revoke-self`, `revoke-accessor`, ...).
+fn is_revocation(path: &str) -> bool {
+    path.trim_start_matches('/')
+        .to_ascii_lowercase()
+        .starts_with("auth/token/revoke")
 }
 
 /// A 2xx answer.
@@ -215,14 +232,29 @@ impl HttpError {
                 } else {
                     String::new()
                 };
-                FetchError::new(
-                    if timeout {
-                        ErrorKind::Timeout
-                    } else {
-                        ErrorKind::Unavailable
-                    },
-                    format!("{what}: no answer from Vault at {origin}{tries}: {message}"),
-                )
+                let kind = if timeout {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Unavailable
+                };
+                if origin.starts_with("unix://") {
+                    FetchError::new(
+                        kind,
+                        format!(
+                            "{what}: no Vault agent listening at {origin}{tries}: {message}"
+                        ),
+                    )
+                    .with_hint(
+                        "is the Vault Agent or OpenBao Proxy running, with a `listener \"unix\"` \
+                         at this path, and is the socket mounted into this container (a \
+                         hostPath or shared emptyDir volume)?",
+                    )
+                } else {
+                    FetchError::new(
+                        kind,
+                        format!("{what}: no answer from Vault at {origin}{tries}: {message}"),
+                    )
+                }
             }
             HttpError::TooLarge => FetchError::invalid(format!(
                 "{what}: Vault at {origin} answered with more than {} KiB",
@@ -335,9 +367,15 @@ pub enum Budget {
     Full,
 }
 
-/// One Vault server (or the GitHub OIDC endpoint) and how to reach it.
+/// One Vault server (or the GitHub OIDC endpoint) and how to reach it: one HTTP client, so
+/// one connection pool, for every call of a provider's run (login, KV version detection, the
+/// concurrent reads, the identity lookup and the revocation).
 pub struct Transport {
     client: reqwest::Client,
+    /// Over TLS (`https://`): HTTP/2 may be negotiated.
+    tls: bool,
+    /// Whether the server has answered (anything) in this run: a connection exists.
+    answered: std::sync::atomic::AtomicBool,
     /// The address, with `v1` appended to its path for Vault calls.
     base: Url,
     /// `scheme://host:port`, for messages.
@@ -356,26 +394,43 @@ pub fn origin_of(url: &Url) -> String {
 }
 
 impl Transport {
-    /// A transport for `base` (its path is kept: Vault behind a path prefix works).
+    /// A transport for `address` (a URL's path is kept: Vault behind a path prefix works).
     pub fn new(
-        base: &Url,
+        address: &super::Address,
         api_prefix: Option<&str>,
         namespace: Option<String>,
         options: Options,
     ) -> Result<Transport, FetchError> {
-        let origin = origin_of(base);
+        let socket_base;
+        let (base, origin) = match address {
+            super::Address::Url(u) => (u, origin_of(u)),
+            super::Address::Unix(_) => {
+                socket_base = Url::parse(SOCKET_BASE).expect("a valid URL");
+                (&socket_base, address.show())
+            }
+        };
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("cme-exec/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
             .redirect(same_origin_redirects())
-            .pool_max_idle_per_host(32)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .tcp_nodelay(true);
         if base.host().is_some_and(|h| super::is_loopback(&h)) {
             // Like Go's http.ProxyFromEnvironment (and so the vault CLI): never proxy loopback.
             builder = builder.no_proxy();
+        } else if base.domain().is_some() {
+            // One name lookup per run, not one per connection (see `resolver`).
+            builder = builder.dns_resolver(std::sync::Arc::new(resolver::Once::default()));
         }
-        if base.scheme() == "http" {
+        if let super::Address::Unix(path) = address {
+            // Every connection goes to the socket; no proxy, no name lookup, no TLS (a local
+            // socket; the settings refuse TLS keys with a unix:// address).
+            builder = builder
+                .unix_socket(path.as_path())
+                .no_proxy()
+                .tls_certs_only(Vec::new());
+        } else if base.scheme() == "http" {
             // No TLS on this connection: loading the system's roots would only cost time.
             builder = builder.tls_certs_only(Vec::new());
         } else {
@@ -412,6 +467,8 @@ impl Transport {
         }
         Ok(Transport {
             client,
+            tls: matches!(address, super::Address::Url(u) if u.scheme() == "https"),
+            answered: std::sync::atomic::AtomicBool::new(false),
             base,
             origin,
             namespace,
@@ -429,6 +486,15 @@ impl Transport {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether any call of this run got an answer (a 2xx or not) from the server.
+    pub fn answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn url_of(&self, call: &Call) -> Result<Url, HttpError> {
@@ -465,6 +531,16 @@ impl Transport {
         token: Option<&SecretString>,
         budget: Budget,
     ) -> Result<Answer, HttpError> {
+        if token.is_none() && is_revocation(&call.path) {
+            // Through a Vault Agent or OpenBao Proxy with `use_auto_auth_token`, a request
+            // without a token is sent with the proxy's own: a token-less revoke-self would
+            // revoke the token every other run on this machine shares.
+            return Err(HttpError::Build(
+                "refusing to send a token revocation without a token (through a Vault Agent \
+                 or OpenBao Proxy it would revoke the proxy's own token)"
+                    .into(),
+            ));
+        }
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
         if let Some(token) = token {
@@ -587,6 +663,8 @@ impl Transport {
 
     async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
         let mut response = request.send().await.map_err(Failure::from_reqwest)?;
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             let to = response
@@ -839,6 +917,59 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
     })
 }
 
+/// A name lookup once per name and run. reqwest's default resolver asks `getaddrinfo` (on a
+/// blocking thread) for every new connection, and over HTTP/1.1 a round of 10 concurrent reads
+/// opens 10 connections: 10 lookups of the same name within milliseconds. Here the first
+/// lookup's answer serves every later connection of the run; a failed lookup is not kept, so a
+/// retry asks again.
+mod resolver {
+    use std::collections::HashMap;
+    use std::net::{SocketAddr, ToSocketAddrs as _};
+    use std::sync::{Arc, Mutex};
+
+    use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+    use tokio::sync::OnceCell;
+
+    type Cell = Arc<OnceCell<Arc<[SocketAddr]>>>;
+
+    #[derive(Default)]
+    pub struct Once {
+        names: Mutex<HashMap<String, Cell>>,
+    }
+
+    impl Once {
+        fn cell(&self, name: &str) -> Cell {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(names.entry(name.to_owned()).or_default())
+        }
+    }
+
+    impl Resolve for Once {
+        fn resolve(&self, name: Name) -> Resolving {
+            let host = name.as_str().to_owned();
+            let cell = self.cell(&host);
+            Box::pin(async move {
+                let addrs = cell
+                    .get_or_try_init(|| async {
+                        let host = host.clone();
+                        // The port is the connector's to set; 0 here, as hyper's resolver does.
+                        tokio::task::spawn_blocking(move || {
+                            (host.as_str(), 0).to_socket_addrs().map(Iterator::collect)
+                        })
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map(|v: Vec<SocketAddr>| Arc::<[SocketAddr]>::from(v))
+                    })
+                    .await
+                    .map_err(|e: std::io::Error| Box::new(e) as Box<_>)?;
+                let addrs = Arc::clone(addrs);
+                let all: Addrs = Box::new((0..addrs.len()).map(move |i| addrs[i]));
+                Ok(all)
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -910,7 +1041,7 @@ mod tests {
 
         let base = Url::parse("https://vault.example.com:8200/prefix/").unwrap();
         let t = Transport::new(
-            &base,
+            &crate::vault::Address::Url(base),
             Some("v1"),
             None,
             Options {
@@ -935,6 +1066,49 @@ mod tests {
             "https://vault.example.com:8200/prefix/v1/secret/data/a%20b/c%3Fd%23e%25f"
         );
         assert_eq!(t.origin(), "https://vault.example.com:8200");
+    }
+
+    /// Issue 11: a revocation is never sent without a token (through a proxy with
+    /// `use_auto_auth_token` it would revoke the proxy's own token); nothing reaches the network.
+    #[tokio::test]
+    async fn a_revocation_without_a_token_is_never_sent() {
+        let address = crate::vault::Address::Unix("/nonexistent/cme-exec-test.sock".into());
+        let options = Options {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            ca_certs: Vec::new(),
+            identity: None,
+            skip_verify: false,
+            deadline: None,
+        };
+        let t = Transport::new(&address, Some("v1"), None, options).unwrap();
+        for path in [
+            "auth/token/revoke-self",
+            "/auth/token/revoke",
+            "auth/token/revoke-accessor",
+        ] {
+            let call = Call {
+                method: reqwest::Method::POST,
+                path: path.into(),
+                query: None,
+                body: None,
+            };
+            match t.send_within(&call, None, Budget::Full).await {
+                Err(HttpError::Build(m)) => assert!(m.contains("proxy's own token"), "{m}"),
+                other => panic!("{path}: {:?}", other.err()),
+            }
+        }
+        // With a token it is attempted (and fails here only because nothing listens).
+        let call =
+            Call::from_endpoint(&vaultrs::api::token::requests::RevokeTokenSelfRequest {}).unwrap();
+        let token = SecretString::from("t");
+        match t.send_within(&call, Some(&token), Budget::Full).await {
+            Err(HttpError::Transport { message, .. }) => {
+                assert!(message.contains("No such file"), "{message}")
+            }
+            other => panic!("{:?}", other.err()),
+        }
     }
 
     /// Issue 9, item 7: the token header holds the one wiped copy (no second copy made by

@@ -7,7 +7,8 @@
 //!
 //! [providers.vault]                                     # optional: every key has a default
 //! kind = "vault"
-//! address = "https://vault.example.com:8200"            # $VAULT_ADDR, then $BAO_ADDR
+//! address = "https://vault.example.com:8200"            # $VAULT_AGENT_ADDR, $VAULT_ADDR, $BAO_ADDR
+//! # address = "unix:///run/openbao/proxy.sock"         # a Vault Agent's / OpenBao Proxy's socket
 //! namespace = "team-a"                                  # $VAULT_NAMESPACE
 //! ca_cert = "/etc/ssl/vault-ca.pem"                     # $VAULT_CACERT (also ca_path, client_cert, client_key)
 //! tls_skip_verify = false                               # $VAULT_SKIP_VERIFY; warns on every run
@@ -28,8 +29,9 @@
 //! Auth methods (`auth.method`), each with a configurable `mount`: `token` (the default:
 //! `token_file`, `token_env`, `$VAULT_TOKEN`, `$BAO_TOKEN`, `~/.vault-token`), `approle`,
 //! `kubernetes`, `jwt` (from a file, a variable or the GitHub Actions OIDC endpoint) and
-//! `userpass`. A token obtained by logging in is revoked when the run ends; a token the user
-//! supplied never is. The built-in `vault` scheme (no table) takes its auth from
+//! `userpass`; and `agent`, through a Vault Agent or OpenBao Proxy that adds its own auto-auth
+//! token (the default at `$VAULT_AGENT_ADDR`): no token is sent, nothing is revoked. A token
+//! obtained by logging in is revoked when the run ends; a token the user supplied never is. The built-in `vault` scheme (no table) takes its auth from
 //! `CME_EXEC_VAULT_AUTH=METHOD` and `CME_EXEC_VAULT_AUTH_<KEY>` variables.
 //!
 //! Settings are parsed, and references checked, in every build; the client (`client`, `auth`,
@@ -54,6 +56,10 @@ mod http;
 pub mod names {
     pub const VAULT_ADDR: &str = "VAULT_ADDR";
     pub const BAO_ADDR: &str = "BAO_ADDR";
+    /// A Vault Agent or OpenBao Proxy (as the vault CLI reads it): before VAULT_ADDR, and with
+    /// the `agent` auth method unless the table names another.
+    pub const VAULT_AGENT_ADDR: &str = "VAULT_AGENT_ADDR";
+    pub const BAO_AGENT_ADDR: &str = "BAO_AGENT_ADDR";
     pub const VAULT_NAMESPACE: &str = "VAULT_NAMESPACE";
     pub const BAO_NAMESPACE: &str = "BAO_NAMESPACE";
     pub const VAULT_CACERT: &str = "VAULT_CACERT";
@@ -184,6 +190,9 @@ pub enum Auth {
         username: String,
         password: Source,
     },
+    /// A Vault Agent or OpenBao Proxy with auto-auth (`api_proxy { use_auto_auth_token =
+    /// true }`) adds its own token: cme-exec sends none, never logs in and never revokes.
+    Agent,
 }
 
 impl Default for Auth {
@@ -200,13 +209,14 @@ impl Auth {
             Auth::Kubernetes { .. } => "kubernetes",
             Auth::Jwt { .. } => "jwt",
             Auth::Userpass { .. } => "userpass",
+            Auth::Agent => "agent",
         }
     }
 
     /// The auth mount, for methods that log in.
     pub fn mount(&self) -> Option<&str> {
         match self {
-            Auth::Token { .. } => None,
+            Auth::Token { .. } | Auth::Agent => None,
             Auth::AppRole { mount, .. }
             | Auth::Kubernetes { mount, .. }
             | Auth::Jwt { mount, .. }
@@ -216,14 +226,15 @@ impl Auth {
 
     /// `approle at auth/approle`, for messages and `check`.
     pub fn describe(&self) -> String {
-        match self.mount() {
-            Some(m) => format!("{} at auth/{m}", self.method()),
-            None => "token".to_owned(),
+        match (self, self.mount()) {
+            (Auth::Agent, _) => "agent (no token sent: the agent or proxy adds its own)".to_owned(),
+            (_, Some(m)) => format!("{} at auth/{m}", self.method()),
+            (_, None) => "token".to_owned(),
         }
     }
 }
 
-const METHODS: [&str; 5] = ["token", "approle", "kubernetes", "jwt", "userpass"];
+const METHODS: [&str; 6] = ["token", "approle", "kubernetes", "jwt", "userpass", "agent"];
 
 /// The keys each method takes (besides `method`).
 fn method_keys(method: &str) -> &'static [&'static str] {
@@ -303,11 +314,15 @@ impl Settings {
     pub fn parse(r: &mut TableReader<'_, '_>) -> Settings {
         let allow_http = r.bool("allow_http").unwrap_or(false);
         let address = r.non_empty_string("address");
-        if let Some(a) = &address {
-            if let Err(e) = check_address(a, allow_http) {
-                r.problem(Some("address"), e);
-            }
-        }
+        let parsed = address
+            .as_deref()
+            .and_then(|a| match parse_address(a, allow_http) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    r.problem(Some("address"), e);
+                    None
+                }
+            });
         let namespace = r.non_empty_string("namespace");
         if let Some(ns) = &namespace {
             if let Err(e) = check_mount_like(ns) {
@@ -330,6 +345,18 @@ impl Settings {
             );
         }
         let tls_skip_verify = r.bool("tls_skip_verify");
+        if matches!(parsed, Some(Address::Unix(_))) {
+            let tls_keys = [
+                ("ca_cert", ca_cert.is_some()),
+                ("ca_path", ca_path.is_some()),
+                ("client_cert", client_cert.is_some()),
+                ("client_key", client_key.is_some()),
+                ("tls_skip_verify", tls_skip_verify.is_some()),
+            ];
+            for (key, _) in tls_keys.iter().filter(|(_, set)| *set) {
+                r.problem(Some(key), UNIX_NO_TLS);
+            }
+        }
         let kv_version = r
             .integer("kv_version", 1, 2)
             .and_then(KvVersion::from_number);
@@ -447,7 +474,7 @@ fn parse_auth(r: &mut TableReader<'_, '_>) -> Option<Auth> {
     let Some(method) = r.string("method") else {
         r.problem(
             Some("method"),
-            "missing: give method = \"token\", \"approle\", \"kubernetes\", \"jwt\" or \"userpass\"",
+            "missing: give method = \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\"",
         );
         // The other keys are not reported as unknown when the method is what's missing.
         for m in METHODS {
@@ -460,7 +487,7 @@ fn parse_auth(r: &mut TableReader<'_, '_>) -> Option<Auth> {
     if !METHODS.contains(&method.as_str()) {
         r.problem(
             Some("method"),
-            "unknown method (expected \"token\", \"approle\", \"kubernetes\", \"jwt\" or \"userpass\")",
+            "unknown method (expected \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\")",
         );
         for m in METHODS {
             for key in method_keys(m) {
@@ -595,21 +622,32 @@ fn parse_auth(r: &mut TableReader<'_, '_>) -> Option<Auth> {
                 _ => None,
             }
         }
+        "agent" => Some(Auth::Agent),
         _ => unreachable!("checked against METHODS"),
     };
     // Keys of another method: say so instead of "unknown key".
     let own = method_keys(&method);
+    // Once per key: `token_file` is a key of two methods (token, kubernetes).
+    let mut reported: Vec<&str> = Vec::new();
     for other in METHODS {
         for key in method_keys(other) {
-            if own.contains(key) {
+            if own.contains(key) || reported.contains(key) {
                 continue;
             }
+            reported.push(key);
             let present = if BOOLEAN_AUTH_KEYS.contains(key) {
                 r.bool(key).is_some()
             } else {
                 r.string(key).is_some()
             };
-            if present {
+            if present && method == "agent" && key.starts_with("token_") {
+                r.problem(
+                    Some(key),
+                    "the agent method sends no token (the Vault Agent or OpenBao Proxy adds its \
+                     own auto-auth token): remove it, or write method = \"token\" to send this \
+                     token through the proxy instead",
+                );
+            } else if present {
                 r.problem(
                     Some(key),
                     format!(
@@ -692,6 +730,75 @@ fn check_mount_like(path: &str) -> Result<(), String> {
 }
 
 pub use crate::net::is_loopback;
+
+/// Why TLS settings are refused with a `unix://` address.
+pub const UNIX_NO_TLS: &str = "a unix:// address is a local socket, which cme-exec reaches \
+     without TLS: TLS settings have no meaning there; remove this key (or use the agent's \
+     https:// listener)";
+
+/// Where a Vault provider connects: a URL, or the socket of a local Vault Agent or OpenBao
+/// Proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Url(url::Url),
+    /// `unix:///absolute/path`.
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// As shown in messages: `https://host:port/prefix` (never user info) or `unix:///path`.
+    pub fn show(&self) -> String {
+        match self {
+            Address::Url(u) => crate::net::show_origin(u.as_str()),
+            Address::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+
+    /// Whether `raw` (an environment variable's value) names this address.
+    pub fn is(&self, raw: &str) -> bool {
+        match (self, parse_address(raw, true)) {
+            (Address::Url(u), Ok(Address::Url(_))) => crate::net::same_endpoint(raw, u.as_str()),
+            (Address::Unix(a), Ok(Address::Unix(b))) => *a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Parses a Vault address: `https://HOST[:PORT][/PREFIX]` (see [`check_address`]), or
+/// `unix:///ABSOLUTE/PATH`, the form the vault CLI accepts for `VAULT_AGENT_ADDR` (it strips
+/// `unix://` and takes the rest as the path; a relative path is refused here, since it would
+/// depend on the working directory).
+pub fn parse_address(raw: &str, allow_http: bool) -> Result<Address, String> {
+    let trimmed = raw.trim();
+    let is_unix = trimmed
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("unix:"));
+    if !is_unix {
+        return check_address(raw, allow_http).map(Address::Url);
+    }
+    let Some(path) = trimmed[5..].strip_prefix("//") else {
+        return Err(
+            "a socket address is unix:// and the socket's absolute path \
+             (unix:///run/openbao/proxy.sock)"
+                .into(),
+        );
+    };
+    if path.is_empty() {
+        return Err("unix:// without a path: give the socket's absolute path \
+             (unix:///run/openbao/proxy.sock)"
+            .into());
+    }
+    if path.chars().any(char::is_control) {
+        return Err("control characters are not allowed in a socket path".into());
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "the socket path `{path}` is relative: write it absolute, with three slashes \
+             (unix:///run/openbao/proxy.sock)"
+        ));
+    }
+    Ok(Address::Unix(PathBuf::from(path)))
+}
 
 /// Validates a Vault address (never echoing it: it could carry user info).
 pub fn check_address(raw: &str, allow_http: bool) -> Result<url::Url, String> {
@@ -788,9 +895,11 @@ impl BackendSettings for Settings {
     fn describe(&self) -> String {
         let mut s = format!(
             "kind vault, address {}",
-            self.address
-                .as_deref()
-                .unwrap_or("from VAULT_ADDR (or BAO_ADDR)")
+            match self.address.as_deref().map(|a| parse_address(a, true)) {
+                Some(Ok(a)) => a.show(),
+                Some(Err(_)) => "(invalid)".to_owned(),
+                None => "from VAULT_AGENT_ADDR, else VAULT_ADDR (or BAO_ADDR)".to_owned(),
+            }
         );
         if let Some(ns) = &self.namespace {
             s.push_str(&format!(", namespace {ns}"));
@@ -798,9 +907,13 @@ impl BackendSettings for Settings {
         match &self.auth {
             Some(a) => s.push_str(&format!(", auth {}", a.describe())),
             None if self.address.is_some() => s.push_str(
-                ", auth token (the environment's token only if VAULT_ADDR names this address)",
+                ", auth agent if VAULT_AGENT_ADDR names this address, else token (the \
+                 environment's token only if VAULT_ADDR names this address)",
             ),
-            None => s.push_str(", auth token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token"),
+            None => s.push_str(
+                ", auth agent with VAULT_AGENT_ADDR (no token sent), else token from \
+                 VAULT_TOKEN, BAO_TOKEN or ~/.vault-token",
+            ),
         }
         if self.allow_http {
             s.push_str(", allow_http");

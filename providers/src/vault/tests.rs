@@ -278,3 +278,67 @@ fn build_without_the_feature_says_so() {
     let e = build("vault", &Settings::default(), &ctx).err().unwrap();
     assert!(e.message().contains("not available in this build"), "{e}");
 }
+
+/// Issue 11: `unix:///ABSOLUTE/PATH` addresses (a Vault Agent's or OpenBao Proxy's socket),
+/// relative or empty paths refused with the path named, and no TLS keys beside them.
+#[test]
+fn unix_socket_addresses() {
+    assert_eq!(
+        parse_address("unix:///run/openbao/proxy.sock", false),
+        Ok(Address::Unix("/run/openbao/proxy.sock".into()))
+    );
+    assert_eq!(
+        parse_address(" UNIX:///run/x.sock ", false).map(|a| a.show()),
+        Ok("unix:///run/x.sock".to_owned())
+    );
+    let e = parse_address("unix://run/x.sock", false).unwrap_err();
+    assert!(e.contains("`run/x.sock` is relative"), "{e}");
+    for bad in ["unix://", "unix:/run/x.sock", "unix:run/x.sock"] {
+        assert!(parse_address(bad, false).is_err(), "{bad}");
+    }
+    assert!(matches!(
+        parse_address("http://127.0.0.1:8100", false),
+        Ok(Address::Url(_))
+    ));
+    let a = parse_address("unix:///run/x.sock", false).unwrap();
+    assert!(a.is("unix:///run/x.sock"));
+    assert!(!a.is("unix:///run/y.sock"));
+    assert!(!a.is("http://127.0.0.1:8100"));
+
+    let (s, problems) = parse("address = \"unix:///run/x.sock\"\nauth = { method = \"agent\" }");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(s.auth, Some(Auth::Agent));
+    for key in [
+        "ca_cert = \"/ca.pem\"",
+        "ca_path = \"/cas\"",
+        "tls_skip_verify = true",
+    ] {
+        let p = problems_of(&format!("address = \"unix:///run/x.sock\"\n{key}"));
+        let name = key.split(' ').next().unwrap();
+        assert!(
+            p.len() == 1 && p[0].contains(&format!(" {name}: a unix:// address is a local socket")),
+            "{p:?}"
+        );
+    }
+    let p = problems_of("address = \"unix://x.sock\"");
+    assert!(
+        p[0].contains(" address: the socket path `x.sock` is relative"),
+        "{p:?}"
+    );
+}
+
+/// The `agent` method takes no keys; a token key says why it has no place there.
+#[test]
+fn the_agent_method_takes_no_token() {
+    for key in ["token_file = \"/t\"", "token_env = \"T\""] {
+        let p = problems_of(&format!("auth = {{ method = \"agent\", {key} }}"));
+        assert!(
+            p.len() == 1 && p[0].contains("the agent method sends no token"),
+            "{p:?}"
+        );
+    }
+    let p = problems_of("auth = { method = \"agent\", role = \"r\" }");
+    assert!(p[0].contains("it takes no other keys"), "{p:?}");
+    assert_eq!(Auth::Agent.mount(), None);
+    assert!(Auth::Agent.describe().starts_with("agent"));
+}
