@@ -7,8 +7,10 @@
 //! no CA bundle at all (issue 8), so the roots are looked for in this order:
 //!
 //! 1. `SSL_CERT_FILE` and/or `SSL_CERT_DIR`, when either is set: only what they name (both, when
-//!    both are set; a certificate found in both counts once). If they yield no certificate, that
-//!    is an error naming the variable, never a silent widening to other roots.
+//!    both are set; a certificate found in both counts once; only the file when it lies in the
+//!    directory and holds certificates, as a distribution's bundle does: it holds the
+//!    directory's roots). If they yield no certificate, that is an error naming the variable,
+//!    never a silent widening to other roots.
 //! 2. The system's store: on Linux (and the other Unix systems but macOS) the distribution's
 //!    bundle, the first of the files OpenSSL would use that exists (`openssl_probe`'s list:
 //!    `/etc/ssl/certs/ca-certificates.crt`, `/etc/pki/tls/certs/ca-bundle.crt`,
@@ -75,7 +77,10 @@ fn load() -> Result<Roots, String> {
     if !from_env.is_empty() {
         // rustls-native-certs reads SSL_CERT_FILE/SSL_CERT_DIR itself (and then not the system);
         // a file read through both counts once (it skips a file already read, and duplicates).
-        let found = rustls_native_certs::load_native_certs();
+        let found = match bundle_in_its_directory() {
+            Some(found) => found,
+            None => rustls_native_certs::load_native_certs(),
+        };
         if found.certs.is_empty() {
             return Err(format!(
                 "{} names no readable PEM certificate",
@@ -102,6 +107,29 @@ fn load() -> Result<Roots, String> {
         source: Source::BuiltIn,
         certs: builtin(),
     })
+}
+
+/// `SSL_CERT_FILE` when it lies directly in a directory `SSL_CERT_DIR` names, and holds
+/// certificates: the bundle the distribution builds from that directory (Debian's
+/// `/etc/ssl/certs/ca-certificates.crt` in `/etc/ssl/certs`, RHEL's `ca-bundle.crt` in
+/// `/etc/pki/tls/certs`), so the directory's files (about 146 on Debian, one root each) would
+/// add the same roots again. `None`: read both.
+fn bundle_in_its_directory() -> Option<rustls_native_certs::CertificateResult> {
+    let file = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty())?;
+    let dirs = std::env::var_os("SSL_CERT_DIR").filter(|d| !d.is_empty())?;
+    let parent = std::path::Path::new(&file).parent()?.canonicalize().ok()?;
+    let inside = std::env::split_paths(&dirs)
+        .filter_map(|d| d.canonicalize().ok())
+        .any(|d| d == parent);
+    if !inside {
+        return None;
+    }
+    let found = rustls_native_certs::load_certs_from_paths(Some(std::path::Path::new(&file)), None);
+    tracing::debug!(
+        count = found.certs.len(),
+        "tls: SSL_CERT_FILE lies in SSL_CERT_DIR; the bundle alone"
+    );
+    (!found.certs.is_empty()).then_some(found)
 }
 
 /// The system's store on Linux and the other Unix systems but macOS: the first bundle file
