@@ -25,6 +25,8 @@ mod aws_credentials;
 mod aws_sm;
 #[path = "cli/aws_ssm.rs"]
 mod aws_ssm;
+#[path = "cli/aws_transport.rs"]
+mod aws_transport;
 #[path = "cli/base_config.rs"]
 mod base_config;
 #[path = "cli/child_env.rs"]

@@ -506,6 +506,9 @@ pub enum Fault {
     Hang,
     /// Answer the first N requests with `503 Service Unavailable`, then forward.
     ServiceUnavailable(usize),
+    /// Answer the first N requests with HTTP 400 `ThrottlingException` (AWS JSON 1.1), then
+    /// forward (`usize::MAX`: a throttle that never stops).
+    Throttle(usize),
 }
 
 struct ProxyShared {
@@ -514,6 +517,11 @@ struct ProxyShared {
     operations: Mutex<Vec<String>>,
     seen: AtomicUsize,
     answered_503: AtomicUsize,
+    throttled: AtomicUsize,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
+    /// Serve several requests per connection (HTTP/1.1 keep-alive) instead of one.
+    keep_alive: bool,
     stop: AtomicBool,
 }
 
@@ -527,6 +535,16 @@ pub struct MotoProxy {
 
 impl MotoProxy {
     pub fn start(upstream_port: u16, fault: Fault) -> MotoProxy {
+        Self::start_with(upstream_port, fault, false)
+    }
+
+    /// Like [`MotoProxy::start`], but a connection serves request after request (HTTP/1.1
+    /// keep-alive, as AWS's endpoints do), so a test can count the connections a run opens.
+    pub fn keep_alive(upstream_port: u16, fault: Fault) -> MotoProxy {
+        Self::start_with(upstream_port, fault, true)
+    }
+
+    fn start_with(upstream_port: u16, fault: Fault, keep_alive: bool) -> MotoProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the moto proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(ProxyShared {
@@ -535,6 +553,9 @@ impl MotoProxy {
             operations: Mutex::new(Vec::new()),
             seen: AtomicUsize::new(0),
             answered_503: AtomicUsize::new(0),
+            throttled: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            keep_alive,
             stop: AtomicBool::new(false),
         });
         let accept_shared = Arc::clone(&shared);
@@ -584,6 +605,16 @@ impl MotoProxy {
     pub fn answered_503(&self) -> usize {
         self.shared.answered_503.load(Ordering::SeqCst)
     }
+
+    /// How many requests were answered with `ThrottlingException`.
+    pub fn throttled(&self) -> usize {
+        self.shared.throttled.load(Ordering::SeqCst)
+    }
+
+    /// How many TCP connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for MotoProxy {
@@ -597,16 +628,43 @@ impl Drop for MotoProxy {
 }
 
 fn relay(client: TcpStream, shared: &ProxyShared) {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(read_half) = client.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(read_half);
+    let mut client = client;
+    // One request per turn; with `keep_alive` the connection then waits for the next.
+    while let Some((head_text, body)) = read_one(&mut reader) {
+        let answer = answer(shared, &head_text, &body);
+        let Some(answer) = answer else {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        };
+        if !shared.keep_alive {
+            let _ = client.write_all(&answer);
+            let _ = client.flush();
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        if client
+            .write_all(&keep_alive(&answer))
+            .and_then(|()| client.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// One request: its head (as text) and its body; `None` when the peer closed or sent garbage.
+fn read_one(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
         match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let end = line == b"\r\n" || line == b"\n";
@@ -616,23 +674,28 @@ fn relay(client: TcpStream, shared: &ProxyShared) {
         }
     }
     let head_text = String::from_utf8_lossy(&head).into_owned();
-    let header = |name: &str| {
-        head_text.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    };
-    let length: usize = header("content-length")
+    let length: usize = header_in(&head_text, "content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; length.min(1 << 20)];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let operation = header("x-amz-target").unwrap_or_else(|| {
-        String::from_utf8_lossy(&body)
+    reader.read_exact(&mut body).ok()?;
+    Some((head_text, body))
+}
+
+fn header_in(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// The whole answer to one request (as moto or the fault sends it, `Connection: close`), or
+/// `None` to close the connection without one.
+fn answer(shared: &ProxyShared, head_text: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let operation = header_in(head_text, "x-amz-target").unwrap_or_else(|| {
+        String::from_utf8_lossy(body)
             .split('&')
             .find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned))
             .unwrap_or_else(|| "(unknown)".to_owned())
@@ -643,38 +706,45 @@ fn relay(client: TcpStream, shared: &ProxyShared) {
         .unwrap_or_else(|p| p.into_inner())
         .push(operation);
 
-    let mut client = client;
+    let canned = |status: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
     match shared.fault {
         Fault::Hang => {
             // Hold the connection open, answering nothing, until the proxy stops.
             while !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = client.shutdown(Shutdown::Both);
-            return;
+            return None;
         }
         Fault::ServiceUnavailable(n) => {
             if shared.seen.fetch_add(1, Ordering::SeqCst) < n {
                 shared.answered_503.fetch_add(1, Ordering::SeqCst);
-                let body = r#"{"__type":"ServiceUnavailable","message":"stand-in outage"}"#;
-                let response = format!(
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = client.write_all(response.as_bytes());
-                let _ = client.shutdown(Shutdown::Both);
-                return;
+                return Some(canned(
+                    "503 Service Unavailable",
+                    r#"{"__type":"ServiceUnavailable","message":"stand-in outage"}"#,
+                ));
+            }
+        }
+        Fault::Throttle(n) => {
+            if shared.seen.fetch_add(1, Ordering::SeqCst) < n {
+                shared.throttled.fetch_add(1, Ordering::SeqCst);
+                // AWS JSON 1.1's shape for a throttled call (Secrets Manager and SSM alike).
+                return Some(canned(
+                    "400 Bad Request",
+                    r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+                ));
             }
         }
         Fault::None => {}
     }
 
-    // Forward with `Connection: close`, relay the whole answer, close.
-    let Ok(mut upstream) = TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(5))
-    else {
-        let _ = client.shutdown(Shutdown::Both);
-        return;
-    };
+    // Forward with `Connection: close`, read the whole answer.
+    let mut upstream = TcpStream::connect_timeout(&shared.upstream, Duration::from_secs(5)).ok()?;
     let mut forwarded = String::new();
     for line in head_text.split("\r\n") {
         if line.is_empty() {
@@ -690,15 +760,51 @@ fn relay(client: TcpStream, shared: &ProxyShared) {
         forwarded.push_str("\r\n");
     }
     forwarded.push_str("Connection: close\r\n\r\n");
-    if upstream
+    upstream
         .write_all(forwarded.as_bytes())
-        .and_then(|()| upstream.write_all(&body))
-        .is_err()
+        .and_then(|()| upstream.write_all(body))
+        .ok()?;
+    let _ = upstream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut response = Vec::new();
+    upstream.read_to_end(&mut response).ok()?;
+    Some(response)
+}
+
+/// A whole `Connection: close` answer rewritten for a kept-alive connection: the body decoded
+/// when chunked, its length given, `Connection: keep-alive`.
+fn keep_alive(response: &[u8]) -> Vec<u8> {
+    let Some(split) = find(response, b"\r\n\r\n") else {
+        return response.to_vec();
+    };
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
     {
-        let _ = client.shutdown(Shutdown::Both);
-        return;
+        body = dechunk(&body);
     }
-    let _ = std::io::copy(&mut upstream, &mut client);
-    let _ = client.flush();
-    let _ = client.shutdown(Shutdown::Both);
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line
+            .split_once(':')
+            .map(|(n, _)| n.trim().to_ascii_lowercase());
+        if i > 0
+            && matches!(
+                name.as_deref(),
+                Some("connection" | "content-length" | "transfer-encoding" | "keep-alive")
+            )
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
 }

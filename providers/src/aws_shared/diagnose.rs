@@ -242,6 +242,9 @@ fn chain_cause(err: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(code) = sts_code(e) {
             return Some(format!("STS answered {code}"));
         }
+        if let Some(n) = e.downcast_ref::<crate::tls::NoRoots>() {
+            return Some(n.to_string());
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return Some(format!("cannot reach the credential source: {io}"));
         }
@@ -296,6 +299,10 @@ pub fn dispatch_cause(
     failure: &aws_smithy_runtime_api::client::result::ConnectorError,
 ) -> (ErrorKind, String) {
     let io = io_error_in(failure);
+    if let Some(e) = no_roots_in(failure) {
+        // SSL_CERT_FILE/SSL_CERT_DIR named nothing usable: a setting, named in the message.
+        return (ErrorKind::Invalid, e.to_string());
+    }
     if failure.is_timeout() {
         (ErrorKind::Timeout, "no answer in time".to_owned())
     } else if failure.is_io() {
@@ -322,6 +329,18 @@ pub fn credentials_error_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a
     while let Some(e) = next {
         if let Some(c) = e.downcast_ref::<CredentialsError>() {
             return Some(c);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The trust roots' failure (src/tls.rs) anywhere under `err`.
+pub fn no_roots_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a crate::tls::NoRoots> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(n) = e.downcast_ref::<crate::tls::NoRoots>() {
+            return Some(n);
         }
         next = e.source();
     }

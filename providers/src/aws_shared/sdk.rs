@@ -37,6 +37,61 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 /// the SDK's own error, which names the cause, usually arrives before the deadline's.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The first retry's backoff (before jitter); each further retry doubles it.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest backoff between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The SDK's adaptive retry mode (issue 11): the standard mode's retries of connection errors,
+/// 5xx and throttling (`ThrottlingException`, `TooManyRequestsException`, HTTP 429, ...), at
+/// most [`MAX_ATTEMPTS`] attempts with full-jitter exponential backoff ([`INITIAL_BACKOFF`]
+/// doubling, up to [`MAX_BACKOFF`]), plus a client-side rate limiter that slows this process's
+/// later requests to the same service and region once one was throttled. The per-attempt and
+/// per-operation timeouts still bound every request, and the run's deadline bounds everything.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::adaptive()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
+/// Whether an AWS error code says the caller exceeded a request rate (the SDK retries these as
+/// throttling; `LimitExceededException`, a quota on resources, is not one here).
+pub fn is_throttling(code: Option<&str>, status: Option<u16>) -> bool {
+    status == Some(429)
+        || matches!(
+            code,
+            Some(
+                "ThrottlingException"
+                    | "Throttling"
+                    | "ThrottledException"
+                    | "RequestThrottledException"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "RequestThrottled"
+                    | "SlowDown"
+            )
+        )
+}
+
+/// An answer that is still throttling after the retries: `text` (operation, target, code and
+/// AWS's message) and what was tried, with what to do about it.
+pub fn throttled(text: String, service: &Service) -> FetchError {
+    FetchError::new(
+        ErrorKind::Unavailable,
+        format!(
+            "{text}; AWS is throttling the requests, and still was after {MAX_ATTEMPTS} attempts \
+             with jittered backoff"
+        ),
+    )
+    .with_hint(format!(
+        "{} limits the request rate of an account and region, shared by everything that uses \
+         it: run fewer cme-exec at a time, or keep several fields in one secret; see {}",
+        service.store,
+        crate::docs_url(&format!("providers/{}.md#rate-limits", service.kind))
+    ))
+}
+
 /// One AWS service, as its backend names it.
 #[derive(Clone, Copy, Debug)]
 pub struct Service {
@@ -160,12 +215,7 @@ pub async fn load(settings: &AwsSettings, ctx: &Context) -> Result<SdkConfig, Fe
 async fn load_uncached(s: &AwsSettings, ctx: &Context) -> Result<SdkConfig, FetchError> {
     let started = std::time::Instant::now();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(2)),
-        )
+        .retry_config(retry_config())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -173,7 +223,8 @@ async fn load_uncached(s: &AwsSettings, ctx: &Context) -> Result<SdkConfig, Fetc
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         );
-    loader = crate::tls::aws_loader_with_roots(loader)?;
+    // TLS only for https:// requests, its roots loaded at the first one (src/tls.rs).
+    loader = loader.http_client(crate::tls::aws_http_client());
     if let Some(region) = &s.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -367,6 +367,9 @@ fn aws_error(
         text.push_str(&m);
     }
     let lower = message.unwrap_or_default().to_ascii_lowercase();
+    if sdk::is_throttling(code, status) {
+        return sdk::throttled(text, &SERVICE);
+    }
     match code.unwrap_or_default() {
         "ResourceNotFoundException" => FetchError::new(ErrorKind::NotFound, text).with_hint(
             "check the name or ARN, the region, and (with version_stage or version_id) the version",
@@ -395,9 +398,7 @@ fn aws_error(
                  shows which identity was used)",
         ),
         _ if status.is_some_and(|s| s >= 500) => FetchError::new(ErrorKind::Unavailable, text),
-        "ThrottlingException" | "TooManyRequestsException" | "InternalServiceError" => {
-            FetchError::new(ErrorKind::Unavailable, text)
-        }
+        "InternalServiceError" => FetchError::new(ErrorKind::Unavailable, text),
         _ => FetchError::new(ErrorKind::Invalid, text),
     }
 }
@@ -700,6 +701,25 @@ mod tests {
             None,
         );
         assert_eq!(e.kind, ErrorKind::Denied);
+        let e = aws_error(
+            "BatchGetSecretValue",
+            &t,
+            Some("ThrottlingException"),
+            Some(400),
+            Some("Rate exceeded"),
+        );
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(
+            e.message()
+                .contains("ThrottlingException (HTTP 400): Rate exceeded")
+                && e.message().contains("throttling")
+                && e.message().contains(&format!("{MAX_ATTEMPTS} attempts")),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("rate-limits"), "{e:?}");
+        // HTTP 429 without a code the SDK could read is throttling too.
+        let e = aws_error("GetSecretValue", &t, None, Some(429), None);
+        assert!(e.message().contains("throttling"), "{e}");
         let e = aws_error(
             "GetSecretValue",
             &t,

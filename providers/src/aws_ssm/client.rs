@@ -311,6 +311,9 @@ fn aws_error(
         text.push_str(": ");
         text.push_str(&m);
     }
+    if sdk::is_throttling(code, Some(status)) {
+        return sdk::throttled(text, &SERVICE);
+    }
     match code.unwrap_or_default() {
         "ParameterNotFound" | "ParameterVersionNotFound" => FetchError::not_found(text).with_hint(
             "check the name (a hierarchical name starts with /), the version or label, and the \
@@ -332,7 +335,7 @@ fn aws_error(
             )
         }
         _ if status >= 500 => FetchError::unavailable(text),
-        "ThrottlingException" | "InternalServerError" => FetchError::unavailable(text),
+        "InternalServerError" => FetchError::unavailable(text),
         _ => FetchError::invalid(text),
     }
 }
