@@ -30,7 +30,8 @@ fn default_roots(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuild
 }
 
 impl Client {
-    pub fn new(settings: &Settings) -> Result<Client, Error> {
+    /// `needs_tls`: whether any call can be made over TLS; without, no root is loaded.
+    pub fn new(settings: &Settings, needs_tls: bool) -> Result<Client, Error> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!(
                 "cme-exec/",
@@ -43,6 +44,7 @@ impl Client {
             // sent anywhere but the instance itself.
             .redirect(reqwest::redirect::Policy::none());
         builder = match &settings.tls {
+            Tls::Default if !needs_tls => builder.tls_certs_only(Vec::new()),
             Tls::Default => default_roots(builder)?,
             Tls::Bundle { path, from } => {
                 let pem = fs_err::read(path).map_err(|e| {

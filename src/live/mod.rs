@@ -585,7 +585,29 @@ pub async fn check_all(
     settings: &Settings,
     skip: &std::collections::BTreeSet<(Product, String)>,
 ) -> Result<Vec<Report>, Error> {
-    let client = http::Client::new(settings)?;
+    // TLS (and so the trusted roots, issue 11) only when a call can need it: an `https://`
+    // instance, or a proxy reached over TLS.
+    let https = |u: &str| {
+        u.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    };
+    let needs_tls = auth
+        .instances
+        .keys()
+        .filter(|key| !skip.contains(*key))
+        .any(|(_, url)| https(url))
+        || [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .iter()
+        .filter_map(std::env::var_os)
+        .any(|v| https(&v.to_string_lossy()));
+    let client = http::Client::new(settings, needs_tls)?;
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let checks = auth
         .instances

@@ -169,7 +169,12 @@ fn dist_binary_is_static_stripped_and_small() {
     );
     // Not position-independent (ET_EXEC): nothing to relocate at start (issue 11).
     let e_type = u16::from_le_bytes(elf[0x10..0x12].try_into().unwrap());
-    assert_eq!(e_type, 2, "{} is not a static ET_EXEC binary", path.display());
+    assert_eq!(
+        e_type,
+        2,
+        "{} is not a static ET_EXEC binary",
+        path.display()
+    );
     // Were it a static PIE, it would have a dynamic section but need no library.
     for &(_, offset, size) in headers.iter().filter(|h| h.0 == PT_DYNAMIC) {
         let dynamic = &elf[offset as usize..(offset + size) as usize];

@@ -378,3 +378,34 @@ fn run_check_live_starts_nothing_unless_every_instance_authenticates() {
     assert!(marker.exists());
     t.assert_clean();
 }
+
+/// Issue 11: no certificate is read for `http://` instances: with `SSL_CERT_FILE` naming a file
+/// that holds none, the live check of a plain-HTTP site still runs (it would fail at once if the
+/// roots were loaded), and one over `https://` names the variable.
+#[test]
+fn check_live_reads_no_certificate_for_http_instances() {
+    let c = creds();
+    let wiki = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let config = c.confluence_basic(&wiki.base_url());
+    let t = c.t.config_toml(&config);
+    let garbage = t.out_dir().join("not-a-bundle.pem");
+    std::fs::write(&garbage, "no certificate here\n").unwrap();
+    let t = t.env("SSL_CERT_FILE", &garbage).env_remove("SSL_CERT_DIR");
+
+    let out = t.run_args(["check", "--live"]);
+    out.assert_success();
+    out.assert_stdout_contains("live: 1 of 1 instance authenticated");
+    assert_eq!(wiki.requests_to("/rest/api/user/current").len(), 1);
+
+    t.assert_clean();
+
+    // A site over TLS (nothing listens there: the roots fail first).
+    let c = creds();
+    let config = c.confluence_basic("https://127.0.0.1:9");
+    let t = c.t.config_toml(&config);
+    let t = t.env("SSL_CERT_FILE", &garbage).env_remove("SSL_CERT_DIR");
+    let out = t.run_args(["check", "--live"]);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.describe());
+    t.assert_clean();
+}
