@@ -22,7 +22,7 @@ use std::sync::{mpsc, Arc};
 use nix::sys::signal::{kill, killpg, Signal};
 use zeroize::Zeroizing;
 
-use crate::mask::Masker;
+use crate::mask::Lazy;
 use crate::resolve::Auth;
 use nix::unistd::Pid;
 
@@ -168,20 +168,20 @@ pub struct Mask<'a> {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Copies `from` to `to` through the mask, until EOF. Signals `done` when finished.
-fn pump(
-    mut from: impl Read,
-    mut to: impl Write,
-    masker: Option<Arc<Masker>>,
-    done: mpsc::Sender<()>,
-) {
-    let mut stream = masker.as_deref().map(Masker::stream);
+fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Lazy>, done: mpsc::Sender<()>) {
+    // Outer `None`: no output yet; inner `None`: nothing to mask.
+    let mut stream: Option<Option<crate::mask::Stream<'_>>> = None;
     let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                match &mut stream {
+                // The automaton, at the first output (see `Lazy`).
+                if stream.is_none() {
+                    stream = Some(masker.get().map(crate::mask::Masker::stream));
+                }
+                match stream.as_mut().and_then(Option::as_mut) {
                     Some(s) => s.feed(&buf[..n], &mut out),
                     None => out.extend_from_slice(&buf[..n]),
                 }
@@ -202,7 +202,7 @@ fn pump(
             Err(_) => break,
         }
     }
-    if let Some(s) = &mut stream {
+    if let Some(s) = stream.as_mut().and_then(Option::as_mut) {
         s.finish(&mut out);
     }
     let _ = to.write_all(&out).and_then(|()| to.flush());
@@ -267,7 +267,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     if let Some(mask) = &spec.mask {
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
-        let masker = Masker::for_auth(mask.auth).map(Arc::new);
+        let masker = Arc::new(Lazy::new(crate::mask::values_of(mask.auth)));
         if let Some(out) = child.stdout.take() {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));
