@@ -248,12 +248,10 @@ impl Source {
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
         let read = tokio::net::UnixStream::from_std(read)?;
-        // The write end lives as long as the process (a handler may run at any time).
-        let previous = PIPE.swap(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
-        if previous >= 0 {
-            // SAFETY: the write end of an earlier `install`, owned by `PIPE` alone.
-            unsafe { libc::close(previous) };
-        }
+        // The write end lives as long as the process: a handler may run at any time, and one
+        // that loaded an earlier `install`'s descriptor must never write into a number that was
+        // closed and reused (each command installs once; a second install leaks one descriptor).
+        PIPE.store(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
         for sig in signals {
             // SAFETY: installs a handler that only calls `write` (see `on_signal`).
             unsafe {
