@@ -448,6 +448,21 @@ fn proxy_address_and_setting_errors_name_the_key_and_the_socket() {
     out.assert_stderr_contains(
         "ca_cert with the address unix:///run/proxy.sock (VAULT_AGENT_ADDR)",
     );
+
+    // A login method at the agent's address: its revoke-self at exit would go through the agent,
+    // which (with use_auto_auth_token = "force") swaps in its own token (issue 11's review).
+    let t = Test::new()
+        .env("VAULT_AGENT_ADDR", "unix:///run/proxy.sock")
+        .config_toml(&format!(
+            "[providers.vault]\nkind = \"vault\"\n\
+             auth = {{ method = \"approle\", role_id = \"r\", secret_id_env = \"S\" }}\n\n{}",
+            config()
+        ));
+    let out = t.run_args(["--", "true"]);
+    out.assert_code(125);
+    out.assert_stderr_contains("its address is the Vault agent's");
+    out.assert_stderr_contains("auth method \"approle\"");
+    out.assert_stderr_contains("method = \"agent\"");
 }
 
 /// A `./cme-exec.toml` naming a proxy's socket still needs `cme-exec trust`, which shows the

@@ -364,6 +364,21 @@ impl VaultProvider {
             None if at_agent => Auth::Agent,
             None => Auth::default(),
         };
+        // A login through the agent: the agent logs in itself, and one that forces its own
+        // token (`use_auto_auth_token = "force"`) would turn this run's revoke-self at exit into
+        // a revocation of the agent's token, which every other run shares.
+        if at_agent && auth.mount().is_some() {
+            return Err(FetchError::invalid(format!(
+                "the vault provider `{name}`: its address is the Vault agent's \
+                 (VAULT_AGENT_ADDR or BAO_AGENT_ADDR), and auth method \"{}\" would log in \
+                 through the agent and revoke that token through it at exit",
+                auth.method()
+            ))
+            .with_hint(
+                "through an agent or proxy with auto-auth, use auth = { method = \"agent\" } (or \
+                 no auth); to log in yourself, give the Vault server's address instead",
+            ));
+        }
         let auth = resolve_auth_paths(auth, settings.declared.then_some(ctx.base_dir.as_path()));
         // Mark the variables the auth method reads as credentials now, so that the child
         // never gets them even if the run stops before logging in.
