@@ -217,6 +217,8 @@ impl Signals {
 
 /// The write end of [`Source`]'s pipe, for [`on_signal`]; -1 until [`Source::install`].
 static PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The process that installed the handler (cme-exec, not a forked child before its exec).
+static OWNER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// The one handler of every received signal: writes the signal's number, one byte, to the pipe
 /// (async-signal-safe: `write` only, `errno` kept). A full pipe (64 KiB of signals nobody read)
@@ -224,7 +226,11 @@ static PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1
 extern "C" fn on_signal(sig: libc::c_int) {
     let saved = nix::errno::Errno::last_raw();
     let fd = PIPE.load(std::sync::atomic::Ordering::Relaxed);
-    if fd >= 0 {
+    // Between fork and exec (the `pre_exec` path) the child still has this handler and the
+    // pipe: a signal sent to both must be counted once, by cme-exec.
+    // SAFETY: `getpid` is async-signal-safe.
+    let ours = unsafe { libc::getpid() } == OWNER.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 && ours {
         let byte = sig as u8;
         // SAFETY: writes one byte from a local to a descriptor this process keeps open.
         unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
@@ -251,6 +257,10 @@ impl Source {
         // The write end lives as long as the process: a handler may run at any time, and one
         // that loaded an earlier `install`'s descriptor must never write into a number that was
         // closed and reused (each command installs once; a second install leaks one descriptor).
+        OWNER.store(
+            std::process::id() as i32,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         PIPE.store(write.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
         for sig in signals {
             // SAFETY: installs a handler that only calls `write` (see `on_signal`).

@@ -586,16 +586,19 @@ pub async fn check_all(
     skip: &std::collections::BTreeSet<(Product, String)>,
 ) -> Result<Vec<Report>, Error> {
     // TLS (and so the trusted roots, issue 11) only when a call can need it: an `https://`
-    // instance, or a proxy reached over TLS.
+    // instance, one with a cloud_id (called through the gateway, GATEWAY_PREFIX, over https),
+    // or a proxy reached over TLS.
     let https = |u: &str| {
         u.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
     let needs_tls = auth
         .instances
-        .keys()
-        .filter(|key| !skip.contains(*key))
-        .any(|(_, url)| https(url))
+        .iter()
+        .filter(|(key, _)| !skip.contains(*key))
+        .any(|((_, url), instance)| {
+            https(url) || (https(GATEWAY_PREFIX) && instance.fields.contains_key(&Field::CloudId))
+        })
         || [
             "HTTPS_PROXY",
             "https_proxy",

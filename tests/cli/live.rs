@@ -399,13 +399,19 @@ fn check_live_reads_no_certificate_for_http_instances() {
 
     t.assert_clean();
 
-    // A site over TLS (nothing listens there: the roots fail first).
-    let c = creds();
-    let config = c.confluence_basic("https://127.0.0.1:9");
-    let t = c.t.config_toml(&config);
-    let t = t.env("SSL_CERT_FILE", &garbage).env_remove("SSL_CERT_DIR");
-    let out = t.run_args(["check", "--live"]);
-    assert_ne!(out.code(), Some(0), "{}", out.describe());
-    assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.describe());
-    t.assert_clean();
+    // A site over TLS (nothing listens there: the roots fail first), and a plain-HTTP one with a
+    // cloud_id, which cme calls through Atlassian's gateway over https.
+    for (url, extra) in [
+        ("https://127.0.0.1:9", ""),
+        (wiki.base_url().as_str(), "cloud_id = \"abc-123\"\n"),
+    ] {
+        let c = creds();
+        let config = c.confluence_basic(url) + extra;
+        let t = c.t.config_toml(&config);
+        let t = t.env("SSL_CERT_FILE", &garbage).env_remove("SSL_CERT_DIR");
+        let out = t.run_args(["check", "--live"]);
+        assert_ne!(out.code(), Some(0), "{}", out.describe());
+        assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.describe());
+        t.assert_clean();
+    }
 }
