@@ -170,12 +170,8 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// The patterns for every secret of `auth`. `None` when nothing is long enough to mask.
-    pub fn for_auth(auth: &Auth) -> Option<Masker> {
-        Masker::for_values(&values_of(auth))
-    }
-
-    /// The patterns for these secrets (from [`values_of`]).
+    /// The patterns for these secrets (from [`values_of`]). `None` when nothing is long enough
+    /// to mask.
     pub fn for_values(values: &[SecretString]) -> Option<Masker> {
         Masker::new(values.iter().map(|v| v.expose_secret().as_bytes()))
     }
@@ -377,7 +373,7 @@ mod tests {
             (crate::config::Product::Confluence, "https://x".into()),
             crate::resolve::InstanceAuth { fields },
         );
-        let m = Masker::for_auth(&auth).unwrap();
+        let m = Masker::for_values(&values_of(&auth)).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode("me@example.com:tok-123456");
         let mut s = m.stream();
         let mut out = Vec::new();
@@ -409,7 +405,7 @@ mod tests {
             (crate::config::Product::Confluence, "https://x".into()),
             crate::resolve::InstanceAuth { fields },
         );
-        let m = Masker::for_auth(&auth).unwrap();
+        let m = Masker::for_values(&values_of(&auth)).unwrap();
         let mut s = m.stream();
         let mut out = Vec::new();
         s.feed(

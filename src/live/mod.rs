@@ -596,9 +596,7 @@ pub async fn check_all(
         .instances
         .iter()
         .filter(|(key, _)| !skip.contains(*key))
-        .any(|((_, url), instance)| {
-            https(url) || (https(GATEWAY_PREFIX) && instance.fields.contains_key(&Field::CloudId))
-        })
+        .any(|((_, url), instance)| https(url) || instance.fields.contains_key(&Field::CloudId))
         || [
             "HTTPS_PROXY",
             "https_proxy",

@@ -114,7 +114,7 @@ fn now() -> u64 {
 
 /// Enables AppRole with role `cme` (reader policy), sets its role id and a custom secret id;
 /// returns (role_id, secret_id); the secret id is a sentinel of `t`.
-fn approle(bao: &OpenBao, t: &mut Test) -> (String, String) {
+pub(crate) fn approle(bao: &OpenBao, t: &mut Test) -> (String, String) {
     bao.enable_auth("approle", "approle");
     bao.ok(
         "POST",

@@ -60,24 +60,7 @@ struct Setup {
 fn setup(t: &mut Test) -> Setup {
     let bao = OpenBao::start();
     bao.policy("reader", READER);
-    bao.enable_auth("approle", "approle");
-    bao.ok(
-        "POST",
-        "auth/approle/role/cme",
-        json!({ "token_policies": ["reader"], "token_ttl": "30m" }),
-    );
-    let role_id = format!("role-{}", crate::support::secrets::random_hex());
-    let secret_id = t.sentinel("secret-id");
-    bao.ok(
-        "POST",
-        "auth/approle/role/cme/role-id",
-        json!({ "role_id": role_id }),
-    );
-    bao.ok(
-        "POST",
-        "auth/approle/role/cme/custom-secret-id",
-        json!({ "secret_id": secret_id }),
-    );
+    let (role_id, secret_id) = crate::vault::approle(&bao, t);
     let secrets = Secrets {
         user: t.sentinel("user"),
         api_token: t.sentinel("api-token"),

@@ -974,6 +974,19 @@ mod resolver {
 mod tests {
     use super::*;
 
+    /// One-second timeouts, no retry, no TLS settings.
+    fn quick_options() -> Options {
+        Options {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            ca_certs: Vec::new(),
+            identity: None,
+            skip_verify: false,
+            deadline: None,
+        }
+    }
+
     #[test]
     fn retry_policy() {
         for s in [412, 429, 500, 502, 503, 504, 599] {
@@ -1044,15 +1057,7 @@ mod tests {
             &crate::vault::Address::Url(base),
             Some("v1"),
             None,
-            Options {
-                connect_timeout: Duration::from_secs(1),
-                timeout: Duration::from_secs(1),
-                max_retries: 0,
-                ca_certs: Vec::new(),
-                identity: None,
-                skip_verify: false,
-                deadline: None,
-            },
+            quick_options(),
         )
         .unwrap();
         let read = Call::from_endpoint(&vaultrs::api::kv2::requests::ReadSecretRequest {
@@ -1073,16 +1078,7 @@ mod tests {
     #[tokio::test]
     async fn a_revocation_without_a_token_is_never_sent() {
         let address = crate::vault::Address::Unix("/nonexistent/cme-exec-test.sock".into());
-        let options = Options {
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            max_retries: 0,
-            ca_certs: Vec::new(),
-            identity: None,
-            skip_verify: false,
-            deadline: None,
-        };
-        let t = Transport::new(&address, Some("v1"), None, options).unwrap();
+        let t = Transport::new(&address, Some("v1"), None, quick_options()).unwrap();
         for path in [
             "auth/token/revoke-self",
             "/auth/token/revoke",
