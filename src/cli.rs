@@ -24,9 +24,10 @@ use crate::handover::Via;
 #[derive(Debug, Parser)]
 #[command(name = "cme-exec", version, verbatim_doc_comment)]
 pub struct Cli {
-    /// The config file [default: ./cme-exec.toml once trusted with `cme-exec trust`, else
-    /// $XDG_CONFIG_HOME/cme-exec/config.toml, else CME_EXEC_* variables]
-    #[arg(short, long, global = true, env = names::CME_EXEC_CONFIG, hide_env_values = true, value_name = "PATH")]
+    /// The config file [default: $CME_EXEC_CONFIG (an absolute path), else ./cme-exec.toml once
+    /// trusted with `cme-exec trust`, else $XDG_CONFIG_HOME/cme-exec/config.toml, else
+    /// CME_EXEC_* variables]. Relative paths inside it resolve against its own directory.
+    #[arg(short, long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// More output on stderr (-v info, -vv debug, -vvv trace); never any secret value.
@@ -136,8 +137,10 @@ pub enum Command {
     /// cme-exec.toml that references them and a secret-free base config, check that every
     /// value reads back, and (with --remove-secrets) remove them from the original.
     Import(ImportArgs),
-    /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
-    /// contact, and record its path and content hash (a changed file must be trusted again).
+    /// Trust a ./cme-exec.toml found in the working directory: show everything it makes
+    /// cme-exec run, contact and read, ask (or take --yes), and record its path, its content
+    /// hash and the hashes of the helper programs and base config it names (a change to any of
+    /// them must be trusted again).
     Trust(TrustArgs),
     /// Print a shell completion script.
     Completions {
@@ -230,6 +233,14 @@ pub struct TrustArgs {
     /// The config file to trust [default: ./cme-exec.toml].
     #[arg(value_name = "PATH")]
     pub path: Option<PathBuf>,
+
+    /// Show what the file makes cme-exec run, contact and read, and record nothing.
+    #[arg(long, conflicts_with_all = ["list", "revoke", "yes"])]
+    pub show: bool,
+
+    /// Record the trust without asking (needed when stdin is not a terminal).
+    #[arg(short, long, conflicts_with_all = ["list", "revoke"])]
+    pub yes: bool,
 
     /// Remove the file's trust record instead.
     #[arg(long, conflicts_with = "list")]

@@ -25,7 +25,6 @@ pub mod progress;
 pub mod resolve;
 pub mod state;
 pub mod stdout;
-pub mod trust;
 
 use std::process::ExitCode;
 

@@ -240,6 +240,24 @@ impl Settings {
 }
 
 /// Splits the command into its program and the arguments' pieces.
+/// An argument as the config wrote it (placeholders and doubled braces back in place).
+fn written(pieces: &[Piece]) -> String {
+    let mut s = String::new();
+    for p in pieces {
+        match p {
+            Piece::Text(t) => s.push_str(&t.replace('{', "{{").replace('}', "}}")),
+            Piece::Ref => s.push_str("{ref}"),
+            Piece::Path => s.push_str("{path}"),
+        }
+    }
+    s
+}
+
+/// A TOML/JSON-style quoted string, so spaces and quotes in an argument stay visible.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
 fn parse_command(list: &[String]) -> Result<(String, Vec<Vec<Piece>>), String> {
     let program = list[0].clone();
     if split_placeholders(&program)?
@@ -316,6 +334,40 @@ impl BackendSettings for Settings {
             s.push_str(", stdin from the terminal");
         }
         s
+    }
+
+    fn details(&self) -> Vec<String> {
+        let mut line = vec![quoted(&self.program)];
+        line.extend(self.args.iter().map(|a| quoted(&written(a))));
+        let mut out = vec![format!("command [{}]", line.join(", "))];
+        out.push(
+            if self.program.contains('/') && !Path::new(&self.program).is_absolute() {
+                "the program is a file beside the config (its content is part of the trust record)"
+                    .to_owned()
+            } else if self.program.contains('/') {
+                format!("the program is the file {}", self.program)
+            } else {
+                format!("the program is the first `{}` in PATH", self.program)
+            },
+        );
+        out.push("runs in the config file's directory".to_owned());
+        if self.inherit_env {
+            out.push("gets cme-exec's whole environment (inherit_env = true)".to_owned());
+        } else {
+            for var in &self.env {
+                out.push(format!("gets the variable {var}"));
+            }
+        }
+        out
+    }
+
+    fn local_programs(&self) -> Vec<&Path> {
+        let p = Path::new(&self.program);
+        if self.program.contains('/') && !p.is_absolute() {
+            vec![p]
+        } else {
+            Vec::new()
+        }
     }
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {

@@ -3,6 +3,7 @@
 //! bounded concurrent loop that the default [`Provider::fetch_many`] and overriding backends
 //! share. Backends import this module; it imports no backend.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -129,6 +130,19 @@ pub trait Backend: Sync {
 pub trait BackendSettings: Send + Sync {
     /// One line for `trust` and `Debug`: what the provider reaches and how.
     fn describe(&self) -> String;
+
+    /// For `trust`, beyond `describe`: every program with its whole argument list, every
+    /// address, certificate file, and each variable or file a credential is read from. One item
+    /// per line; nothing a reviewer needs to judge the config may be left out.
+    fn details(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Programs named by a path relative to the config file's directory. They usually live in
+    /// the same repository as the config, so a trust record covers their content too.
+    fn local_programs(&self) -> Vec<&Path> {
+        Vec::new()
+    }
 
     /// Builds the provider, or says why not (a backend left out of this build says so here,
     /// in its own module).

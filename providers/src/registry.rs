@@ -125,6 +125,17 @@ impl ProviderSettings {
         self.settings.describe()
     }
 
+    /// The rest of what `trust` shows: programs and arguments, certificate files, where each
+    /// credential is read from.
+    pub fn details(&self) -> Vec<String> {
+        self.settings.details()
+    }
+
+    /// Programs named by a path relative to the config file's directory.
+    pub fn local_programs(&self) -> Vec<&std::path::Path> {
+        self.settings.local_programs()
+    }
+
     /// The backend's own settings type.
     pub fn downcast<T: 'static>(&self) -> Option<&T> {
         self.settings.as_any().downcast_ref()

@@ -169,6 +169,9 @@ async fn run_child(
                     for path in &report.written {
                         tracing::info!(path, file = %prepared.base.path.display(), "wrote back");
                     }
+                    if !report.written.is_empty() {
+                        follow_trust(&prepared.config, &prepared.base.path);
+                    }
                     for c in &report.conflicts {
                         error::warn(format_args!(
                             "{} changed {} during the run; its value was kept and this run's change was not saved (to save it: {})",
@@ -189,6 +192,18 @@ async fn run_child(
     }
     drop(handover);
     Ok(exit)
+}
+
+/// A trusted `./cme-exec.toml` pins its base config's content; this run's own write-back
+/// changed it, so the record follows (the next run is not refused for it).
+fn follow_trust(config: &crate::config::Config, base: &std::path::Path) {
+    if let (true, crate::config::Source::File(canonical)) = (config.trusted_in_cwd, &config.source)
+    {
+        let env = cme_exec_providers::EnvReader::from_process();
+        if let Err(e) = crate::config::trust::follow_own_write(&env, canonical, base) {
+            error::warn(e);
+        }
+    }
 }
 
 /// `run --check-live`: every instance must authenticate before the command starts.

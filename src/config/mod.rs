@@ -6,6 +6,7 @@
 //! secret where a reference belongs.
 
 pub mod instance;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +118,9 @@ pub struct Config {
     /// `[auth] from`: one document holding `{"confluence": {...}, "jira": {...}}`.
     pub auth_from: Option<Reference>,
     pub cme: CmeSettings,
+    /// A `./cme-exec.toml` used because its trust record matched: cme-exec's own write-back
+    /// into a pinned base config updates that record.
+    pub trusted_in_cwd: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -132,6 +136,35 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// The directory a file config's relative paths resolve against (the canonical directory
+    /// of the file); `None` for the environment-only configuration.
+    pub fn file_dir(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(p) => p.parent(),
+            Source::Environment => None,
+        }
+    }
+
+    /// The files this config makes cme-exec run or read as configuration, hashed now: helper
+    /// programs named by a relative path and the `[cme] base_config`. A trust record covers
+    /// them (trust.rs).
+    pub fn pinned_files(&self) -> Vec<trust::Pinned> {
+        let Some(dir) = self.file_dir() else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = self
+            .providers
+            .values()
+            .flat_map(|p| p.local_programs().into_iter().map(|p| dir.join(p)))
+            .collect();
+        if let Some(b) = &self.cme.base_config {
+            paths.push(dir.join(b));
+        }
+        paths.sort();
+        paths.dedup();
+        paths.into_iter().map(trust::Pinned::now).collect()
+    }
+
     /// The provider a scheme names: a declared one, else a built-in default.
     pub fn provider_for(&self, scheme: &str) -> Option<ProviderSettings> {
         if let Some(p) = self.providers.get(scheme) {
@@ -160,20 +193,73 @@ impl Config {
     }
 }
 
-/// Finds and loads the configuration: `--config` (or `$CME_EXEC_CONFIG`, which clap folds
-/// into it), else `./cme-exec.toml`, else `$XDG_CONFIG_HOME/cme-exec/config.toml`, else the
-/// environment alone.
+/// Finds and loads the configuration: `--config`, else `$CME_EXEC_CONFIG` (an absolute path),
+/// else `./cme-exec.toml` (once trusted), else `$XDG_CONFIG_HOME/cme-exec/config.toml`, else
+/// the environment alone.
+///
+/// Relative paths inside a config file (a helper program, `base_config`, `ca_cert`, `file:`
+/// references) resolve against the directory that really holds the file, links resolved
+/// ([`Source::File`] holds that canonical path): a `./cme-exec.toml` that is a link to another
+/// repository's trusted file runs that repository's helpers, never the ones beside the link.
 pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Config, Error> {
     if let Some(path) = explicit {
         return load_file(path, env, false);
     }
+    if let Some(path) = env.var(names::CME_EXEC_CONFIG) {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            // A relative path would pick whatever file of that name the working directory
+            // holds, without the trust check a working-directory config gets.
+            return Err(Error::new(format!(
+                "CME_EXEC_CONFIG is the relative path {}; it must be absolute",
+                path.display()
+            ))
+            .detail("a relative path would use whatever file of that name the working directory holds, untrusted")
+            .hint(format!(
+                "export CME_EXEC_CONFIG=\"$PWD/{}\", or pass --config {}",
+                path.display(),
+                path.display()
+            ))
+            .fatal());
+        }
+        return load_file(&path, env, false);
+    }
     for (i, candidate) in candidates(env, cwd).iter().enumerate() {
-        if candidate.exists() {
+        if present(candidate)? {
             // The first candidate is the working directory's: it must be trusted (trust.rs).
             return load_file(candidate, env, i == 0);
         }
     }
     from_environment(env)
+}
+
+/// Whether a candidate config file is there. Only "no such file" means absent: a directory that
+/// cannot be searched, or a link to nothing, is an error rather than a silent fall-through to
+/// the next candidate or to the environment.
+fn present(candidate: &Path) -> Result<bool, Error> {
+    match std::fs::symlink_metadata(candidate) {
+        Ok(m) if m.file_type().is_symlink() && std::fs::metadata(candidate).is_err() => {
+            Err(Error::new(format!(
+                "the config file {} is a symbolic link to a file that does not exist",
+                candidate.display()
+            ))
+            .hint(format!("remove the link or restore its target: ls -l {}", candidate.display())))
+        }
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::new(format!(
+            "cannot look for the config file {}",
+            candidate.display()
+        ))
+        .cause(e.source_text())
+        .hint(match candidate.parent() {
+            Some(d) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "let your user read and search the directory (ls -ld {}), or choose a config with --config",
+                d.display()
+            ),
+            _ => "choose a config with --config".to_owned(),
+        })),
+    }
 }
 
 fn candidates(env: &EnvReader, cwd: &Path) -> Vec<PathBuf> {
@@ -193,22 +279,36 @@ fn candidates(env: &EnvReader, cwd: &Path) -> Vec<PathBuf> {
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Reads and parses a config file. With `needs_trust` (a `./cme-exec.toml` found in the working
-/// directory), the exact bytes read must match a trust record, checked before anything else
-/// reads them.
+/// directory), the exact bytes read must match a trust record, checked before they are parsed;
+/// then the files the parsed config makes cme-exec run or read must match it too.
 pub fn load_file(path: &Path, env: &EnvReader, needs_trust: bool) -> Result<Config, Error> {
-    let (bytes, _) = read_config_bytes(path, env, needs_trust)?;
-    let config = parse_bytes(path, &bytes)?;
+    let bytes = read_config_bytes(path)?;
+    let canonical = trust::canonical(path)?;
+    let record = if needs_trust {
+        let record = trust::lookup(env, &canonical)?;
+        let status = trust::status_of_file(record.as_ref(), &canonical, &bytes);
+        if status != trust::Status::Trusted {
+            return Err(trust::untrusted(&path.display().to_string(), &status));
+        }
+        record
+    } else {
+        None
+    };
+    let mut config = parse_bytes(path, &bytes)?;
+    config.source = Source::File(canonical.clone());
+    if let Some(record) = record {
+        let status = trust::status_of_files(&record, &config.pinned_files());
+        if status != trust::Status::Trusted {
+            return Err(trust::untrusted(&path.display().to_string(), &status));
+        }
+        config.trusted_in_cwd = true;
+    }
     names::warn_ignored_env_only(env, path);
     Ok(config)
 }
 
-/// The bytes of a config file, after its checks (regular file, not writable by others, size;
-/// trust when `needs_trust`); also its canonical path when trust was checked.
-pub fn read_config_bytes(
-    path: &Path,
-    env: &EnvReader,
-    needs_trust: bool,
-) -> Result<(Vec<u8>, Option<PathBuf>), Error> {
+/// The bytes of a config file, after its checks (regular file, not writable by others, size).
+pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, Error> {
     use std::os::unix::fs::MetadataExt as _;
     let shown = path.display().to_string();
     let meta = fs_err::metadata(path).map_err(|e| {
@@ -232,20 +332,9 @@ pub fn read_config_bytes(
             "the config file {shown} is larger than 1 MiB"
         )));
     }
-    let bytes = fs_err::read(path).map_err(|e| {
+    fs_err::read(path).map_err(|e| {
         Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
-    })?;
-    if !needs_trust {
-        return Ok((bytes, None));
-    }
-    let canonical = crate::trust::canonical(path)?;
-    match crate::trust::status(env, &canonical, &bytes)? {
-        crate::trust::Status::Trusted => Ok((bytes, Some(canonical))),
-        s => Err(crate::trust::untrusted(
-            &shown,
-            s == crate::trust::Status::Changed,
-        )),
-    }
+    })
 }
 
 /// Parses the bytes of a config file (`path` only names it in messages).
@@ -325,6 +414,7 @@ pub fn parse_table(table: &toml::Table, source: Source) -> Result<Config, Error>
         instances: Vec::new(),
         auth_from: None,
         cme: CmeSettings::default(),
+        trusted_in_cwd: false,
     };
     let mut root = TableReader::new(table, "", &mut problems);
     let providers = root.table("providers");

@@ -270,10 +270,10 @@ fn discovery_order() {
         err.is_fatal() && err.to_string().contains("not trusted"),
         "{err}"
     );
-    let canonical = crate::trust::canonical(&cwd.join("cme-exec.toml")).unwrap();
-    crate::trust::record(&e, &canonical, body.as_bytes()).unwrap();
+    let canonical = trust::canonical(&cwd.join("cme-exec.toml")).unwrap();
+    trust::record(&e, &canonical, body.as_bytes(), &[]).unwrap();
     let c = load(None, &e, &cwd).unwrap();
-    assert_eq!(c.source, Source::File(cwd.join("cme-exec.toml")));
+    assert_eq!(c.source, Source::File(canonical));
     let explicit = dir.path().join("other.toml");
     let err = load(Some(&explicit), &e, &cwd).unwrap_err();
     assert!(

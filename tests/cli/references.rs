@@ -170,7 +170,7 @@ fn config_discovery_order() {
     let t = t.env_remove("CME_EXEC_CONFIG");
     // The working directory's file only once trusted (issue 9, item 1).
     t.run_args(args!["--", child]).assert_code(125);
-    t.run_args(["trust"]).assert_success();
+    t.run_args(["trust", "--yes"]).assert_success();
     t.run_args(args!["--", child]).assert_success();
     assert_eq!(
         hosts(&t),

@@ -465,7 +465,7 @@ fn proxy_socket_in_a_working_directory_config_needs_trust_and_shows_the_socket()
     );
     let t = t.env("VAULT_TOKEN", &s.user_token);
     t.run_args(["check"]).assert_code(125);
-    let out = t.run_args(["trust"]);
+    let out = t.run_args(["trust", "--yes"]);
     out.assert_success()
         .assert_stdout_contains(&format!("address {socket}"))
         .assert_stdout_contains("auth agent (no token sent");

@@ -496,6 +496,10 @@ impl Test {
     // -- running --
 
     fn command(&self, args: &[OsString]) -> Command {
+        self.command_in(args, self.current_dir.as_deref())
+    }
+
+    fn command_in(&self, args: &[OsString], cwd: Option<&Path>) -> Command {
         let mut command = Command::new(CME_EXEC);
         command.env_clear();
         let path = std::env::var_os("PATH")
@@ -524,7 +528,7 @@ impl Test {
         }
         command.args(&self.global_args).args(args);
         command
-            .current_dir(self.current_dir.clone().unwrap_or_else(|| self.work_dir()))
+            .current_dir(cwd.map_or_else(|| self.work_dir(), Path::to_owned))
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -564,8 +568,12 @@ impl Test {
     }
 
     fn spawn_with(&self, args: &[OsString]) -> Running {
+        self.spawn_in(args, self.current_dir.as_deref())
+    }
+
+    fn spawn_in(&self, args: &[OsString], cwd: Option<&Path>) -> Running {
         let mut child = self
-            .command(args)
+            .command_in(args, cwd)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CME_EXEC}: {e}"));
         if let Some(bytes) = &self.stdin {
@@ -594,6 +602,17 @@ impl Test {
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         self.spawn_with(&args).wait_timeout(self.timeout)
+    }
+
+    /// [`Test::run_args`] in another working directory (a second repository beside the first).
+    #[track_caller]
+    pub fn run_args_in<I, S>(&self, dir: &Path, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self.spawn_in(&args, Some(dir)).wait_timeout(self.timeout)
     }
 
     /// Starts cme-exec in the background, for signal tests.

@@ -54,6 +54,28 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
+    /// Where the credentials come from and where they go, for `trust`.
+    pub fn details(&self) -> Vec<String> {
+        let mut out = vec![match &self.profile {
+            Some(p) => format!("credentials of the AWS profile {p}"),
+            None => "credentials from the AWS default chain (AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, container or instance role)"
+                .to_owned(),
+        }];
+        if let Some(r) = &self.role_arn {
+            out.push(format!("then assumes the role {r}"));
+        }
+        if self.endpoint_url.is_some() {
+            out.push(if self.use_ambient_credentials {
+                "signs requests to this endpoint with those credentials (use_ambient_credentials)"
+            } else {
+                "sends those credentials to this endpoint only when the environment names it too"
+            }
+            .to_owned());
+        }
+        out
+    }
+
     /// Reads the table strictly: wrong types and malformed values are problems that name the
     /// key, never the value; unknown keys are reported by the caller's `finish`.
     pub fn parse(r: &mut TableReader<'_, '_>) -> AwsSettings {

@@ -297,6 +297,10 @@ impl BackendSettings for Settings {
         s
     }
 
+    fn details(&self) -> Vec<String> {
+        self.details()
+    }
+
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, self, ctx)
     }

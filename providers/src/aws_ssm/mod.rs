@@ -115,6 +115,10 @@ impl BackendSettings for Settings {
         s
     }
 
+    fn details(&self) -> Vec<String> {
+        self.0.details()
+    }
+
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, &self.0, ctx)
     }

@@ -232,6 +232,51 @@ impl Auth {
             (_, None) => "token".to_owned(),
         }
     }
+
+    /// Where each credential of the method is read from, for `trust`.
+    pub fn sources(&self) -> Vec<String> {
+        let from = |what: &str, s: &Source| format!("{what} from the {s}");
+        match self {
+            Auth::Token { source: Some(s) } => vec![from("token", s)],
+            Auth::Token { source: None } => Vec::new(),
+            Auth::AppRole {
+                role_id, secret_id, ..
+            } => {
+                let mut out = vec![match role_id {
+                    RoleId::Literal(_) => "role_id written in the config".to_owned(),
+                    RoleId::From(s) => from("role_id", s),
+                }];
+                if let Some(s) = secret_id {
+                    out.push(from("secret_id", s));
+                }
+                out
+            }
+            Auth::Kubernetes {
+                role, token_file, ..
+            } => vec![format!(
+                "role {role}, service-account token from the file {}",
+                token_file.display()
+            )],
+            Auth::Jwt { role, jwt, .. } => {
+                let role = role
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!("role {r}, "));
+                vec![match jwt {
+                    JwtSource::From(s) => format!("{role}{}", from("JWT", s)),
+                    JwtSource::GithubActions { audience } => format!(
+                        "{role}JWT requested from GitHub Actions (ACTIONS_ID_TOKEN_REQUEST_URL){}",
+                        audience
+                            .as_deref()
+                            .map_or_else(String::new, |a| format!(", audience {a}"))
+                    ),
+                }]
+            }
+            Auth::Userpass {
+                username, password, ..
+            } => vec![format!("user {username}, {}", from("password", password))],
+            Auth::Agent => Vec::new(),
+        }
+    }
 }
 
 const METHODS: [&str; 6] = ["token", "approle", "kubernetes", "jwt", "userpass", "agent"];
@@ -922,6 +967,28 @@ impl BackendSettings for Settings {
             s.push_str(", TLS verification OFF");
         }
         s
+    }
+
+    fn details(&self) -> Vec<String> {
+        let mut out = self.auth.as_ref().map(Auth::sources).unwrap_or_default();
+        let files = [
+            ("CA certificate", &self.ca_cert),
+            ("CA directory", &self.ca_path),
+            ("client certificate", &self.client_cert),
+            ("client key", &self.client_key),
+        ];
+        for (what, path) in files {
+            if let Some(p) = path {
+                out.push(format!("{what} {}", p.display()));
+            }
+        }
+        if self.ca_cert.is_some() || self.ca_path.is_some() {
+            out.push(
+                "these CA certificates replace the system's trusted roots for this address"
+                    .to_owned(),
+            );
+        }
+        out
     }
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
