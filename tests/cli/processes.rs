@@ -95,18 +95,23 @@ fn mask_differences(via: &str, direct: &str, range: std::ops::RangeInclusive<u32
     out
 }
 
-/// What `ls -l /proc/self/fd` printed: descriptor number to what it is (digits blanked, so
-/// that pipes and `/proc/PID` paths of two runs compare equal).
+/// What `ls -l /proc/self/fd` printed: descriptor number to what it is (each run of digits
+/// one `#`, so that pipes and `/proc/PID` paths of two runs compare equal, also when one PID
+/// has more digits than the other).
 fn descriptors(listing: &str) -> BTreeMap<u32, String> {
     listing
         .lines()
         .filter_map(|line| {
             let (left, target) = line.split_once(" -> ")?;
             let fd = left.split_whitespace().last()?.parse().ok()?;
-            let kind: String = target
-                .chars()
-                .map(|c| if c.is_ascii_digit() { '#' } else { c })
-                .collect();
+            let mut kind = String::new();
+            for c in target.chars() {
+                if !c.is_ascii_digit() {
+                    kind.push(c);
+                } else if !kind.ends_with('#') {
+                    kind.push('#');
+                }
+            }
             Some((fd, kind))
         })
         .collect()
