@@ -29,10 +29,6 @@ use crate::state;
 /// The trust records' sub-directory of the state directory.
 const SUB: &str = "trust";
 
-/// The largest pinned file hashed (a helper script, a base config). A larger one is recorded
-/// as such and any change of size asks again.
-const MAX_PINNED_BYTES: u64 = 64 * 1024 * 1024;
-
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -80,7 +76,8 @@ fn hash_file(path: &Path) -> Option<String> {
     }
     let mut hasher = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
-    let mut reader = file.take(MAX_PINNED_BYTES);
+    // Streamed whole: a helper program may be a large binary, and every byte of it runs.
+    let mut reader = file;
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
