@@ -46,11 +46,52 @@ impl Cli {
     /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
     pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let mut matches = Cli::command()
-            .long_version(long_version())
-            .try_get_matches_from(with_default_command(args.into_iter().collect()))?;
+        let args = with_default_command(args.into_iter().collect());
+        let mut command = Cli::command().long_version(long_version());
+        let mut matches = command
+            .try_get_matches_from_mut(args.iter())
+            .map_err(|e| missing_double_dash(&mut command, &args, &e).unwrap_or(e))?;
         Cli::from_arg_matches_mut(&mut matches)
     }
+}
+
+/// `cme-exec cme pages URL`: the command to run was given without `--` before it, so clap sees
+/// `cme` as an unexpected argument of `run`. Says what to write instead (only up to the
+/// command's name: the rest is the user's and may be long).
+fn missing_double_dash(
+    command: &mut clap::Command,
+    args: &[OsString],
+    e: &clap::error::Error,
+) -> Option<clap::error::Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') || !args.iter().skip(1).any(|a| a == "run") {
+        return None;
+    }
+    let before: Vec<String> = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.to_string_lossy() != word.as_str())
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a != "run")
+        .collect();
+    let mut fixed = vec!["cme-exec".to_owned()];
+    fixed.extend(before);
+    fixed.push("--".into());
+    fixed.push(word.clone());
+    Some(command.error(
+        ErrorKind::UnknownArgument,
+        format!(
+            "`{word}` is not a cme-exec command; the command to run goes after `--`\n\n  \
+             tip: {} ...",
+            fixed.join(" ")
+        ),
+    ))
 }
 
 /// `--version` (`-V` prints the first line only): what a bug report needs. The commit and the
@@ -406,6 +447,34 @@ mod tests {
         let help = parse(&["cme-exec", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         assert!(parse(&["cme-exec"]).is_err());
+    }
+
+    #[test]
+    fn a_command_without_double_dash_gets_a_hint() {
+        for (args, tip) in [
+            (
+                &["cme-exec", "cme", "pages", "https://x"][..],
+                "tip: cme-exec -- cme ...",
+            ),
+            (
+                &[
+                    "cme-exec", "-c", "f.toml", "run", "--via", "file", "cme", "pages",
+                ][..],
+                "tip: cme-exec -c f.toml --via file -- cme ...",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "`cme` is not a cme-exec command; the command to run goes after `--`"
+                ) && text.contains(tip),
+                "{text}"
+            );
+        }
+        // Other mistakes keep clap's own message.
+        let e = parse(&["cme-exec", "check", "--nope"]).unwrap_err();
+        assert!(!e.to_string().contains("tip: cme-exec"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,60 @@ fn resolved_verdict(v: &crate::resolve::Verdict, args: &CheckArgs, now: i64) -> 
     }
 }
 
+/// For a `from` or `[auth] from` line: the fields its document supplied that are used (an
+/// explicit field of the instance wins over the document's), per instance. Names only, never
+/// values.
+fn supplied(
+    r: &Resolution,
+    v: &crate::resolve::Verdict,
+) -> Option<Vec<(String, Vec<&'static str>)>> {
+    use crate::resolve::Origin;
+    let origin = match v.subject.as_str() {
+        "from" => Origin::From(v.source.clone()),
+        "[auth] from" => Origin::Bulk(v.source.clone()),
+        _ => return None,
+    };
+    let only = v.product.zip(v.url.clone());
+    Some(
+        r.auth
+            .instances
+            .iter()
+            .filter(|(key, _)| only.as_ref().is_none_or(|o| o == *key))
+            .map(|((product, url), instance)| {
+                let fields = instance
+                    .fields
+                    .iter()
+                    .filter(|(_, value)| value.origin == origin)
+                    .map(|(f, _)| f.name())
+                    .collect();
+                (format!("{product}.\"{url}\""), fields)
+            })
+            .filter(|(_, fields): &(String, Vec<&str>)| !fields.is_empty() || only.is_some())
+            .collect(),
+    )
+}
+
+/// `supplies username, api_token`; for `[auth] from`, each instance's:
+/// `supplies confluence."https://x" (username, api_token), jira."https://y" (pat)`.
+fn describe_supplied(v: &crate::resolve::Verdict, list: &[(String, Vec<&str>)]) -> String {
+    let text = if v.product.is_some() {
+        list.iter()
+            .flat_map(|(_, f)| f.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        list.iter()
+            .map(|(instance, f)| format!("{instance} ({})", f.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if text.is_empty() {
+        "supplies no field that is used".to_owned()
+    } else {
+        format!("supplies {text}")
+    }
+}
+
 fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     let now = crate::expiry::now();
     let width = r
@@ -83,7 +137,14 @@ fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     let source_width = r.verdicts.iter().map(|v| v.source.len()).max().unwrap_or(0);
     for v in &r.verdicts {
         let verdict = match &v.outcome {
-            Ok(()) => resolved_verdict(v, args, now),
+            Ok(()) => match supplied(r, v) {
+                Some(list) => format!(
+                    "{}; {}",
+                    resolved_verdict(v, args, now),
+                    describe_supplied(v, &list)
+                ),
+                None => resolved_verdict(v, args, now),
+            },
             Err(f) => match &f.hint {
                 Some(h) => format!("FAILED: {} (hint: {h})", f.message),
                 None => format!("FAILED: {}", f.message),
@@ -196,6 +257,11 @@ fn print_json(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
                 "ok": v.outcome.is_ok(),
                 "error": v.outcome.as_ref().err().map(|f| f.message.clone()),
                 "hint": v.outcome.as_ref().err().and_then(|f| f.hint.clone()),
+                "supplies": supplied(r, v).filter(|_| v.outcome.is_ok()).map(|list| {
+                    list.into_iter()
+                        .map(|(instance, fields)| (instance, json!(fields)))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
                 "expires": v.expires.as_ref().map(|e| json!({
                     "at": e.at,
                     "source": e.source,

@@ -526,12 +526,19 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
                 } else {
                     "(too long to show)"
                 };
+                let builtin = registry::builtin_schemes();
+                let nearest = cme_exec_providers::table::closest(
+                    scheme,
+                    declared.iter().copied().chain(builtin.iter().copied()),
+                )
+                .map(|s| format!(" (did you mean `{s}://`?)"))
+                .unwrap_or_default();
                 problems.push(problem(
                     &table,
                     Some(&key),
                     &format!(
-                        "unknown scheme `{shown}` (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in ({}){}",
-                        registry::builtin_schemes().join(", "),
+                        "unknown scheme `{shown}`{nearest} (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in ({}){}",
+                        builtin.join(", "),
                         if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
                     ),
                 ));

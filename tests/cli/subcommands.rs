@@ -206,3 +206,58 @@ fn embedded_cme_schema_matches_the_installed_cme() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `check` names the fields a `from` document (and `[auth] from`) supplied, names only; a field
+/// the instance sets itself is the instance's.
+#[test]
+fn check_names_the_fields_a_from_document_supplied() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let pat = t.sentinel("pat");
+    let from = t.secret_file(
+        "from.json",
+        serde_json::json!({ "username": user, "api_token": token, "pat": pat }).to_string(),
+    );
+    let bulk = t.secret_file(
+        "bulk.json",
+        serde_json::json!({ "jira": { "https://jira.example.com": { "pat": pat } } }).to_string(),
+    );
+    let t = t.env("CME_TEST_PAT", &pat).config_toml(&format!(
+        "[auth]\nfrom = {}\n\n[confluence.\"https://company.atlassian.net\"]\nfrom = {}\npat = \"env://CME_TEST_PAT\"\n",
+        q(&file_ref(&bulk)),
+        q(&file_ref(&from)),
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_success();
+    let from_line = lines_with(
+        &out.stdout,
+        &["[confluence.\"https://company.atlassian.net\"] from"],
+    );
+    assert!(
+        from_line.len() == 1 && from_line[0].ends_with("ok; supplies username, api_token"),
+        "the from line names the fields it supplied (pat is the instance's own)\n{}",
+        out.describe()
+    );
+    let bulk_line = lines_with(&out.stdout, &["[auth] from"]);
+    assert!(
+        bulk_line.len() == 1
+            && bulk_line[0].ends_with("ok; supplies jira.\"https://jira.example.com\" (pat)"),
+        "{}",
+        out.describe()
+    );
+    let out = t.run_args(["check", "--format", "json"]);
+    out.assert_success();
+    let json: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let from_field = json["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "from")
+        .expect("a from field");
+    assert_eq!(
+        from_field["supplies"],
+        serde_json::json!({ "confluence.\"https://company.atlassian.net\"": ["username", "api_token"] })
+    );
+    t.assert_clean();
+}
