@@ -183,7 +183,7 @@ pub enum Command {
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
-        shell: clap_complete::Shell,
+        shell: CompletionShell,
     },
     /// Print the man page cme-exec(1) (roff), or with --dir write it and the subcommands' pages.
     Man {
@@ -332,6 +332,17 @@ pub struct CheckArgs {
     /// Fail (exit 1) when a credential expires within this many days, or has expired: for CI.
     #[arg(long, value_name = "DAYS")]
     pub fail_within: Option<u32>,
+}
+
+/// The shells `completions` writes for: clap_complete's, and nushell (clap_complete_nushell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Elvish,
+    Fish,
+    Nushell,
+    Powershell,
+    Zsh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

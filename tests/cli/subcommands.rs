@@ -179,6 +179,18 @@ fn completions_and_man_page() {
     let out = t.run_args(["completions", "bash"]);
     out.assert_success();
     assert!(out.stdout.contains("cme-exec"), "{}", out.describe());
+    // nushell (clap_complete_nushell): a module of `extern` definitions, one per command.
+    let out = t.run_args(["completions", "nushell"]);
+    out.assert_success();
+    for needle in [
+        "module completions {",
+        "export extern cme-exec [",
+        "export extern \"cme-exec check\" [",
+        "export extern \"cme-exec run\" [",
+        "export use completions *",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}\n{}", out.describe());
+    }
     let out = t.run_args(["man"]);
     out.assert_success();
     assert!(
