@@ -324,6 +324,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub live: bool,
 
+    /// Check everything that needs no store: the config (tables, keys, references, schemes),
+    /// the base config against cme's schema, the permissions of the config, the base config
+    /// and the files that file references name (never read). Builds no provider and contacts
+    /// nothing: for pull-request CI without store credentials.
+    #[arg(long, conflicts_with_all = ["live", "fail_within"])]
+    pub offline: bool,
+
     /// Warn about a credential whose store says it expires within this many days (from
     /// `expires_at`: a sibling key in its document, Vault KV v2 custom_metadata, an AWS tag).
     #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
@@ -451,6 +458,7 @@ mod tests {
             Command::Check(CheckArgs {
                 format: Format::Json,
                 live: false,
+                offline: false,
                 fail_within: None,
                 ..
             })

@@ -145,6 +145,73 @@ impl Provider for FileProvider {
     }
 }
 
+/// `check --offline`: what can be said of a file reference by its metadata alone, never
+/// reading a secret. The file's type and the write rule are errors as when it is read (a
+/// directory's own rule too; its entries' ownership is left to the read); a file every user can
+/// read is warned about; a file that does not exist on this machine (a CI runner without the
+/// secrets) is a note, not a failure.
+pub fn check_offline(
+    settings: &FileSettings,
+    ctx: &Arc<Context>,
+    doc: &Document,
+) -> Result<String, FetchError> {
+    let path = FileProvider::new(settings, ctx).path_of(doc);
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(format!("{} does not exist here", path.display()))
+        }
+        Err(e) => return Err(FetchError::io(&path, &e)),
+    };
+    if meta.is_dir() {
+        check_dir(&path, &meta)?;
+        let mut open_to_all = Vec::new();
+        let entries = std::fs::read_dir(&path).map_err(|e| FetchError::io(&path, &e))?;
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let Some(key) = name.to_str().filter(|k| !k.starts_with('.')) else {
+                continue;
+            };
+            let entry = path.join(key);
+            let Ok(m) = std::fs::metadata(&entry) else {
+                continue;
+            };
+            if m.is_dir() {
+                continue;
+            }
+            check_regular(&entry, &m)?;
+            check_not_world_writable(&entry, &m)?;
+            if readable_by_everyone(&entry, &m) {
+                open_to_all.push((key.to_owned(), m));
+            }
+        }
+        warn_directory(&path, &open_to_all);
+        return Ok("permissions ok".into());
+    }
+    check_regular(&path, &meta)?;
+    check_not_world_writable(&path, &meta)?;
+    if readable_by_everyone(&path, &meta) {
+        warn_readable_by_everyone(&path, &path.display().to_string(), &meta);
+    }
+    Ok("permissions ok".into())
+}
+
+/// One warning for the keys of a directory that every user can read.
+fn warn_directory(dir: &Path, open_to_all: &[(String, std::fs::Metadata)]) {
+    if let Some((_, meta)) = open_to_all.first() {
+        let keys: Vec<&str> = open_to_all.iter().map(|(k, _)| k.as_str()).collect();
+        let what = match keys.as_slice() {
+            [one] => format!("the file {one} in {}", dir.display()),
+            _ => format!("the files {} in {}", keys.join(", "), dir.display()),
+        };
+        warn_readable_by_everyone(dir, &what, meta);
+    }
+}
+
 /// How far the entries of a directory can be trusted.
 #[derive(Clone, Copy)]
 enum DirTrust {
@@ -340,14 +407,7 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
             Value::String(text.expose_secret().to_owned()),
         );
     }
-    if let Some((_, meta)) = open_to_all.first() {
-        let keys: Vec<&str> = open_to_all.iter().map(|(k, _)| k.as_str()).collect();
-        let what = match keys.as_slice() {
-            [one] => format!("the file {one} in {}", dir.display()),
-            _ => format!("the files {} in {}", keys.join(", "), dir.display()),
-        };
-        warn_readable_by_everyone(dir, &what, meta);
-    }
+    warn_directory(dir, &open_to_all);
     Ok(SecretMap::new(map))
 }
 
