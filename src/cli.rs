@@ -120,11 +120,12 @@ fn long_version() -> &'static str {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 9] = [
+    const COMMANDS: [&str; 10] = [
         "run",
         "render",
         "check",
         "explain",
+        "init",
         "import",
         "trust",
         "completions",
@@ -177,6 +178,11 @@ pub enum Command {
     /// cme-exec.toml that references them and a secret-free base config, check that every
     /// value reads back, and (with --remove-secrets) remove them from the original.
     Import(ImportArgs),
+    /// Write a first config for your Confluence and Jira instances and a store, and print the
+    /// commands that put the credentials into that store. On a terminal it asks for what the
+    /// flags do not give. Writes the --config path, else $XDG_CONFIG_HOME/cme-exec/config.toml;
+    /// never replaces an existing file.
+    Init(InitArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show what it makes cme-exec
     /// contact, and record its path and content hash (a changed file must be trusted again).
     Trust(TrustArgs),
@@ -308,6 +314,39 @@ pub struct ImportArgs {
     /// fields (atomically, its mode kept).
     #[arg(long)]
     pub remove_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A Confluence instance's base URL, such as https://company.atlassian.net (repeatable).
+    #[arg(long = "confluence", value_name = "URL")]
+    pub confluence: Vec<String>,
+
+    /// A Jira instance's base URL (repeatable).
+    #[arg(long = "jira", value_name = "URL")]
+    pub jira: Vec<String>,
+
+    /// Where the credentials are kept: vault://MOUNT/PREFIX (one KV document per instance),
+    /// aws-sm://PREFIX (one secret per instance), file:///DIR (one 0600 JSON file per
+    /// instance), or command (a password manager's command line; pass by default).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+
+    /// How the instances authenticate: token (username and API token: Atlassian Cloud) or pat
+    /// (a personal access token: Server and Data Center) [default: token for *.atlassian.net,
+    /// else pat]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub auth: Option<InitAuth>,
+
+    /// Never ask, even on a terminal: what the flags do not give is an error.
+    #[arg(long)]
+    pub no_input: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitAuth {
+    Token,
+    Pat,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod init;
 mod man;
 mod render;
 mod run;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Check(ref args) => check::check(&cli, args),
         Command::Explain(ref args) => explain::explain(&cli, args),
         Command::Import(ref args) => crate::import::import(&cli, args),
+        Command::Init(ref args) => init::init(&cli, args),
         Command::Trust(ref args) => trust::trust(args),
         Command::Completions { shell } => {
             use crate::cli::CompletionShell as S;
