@@ -436,25 +436,27 @@ fn file_dir(store: &Store, base_dir: &Path) -> PathBuf {
     }
 }
 
-fn store_requirements(store: &Store) -> &'static str {
+fn store_requirements(store: &Store) -> String {
     match store {
-        Store::Vault { .. } => {
+        Store::Vault { .. } => format!(
             "With VAULT_ADDR set and a token allowed to write there (`bao login`); `vault kv put` \
-             takes the same arguments. cme-exec reads with VAULT_ADDR and VAULT_TOKEN (or an auth \
-             method: docs/providers/vault.md)."
-        }
-        Store::AwsSm { .. } => {
+             takes the same arguments. cme-exec reads with VAULT_ADDR and VAULT_TOKEN, or an auth \
+             method: {}",
+            error::docs_url("providers/vault.md")
+        ),
+        Store::AwsSm { .. } => format!(
             "With AWS credentials allowed to create secrets, and AWS_REGION set; cme-exec reads \
-             with the same default credential chain (docs/providers/aws-sm.md)."
-        }
-        Store::File { .. } => {
-            "The files hold secrets: keep them 0600 in a 0700 directory (cme-exec refuses a file \
-             others can write, and warns about one everyone can read)."
-        }
-        Store::Command => {
-            "pass stores the entry encrypted with your GPG key; cme-exec runs `pass show` for each \
-             one (docs/providers/command.md)."
-        }
+             with the same default credential chain: {}",
+            error::docs_url("providers/aws-sm.md")
+        ),
+        Store::File { .. } => "The files hold secrets: keep them 0600 in a 0700 directory \
+             (cme-exec refuses a file others can write, and warns about one everyone can read)."
+            .to_owned(),
+        Store::Command => format!(
+            "pass keeps each entry encrypted with your GPG key; cme-exec runs `pass show` for \
+             each one: {}",
+            error::docs_url("providers/command.md")
+        ),
     }
 }
 
