@@ -14,9 +14,10 @@ use crate::handover::Via;
 /// vault://secret/atlassian#api_token, aws-sm://prod/jira#pat), resolves every reference,
 /// builds cme's config for one run, runs the command, and leaves nothing behind.
 ///
+///   cme-exec init --confluence https://company.atlassian.net --store vault://secret/cme
 ///   cme-exec -- cme pages https://company.atlassian.net/wiki/spaces/ENG/pages/123
 ///   cme-exec render --output /cme/app_data.json
-///   cme-exec check
+///   cme-exec check            (cme-exec check --offline: no store contacted, for CI)
 ///
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
 /// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1 (125 when
