@@ -1,7 +1,8 @@
 //! Replacing a file atomically: a new file in the same directory (created exclusively, links
 //! not followed, the exact mode whatever the umask), every byte written and fsynced, renamed
 //! over the target, the directory fsynced. A reader sees the old file or the whole new one.
-//! Used by `render` and by write-back.
+//! Used by `render` and by write-back; `init` links instead of renaming, so that it never
+//! replaces a file.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -20,6 +21,26 @@ pub enum Symlink {
 
 /// Writes `bytes` to `path` atomically with permission bits `mode`.
 pub fn write(path: &Path, bytes: &[u8], mode: u32, symlink: Symlink) -> Result<(), Error> {
+    write_as(path, bytes, mode, symlink, false)
+}
+
+/// [`write`] for a file that must not exist yet (`init`): the complete temporary file is
+/// hard-linked to `path`, which fails when anything (a file, a link) is already there, so
+/// nothing is ever replaced, even by a race. Its refusal's message starts with [`EXISTS`].
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    write_as(path, bytes, mode, Symlink::Refuse, true)
+}
+
+/// The message of [`write_new`]'s refusal starts with this.
+pub const EXISTS: &str = "refusing to replace";
+
+fn write_as(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    symlink: Symlink,
+    new: bool,
+) -> Result<(), Error> {
     let target: PathBuf = match symlink {
         Symlink::Follow => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
         Symlink::Refuse => {
@@ -63,7 +84,12 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32, symlink: Symlink) -> Result<(
         if symlink == Symlink::Refuse {
             refuse_symlink(&target).map_err(|e| std::io::Error::other(e.message().to_owned()))?;
         }
-        std::fs::rename(&tmp, &target)?;
+        if new {
+            std::fs::hard_link(&tmp, &target)?;
+            std::fs::remove_file(&tmp)?;
+        } else {
+            std::fs::rename(&tmp, &target)?;
+        }
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
@@ -71,6 +97,12 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32, symlink: Symlink) -> Result<(
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
+        if new && e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(Error::new(format!(
+                "{EXISTS} {}: it already exists",
+                target.display()
+            )));
+        }
         return Err(Error::new(format!("cannot write {}", target.display())).cause(e.to_string()));
     }
     Ok(())
@@ -98,4 +130,33 @@ pub(crate) fn random_suffix() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_never_replaces_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cme-exec.toml");
+        write_new(&path, b"first", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let e = write_new(&path, b"second", 0o600).unwrap_err();
+        assert!(e.message().starts_with(EXISTS), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        // A link (even a dangling one) is there too: not followed, not replaced.
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        let e = write_new(&link, b"x", 0o600).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(!dir.path().join("nowhere").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }

@@ -14,9 +14,10 @@ use crate::handover::Via;
 /// vault://secret/atlassian#api_token, aws-sm://prod/jira#pat), resolves every reference,
 /// builds cme's config for one run, runs the command, and leaves nothing behind.
 ///
+///   cme-exec init --confluence https://company.atlassian.net --store vault://secret/cme
 ///   cme-exec -- cme pages https://company.atlassian.net/wiki/spaces/ENG/pages/123
 ///   cme-exec render --output /cme/app_data.json
-///   cme-exec check
+///   cme-exec check            (cme-exec check --offline: no store contacted, for CI)
 ///
 /// Exit codes: the command's own; 128+N when it died from signal N; 125 when cme-exec failed
 /// before starting it; 126 not executable; 127 not found. check and explain: 0 or 1 (125 when
@@ -47,11 +48,52 @@ impl Cli {
     /// Parses the command line; `run` is the default command (`cme-exec -- cme ...`).
     pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let mut matches = Cli::command()
-            .long_version(long_version())
-            .try_get_matches_from(with_default_command(args.into_iter().collect()))?;
+        let args = with_default_command(args.into_iter().collect());
+        let mut command = Cli::command().long_version(long_version());
+        let mut matches = command
+            .try_get_matches_from_mut(args.iter())
+            .map_err(|e| missing_double_dash(&mut command, &args, &e).unwrap_or(e))?;
         Cli::from_arg_matches_mut(&mut matches)
     }
+}
+
+/// `cme-exec cme pages URL`: the command to run was given without `--` before it, so clap sees
+/// `cme` as an unexpected argument of `run`. Says what to write instead (only up to the
+/// command's name: the rest is the user's and may be long).
+fn missing_double_dash(
+    command: &mut clap::Command,
+    args: &[OsString],
+    e: &clap::error::Error,
+) -> Option<clap::error::Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') || !args.iter().skip(1).any(|a| a == "run") {
+        return None;
+    }
+    let before: Vec<String> = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.to_string_lossy() != word.as_str())
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a != "run")
+        .collect();
+    let mut fixed = vec!["cme-exec".to_owned()];
+    fixed.extend(before);
+    fixed.push("--".into());
+    fixed.push(word.clone());
+    Some(command.error(
+        ErrorKind::UnknownArgument,
+        format!(
+            "`{word}` is not a cme-exec command; the command to run goes after `--`\n\n  \
+             tip: {} ...",
+            fixed.join(" ")
+        ),
+    ))
 }
 
 /// `--version` (`-V` prints the first line only): what a bug report needs. The commit and the
@@ -80,11 +122,12 @@ fn long_version() -> &'static str {
 /// Inserts `run` when the first word after the global options is not a command, so that
 /// `cme-exec -- cme ...` and `cme-exec --via file -- cme ...` mean `cme-exec run ...`.
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
-    const COMMANDS: [&str; 9] = [
+    const COMMANDS: [&str; 10] = [
         "run",
         "render",
         "check",
         "explain",
+        "init",
         "import",
         "trust",
         "completions",
@@ -137,6 +180,11 @@ pub enum Command {
     /// cme-exec.toml that references them and a secret-free base config, check that every
     /// value reads back, and (with --remove-secrets) remove them from the original.
     Import(ImportArgs),
+    /// Write a first config for your Confluence and Jira instances and a store, and print the
+    /// commands that put the credentials into that store. On a terminal it asks for what the
+    /// flags do not give. Writes the --config path, else $XDG_CONFIG_HOME/cme-exec/config.toml;
+    /// never replaces an existing file.
+    Init(InitArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show everything it makes
     /// cme-exec run, contact and read, ask (or take --yes), and record its path, its content
     /// hash and the hashes of the helper programs and base config it names (a change to any of
@@ -145,7 +193,7 @@ pub enum Command {
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
-        shell: clap_complete::Shell,
+        shell: CompletionShell,
     },
     /// Print the man page cme-exec(1) (roff), or with --dir write it and the subcommands' pages.
     Man {
@@ -281,6 +329,39 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A Confluence instance's base URL, such as https://company.atlassian.net (repeatable).
+    #[arg(long = "confluence", value_name = "URL")]
+    pub confluence: Vec<String>,
+
+    /// A Jira instance's base URL (repeatable).
+    #[arg(long = "jira", value_name = "URL")]
+    pub jira: Vec<String>,
+
+    /// Where the credentials are kept: vault://MOUNT/PREFIX (one KV document per instance),
+    /// aws-sm://PREFIX (one secret per instance), file:///DIR (one 0600 JSON file per
+    /// instance), or command (a password manager's command line; pass by default).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+
+    /// How the instances authenticate: token (username and API token: Atlassian Cloud) or pat
+    /// (a personal access token: Server and Data Center) [default: token for *.atlassian.net,
+    /// else pat]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub auth: Option<InitAuth>,
+
+    /// Never ask, even on a terminal: what the flags do not give is an error.
+    #[arg(long)]
+    pub no_input: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitAuth {
+    Token,
+    Pat,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -294,6 +375,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub live: bool,
 
+    /// Check everything that needs no store: the config (tables, keys, references, schemes),
+    /// the base config against cme's schema, the permissions of the config, the base config
+    /// and the files that file references name (never read). Builds no provider and contacts
+    /// nothing: for pull-request CI without store credentials.
+    #[arg(long, conflicts_with_all = ["live", "fail_within"])]
+    pub offline: bool,
+
     /// Warn about a credential whose store says it expires within this many days (from
     /// `expires_at`: a sibling key in its document, Vault KV v2 custom_metadata, an AWS tag).
     #[arg(long, value_name = "DAYS", default_value_t = crate::expiry::DEFAULT_WARN_DAYS)]
@@ -302,6 +390,17 @@ pub struct CheckArgs {
     /// Fail (exit 1) when a credential expires within this many days, or has expired: for CI.
     #[arg(long, value_name = "DAYS")]
     pub fail_within: Option<u32>,
+}
+
+/// The shells `completions` writes for: clap_complete's, and nushell (clap_complete_nushell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Elvish,
+    Fish,
+    Nushell,
+    Powershell,
+    Zsh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -410,6 +509,7 @@ mod tests {
             Command::Check(CheckArgs {
                 format: Format::Json,
                 live: false,
+                offline: false,
                 fail_within: None,
                 ..
             })
@@ -417,6 +517,34 @@ mod tests {
         let help = parse(&["cme-exec", "--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
         assert!(parse(&["cme-exec"]).is_err());
+    }
+
+    #[test]
+    fn a_command_without_double_dash_gets_a_hint() {
+        for (args, tip) in [
+            (
+                &["cme-exec", "cme", "pages", "https://x"][..],
+                "tip: cme-exec -- cme ...",
+            ),
+            (
+                &[
+                    "cme-exec", "-c", "f.toml", "run", "--via", "file", "cme", "pages",
+                ][..],
+                "tip: cme-exec -c f.toml --via file -- cme ...",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "`cme` is not a cme-exec command; the command to run goes after `--`"
+                ) && text.contains(tip),
+                "{text}"
+            );
+        }
+        // Other mistakes keep clap's own message.
+        let e = parse(&["cme-exec", "check", "--nope"]).unwrap_err();
+        assert!(!e.to_string().contains("tip: cme-exec"), "{e}");
     }
 
     #[test]

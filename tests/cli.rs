@@ -55,6 +55,8 @@ mod handover;
 mod harness;
 #[path = "cli/import.rs"]
 mod import;
+#[path = "cli/init.rs"]
+mod init;
 #[path = "cli/job_control.rs"]
 mod job_control;
 #[path = "cli/live.rs"]

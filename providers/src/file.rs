@@ -15,7 +15,8 @@
 //! object of its regular files, skipping names that start with `.` (Kubernetes keeps its
 //! `..data` bookkeeping there). Only regular files are read: a FIFO or device is refused (before
 //! anything else is said about it) so a run can never hang on it. A file that other users can
-//! write is refused.
+//! write is refused; one that every user can read (`o+r`, in directories every user can enter)
+//! is read, with a warning on stderr.
 //!
 //! Directories (issue 9, item 11): kubelet's atomic writer mounts a Secret or ConfigMap as
 //! `..2026_11_30_05_33_52.123456789/KEY` (the files), `..data -> ..2026_...` and `KEY ->
@@ -38,7 +39,10 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::payload::{Format, Payload, SecretMap, MAX_DOCUMENT_BYTES};
-use crate::secure_fs::{check_not_world_writable, euid, permission_hint, too_large};
+use crate::secure_fs::{
+    check_not_world_writable, euid, permission_hint, readable_by_everyone, too_large,
+    warn_readable_by_everyone,
+};
 use crate::table::TableReader;
 use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
@@ -141,6 +145,73 @@ impl Provider for FileProvider {
     }
 }
 
+/// `check --offline`: what can be said of a file reference by its metadata alone, never
+/// reading a secret. The file's type and the write rule are errors as when it is read (a
+/// directory's own rule too; its entries' ownership is left to the read); a file every user can
+/// read is warned about; a file that does not exist on this machine (a CI runner without the
+/// secrets) is a note, not a failure.
+pub fn check_offline(
+    settings: &FileSettings,
+    ctx: &Arc<Context>,
+    doc: &Document,
+) -> Result<String, FetchError> {
+    let path = FileProvider::new(settings, ctx).path_of(doc);
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(format!("{} does not exist here", path.display()))
+        }
+        Err(e) => return Err(FetchError::io(&path, &e)),
+    };
+    if meta.is_dir() {
+        check_dir(&path, &meta)?;
+        let mut open_to_all = Vec::new();
+        let entries = std::fs::read_dir(&path).map_err(|e| FetchError::io(&path, &e))?;
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let Some(key) = name.to_str().filter(|k| !k.starts_with('.')) else {
+                continue;
+            };
+            let entry = path.join(key);
+            let Ok(m) = std::fs::metadata(&entry) else {
+                continue;
+            };
+            if m.is_dir() {
+                continue;
+            }
+            check_regular(&entry, &m)?;
+            check_not_world_writable(&entry, &m)?;
+            if readable_by_everyone(&entry, &m) {
+                open_to_all.push((key.to_owned(), m));
+            }
+        }
+        warn_directory(&path, &open_to_all);
+        return Ok("permissions ok".into());
+    }
+    check_regular(&path, &meta)?;
+    check_not_world_writable(&path, &meta)?;
+    if readable_by_everyone(&path, &meta) {
+        warn_readable_by_everyone(&path, &path.display().to_string(), &meta);
+    }
+    Ok("permissions ok".into())
+}
+
+/// One warning for the keys of a directory that every user can read.
+fn warn_directory(dir: &Path, open_to_all: &[(String, std::fs::Metadata)]) {
+    if let Some((_, meta)) = open_to_all.first() {
+        let keys: Vec<&str> = open_to_all.iter().map(|(k, _)| k.as_str()).collect();
+        let what = match keys.as_slice() {
+            [one] => format!("the file {one} in {}", dir.display()),
+            _ => format!("the files {} in {}", keys.join(", "), dir.display()),
+        };
+        warn_readable_by_everyone(dir, &what, meta);
+    }
+}
+
 /// How far the entries of a directory can be trusted.
 #[derive(Clone, Copy)]
 enum DirTrust {
@@ -188,6 +259,9 @@ fn read_path(path: &Path) -> Result<Payload, FetchError> {
     }
     check_regular(path, &meta)?;
     check_not_world_writable(path, &meta)?;
+    if readable_by_everyone(path, &meta) {
+        warn_readable_by_everyone(path, &path.display().to_string(), &meta);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -275,6 +349,8 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
         .map(|e| e.file_name())
         .collect();
     names.sort();
+    // Keys whose files every user can read: one warning for the directory, after the reads.
+    let mut open_to_all: Vec<(String, std::fs::Metadata)> = Vec::new();
     for name in names {
         let Some(key) = name.to_str() else {
             continue;
@@ -317,6 +393,9 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
             return Err(foreign(&path, meta.uid()));
         }
         check_not_world_writable(&path, &meta)?;
+        if readable_by_everyone(&target, &meta) {
+            open_to_all.push((key.to_owned(), meta.clone()));
+        }
         let text = read_text(&path, file, &meta)?;
         total += meta.len() as usize;
         if total > MAX_DOCUMENT_BYTES {
@@ -328,6 +407,7 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
             Value::String(text.expose_secret().to_owned()),
         );
     }
+    warn_directory(dir, &open_to_all);
     Ok(SecretMap::new(map))
 }
 

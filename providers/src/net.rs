@@ -13,6 +13,32 @@ pub fn is_loopback(host: &url::Host<&str>) -> bool {
     }
 }
 
+/// How a refused plain `http://` address says where `allow_http = true` would go, before the
+/// caller knows the provider: [`place_allow_http`] replaces it with the provider's table.
+pub const ALLOW_HTTP_SOMEWHERE: &str = "in the provider's table";
+
+/// The refusal of a plain `http://` address that is not loopback (Vault's address, an AWS
+/// endpoint).
+pub fn plain_http_refused() -> String {
+    format!(
+        "plain http:// is only allowed to a loopback address: use https://, or set \
+         allow_http = true {ALLOW_HTTP_SOMEWHERE} if the network path is trusted"
+    )
+}
+
+/// Names the table `allow_http` belongs in: `[providers.NAME]`; for a provider that may have no
+/// table (a built-in scheme used as is, an address from the environment), also how to add it.
+pub fn place_allow_http(message: &str, name: &str, kind: &str, declared: bool) -> String {
+    let place = if declared {
+        format!("in [providers.{name}]")
+    } else {
+        format!(
+            "in a [providers.{name}] table with kind = \"{kind}\" (add it if the config has none)"
+        )
+    };
+    message.replace(ALLOW_HTTP_SOMEWHERE, &place)
+}
+
 /// [`is_loopback`] for a whole URL (false without a host).
 pub fn is_loopback_url(url: &url::Url) -> bool {
     url.host().is_some_and(|h| is_loopback(&h))
@@ -69,6 +95,19 @@ mod tests {
             show_origin("https://u:p@h.example.com:8200/a/?q=1"),
             "https://h.example.com:8200/a"
         );
+    }
+
+    #[test]
+    fn the_allow_http_hint_names_the_table() {
+        let m = plain_http_refused();
+        assert_eq!(
+            place_allow_http(&m, "vault", "vault", true),
+            "plain http:// is only allowed to a loopback address: use https://, or set \
+             allow_http = true in [providers.vault] if the network path is trusted"
+        );
+        assert!(place_allow_http(&m, "aws-sm", "aws-sm", false).contains(
+            "allow_http = true in a [providers.aws-sm] table with kind = \"aws-sm\" (add it"
+        ));
     }
 
     #[test]

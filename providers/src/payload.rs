@@ -204,8 +204,67 @@ fn lookup<'a>(doc: &'a Value, key: &Key) -> Result<&'a Value, SelectError> {
     };
     found.ok_or_else(|| SelectError {
         not_found: true,
-        message: format!("no key `{key}` in the document"),
+        message: format!("no key `{key}` in the document{}", keys_there(doc, key)),
     })
+}
+
+/// How many key names a "no key" message lists at most.
+const KEYS_SHOWN: usize = 12;
+
+/// What the document has where `#KEY` looked: `; did you mean `api_token`? its keys: api_token,
+/// username`. Key names only, never a value; control characters dropped, long names cut, the
+/// list capped. For a pointer, the keys of the deepest object it reached.
+fn keys_there(doc: &Value, key: &Key) -> String {
+    let (map, wanted, at) = match key {
+        Key::Plain(k) => (doc.as_object(), k.as_str(), String::new()),
+        Key::Pointer(p) => {
+            let mut at = doc;
+            let mut path = String::new();
+            let mut wanted = "";
+            for segment in p.split('/').skip(1) {
+                let name = segment.replace("~1", "/").replace("~0", "~");
+                match at.as_object().and_then(|m| m.get(&name)) {
+                    Some(next) if next.is_object() => {
+                        at = next;
+                        path.push('/');
+                        path.push_str(segment);
+                    }
+                    _ => {
+                        wanted = segment;
+                        break;
+                    }
+                }
+            }
+            (at.as_object(), wanted, path)
+        }
+    };
+    let Some(map) = map else {
+        return String::new();
+    };
+    let shown = |k: &str| -> String {
+        let clean: String = k.chars().filter(|c| !c.is_control()).collect();
+        if clean.chars().count() > 40 {
+            format!("{}…", clean.chars().take(40).collect::<String>())
+        } else {
+            clean
+        }
+    };
+    let where_ = if at.is_empty() {
+        "its keys".to_owned()
+    } else {
+        format!("the keys at `{at}`")
+    };
+    if map.is_empty() {
+        return format!(" ({where_}: none)");
+    }
+    let nearest = crate::table::closest(wanted, map.keys().map(String::as_str))
+        .map(|k| format!("did you mean `{}`? ", shown(k)))
+        .unwrap_or_default();
+    let mut names: Vec<String> = map.keys().take(KEYS_SHOWN).map(|k| shown(k)).collect();
+    if map.len() > KEYS_SHOWN {
+        names.push(format!("and {} more", map.len() - KEYS_SHOWN));
+    }
+    format!(" ({nearest}{where_}: {})", names.join(", "))
 }
 
 fn string_at(doc: &Value, key: &Key) -> Result<SecretString, SelectError> {
@@ -446,6 +505,51 @@ fn parse_dotenv_into(text: &str, map: &mut Map<String, Value>) -> Result<(), Sel
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_key_lists_the_key_names_never_the_values() {
+        let doc = serde_json::json!({
+            "api_token": "VALUE-1-S3NT1NEL",
+            "username": "VALUE-2-S3NT1NEL",
+            "deep": { "pat": "VALUE-3-S3NT1NEL" },
+        });
+        let payload = Payload::Object(SecretMap::new(doc.as_object().unwrap().clone()));
+        let e = select_string(&payload, Some(&Key::Plain("api_tokn".into()))).unwrap_err();
+        assert!(e.not_found);
+        assert_eq!(
+            e.message,
+            "no key `api_tokn` in the document (did you mean `api_token`? its keys: api_token, username, deep)"
+        );
+        let e = select_string(&payload, Some(&Key::Pointer("/deep/pta".into()))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "no key `/deep/pta` in the document (did you mean `pat`? the keys at `/deep`: pat)"
+        );
+        let e = select_string(&payload, Some(&Key::Plain("password".into()))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "no key `password` in the document (its keys: api_token, username, deep)"
+        );
+        // Capped, and never a value.
+        let many: Map<String, Value> = (0..30)
+            .map(|i| {
+                (
+                    format!("k{i:02}"),
+                    Value::String(format!("VALUE-{i}-S3NT1NEL")),
+                )
+            })
+            .collect();
+        let e = select_string(
+            &Payload::Object(SecretMap::new(many)),
+            Some(&Key::Plain("nope".into())),
+        )
+        .unwrap_err();
+        assert!(e.message.ends_with("k11, and 18 more)"), "{}", e.message);
+        assert!(!e.message.contains("S3NT1NEL"), "{}", e.message);
+        let empty = Payload::Object(SecretMap::new(Map::new()));
+        let e = select_string(&empty, Some(&Key::Plain("pat".into()))).unwrap_err();
+        assert_eq!(e.message, "no key `pat` in the document (its keys: none)");
+    }
 
     /// Issue 9, item 7: wiping a document wipes its keys too, and a dotenv file with an error
     /// after a good line yields no map that is dropped unwiped (the error path returns through

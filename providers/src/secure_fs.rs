@@ -1,6 +1,7 @@
 //! File-safety checks shared by every backend that reads local files (the `file` provider,
 //! Vault's token and credential files, the command provider's program): a file others can write
-//! is refused with a hint that is safe to follow. A leaf: it imports only the error type.
+//! is refused with a hint that is safe to follow; a secret file every user can read is warned
+//! about. A leaf: it imports only the error type.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -20,6 +21,65 @@ pub fn check_not_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result
         .with_hint(permission_hint(path, meta)));
     }
     Ok(())
+}
+
+/// Whether every user of this system can read the file: it is readable by others (`o+r`), and
+/// every directory above it lets others through (`o+x`). A file in a private home directory
+/// is not, whatever its own mode; a group-readable one is not either (a group shared with the
+/// reader is a documented way to hand a file over).
+pub fn readable_by_everyone(path: &Path, meta: &std::fs::Metadata) -> bool {
+    if meta.mode() & 0o004 == 0 {
+        return false;
+    }
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    real.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
+
+/// A warning, not a refusal (the user may have reasons; `render --mode 0644` is treated the
+/// same way), for secret files every user can read: `what` names them (a path, or a directory
+/// and its keys). Said once per file and process.
+pub fn warn_readable_by_everyone(path: &Path, what: &str, meta: &std::fs::Metadata) {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static SAID: Mutex<BTreeSet<std::path::PathBuf>> = Mutex::new(BTreeSet::new());
+    if !SAID
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(path.to_owned())
+    {
+        return;
+    }
+    let mode = meta.mode() & 0o7777;
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    // kubelet's atomic writer keeps the files under `..DATE` directories (file.rs).
+    let kubelet = real
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with(".."));
+    let dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+    let hint = if kubelet {
+        "give the Secret volume defaultMode: 0400 (or 0440 with the pod's fsGroup)".to_owned()
+    } else if dir && !is_system_path(&real) {
+        // Closing the directory is enough: nobody else can reach the files in it.
+        format!("chmod o-rx {}", path.display())
+    } else if meta.uid() == euid() && !is_system_path(&real) {
+        format!("chmod o-r {}", path.display())
+    } else {
+        "keep secrets in files only you (or your group) can read".to_owned()
+    };
+    warning(&format!(
+        "{what}: readable by every user on this system (mode {mode:04o}); a secret should not be: {hint}"
+    ));
+}
+
+/// A warning on stderr, in the binary's format, control characters removed (a path may hold
+/// them); printed whatever the verbosity.
+pub fn warning(message: &str) {
+    use std::io::Write as _;
+    let clean: String = message.chars().filter(|c| !c.is_control()).collect();
+    let text = format!("cme-exec: warning: {clean}\n");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 pub fn euid() -> u32 {
@@ -67,6 +127,36 @@ pub fn too_large(path: &Path) -> FetchError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_by_everyone_needs_every_directory_above_open() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tok");
+        std::fs::write(&file, "x").unwrap();
+        set(dir.path(), 0o755);
+        let meta = |p: &Path| std::fs::metadata(p).unwrap();
+        for (file_mode, dir_mode, everyone) in [
+            (0o644, 0o755, true),
+            (0o604, 0o711, true),
+            (0o640, 0o755, false),
+            (0o600, 0o755, false),
+            (0o644, 0o700, false),
+            (0o644, 0o750, false),
+        ] {
+            set(&file, file_mode);
+            set(dir.path(), dir_mode);
+            assert_eq!(
+                readable_by_everyone(&file, &meta(&file)),
+                everyone,
+                "{file_mode:o} in {dir_mode:o}"
+            );
+        }
+        set(dir.path(), 0o700);
+    }
 
     #[test]
     fn no_chmod_hint_for_system_paths() {

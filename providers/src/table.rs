@@ -26,6 +26,26 @@ pub fn toml_key(key: &str) -> String {
     }
 }
 
+/// The candidate nearest to `name`, when it is near enough to be a typo: a Damerau-Levenshtein
+/// distance (a swap of two neighbours counts once, case is ignored) of 1, or 2 for a name of
+/// five characters or more (`valt` for `vault`, `adress` for `address`, `apitokn` for
+/// `api_token`). Ties go to the first candidate. Used for unknown keys, schemes and `#KEY`s.
+pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let limit = if name.chars().count() < 5 { 1 } else { 2 };
+    let lower = name.to_lowercase();
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        if c == name {
+            continue;
+        }
+        let d = strsim::damerau_levenshtein(&lower, &c.to_lowercase());
+        if d <= limit && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
 /// Reads one TOML table strictly.
 pub struct TableReader<'t, 'p> {
     table: &'t toml::Table,
@@ -181,7 +201,9 @@ impl<'t, 'p> TableReader<'t, 'p> {
         self.used.push(key);
     }
 
-    /// Reports every key nobody read.
+    /// Reports every key nobody read, with the nearest key this table does read (`api_tokn`:
+    /// "did you mean `api_token`?"). The keys read are exactly the ones the table knows: every
+    /// parser asks for each of its keys whether or not it is there.
     pub fn finish(self) {
         let TableReader {
             table,
@@ -191,10 +213,14 @@ impl<'t, 'p> TableReader<'t, 'p> {
         } = self;
         for key in table.keys() {
             if !used.contains(&key.as_str()) {
+                let message = match closest(key, used.iter().copied()) {
+                    Some(k) => format!("unknown key (did you mean `{k}`?)"),
+                    None => "unknown key".into(),
+                };
                 problems.push(Problem {
                     table: path.clone(),
                     key: Some(key.clone()),
-                    message: "unknown key".into(),
+                    message,
                 });
             }
         }
@@ -212,5 +238,70 @@ impl<'t, 'p> TableReader<'t, 'p> {
         let r = f(&mut sub);
         sub.finish();
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(toml: &str, keys: &[&'static str]) -> Vec<Problem> {
+        let table: toml::Table = toml.parse().unwrap();
+        let mut problems = Vec::new();
+        let mut r = TableReader::new(&table, "providers.vault", &mut problems);
+        for k in keys {
+            r.string(k);
+        }
+        r.finish();
+        problems
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_nearest_known_one() {
+        let p = problems_of(
+            "adress = \"x\"\ncolour = \"y\"\n",
+            &["address", "namespace"],
+        );
+        let messages: Vec<_> = p
+            .iter()
+            .map(|p| format!("{}: {}", p.key.as_deref().unwrap_or(""), p.message))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "adress: unknown key (did you mean `address`?)",
+                "colour: unknown key"
+            ]
+        );
+    }
+
+    #[test]
+    fn nearest_names() {
+        let fields = [
+            "username",
+            "api_token",
+            "pat",
+            "session_cookies",
+            "cloud_id",
+        ];
+        for (typo, meant) in [
+            ("api_tokn", Some("api_token")),
+            ("apitoken", Some("api_token")),
+            ("API_TOKEN", Some("api_token")),
+            ("usernmae", Some("username")),
+            ("pta", Some("pat")),
+            ("cloudid", Some("cloud_id")),
+            ("password", None),
+            ("x", None),
+            ("token", None),
+        ] {
+            assert_eq!(closest(typo, fields), meant, "{typo}");
+        }
+        let schemes = ["env", "file", "vault", "aws-sm", "aws-ssm"];
+        assert_eq!(closest("valt", schemes), Some("vault"));
+        assert_eq!(closest("aws-sn", schemes), Some("aws-sm"));
+        assert_eq!(closest("fiel", schemes), Some("file"));
+        assert_eq!(closest("http", schemes), None);
+        assert_eq!(closest("vault", schemes), None, "never itself");
     }
 }

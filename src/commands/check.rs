@@ -10,6 +10,9 @@ use crate::live::Report;
 use crate::resolve::Resolution;
 
 pub fn check(cli: &Cli, args: &CheckArgs) -> Exit {
+    if args.offline {
+        return offline(cli, args);
+    }
     let (prepared, resolution) = match super::prepare_and_resolve(cli, true, |e| {
         report_error(args.format, &e.to_string())
     }) {
@@ -72,6 +75,60 @@ fn resolved_verdict(v: &crate::resolve::Verdict, args: &CheckArgs, now: i64) -> 
     }
 }
 
+/// For a `from` or `[auth] from` line: the fields its document supplied that are used (an
+/// explicit field of the instance wins over the document's), per instance. Names only, never
+/// values.
+fn supplied(
+    r: &Resolution,
+    v: &crate::resolve::Verdict,
+) -> Option<Vec<(String, Vec<&'static str>)>> {
+    use crate::resolve::Origin;
+    let origin = match v.subject.as_str() {
+        "from" => Origin::From(v.source.clone()),
+        "[auth] from" => Origin::Bulk(v.source.clone()),
+        _ => return None,
+    };
+    let only = v.product.zip(v.url.clone());
+    Some(
+        r.auth
+            .instances
+            .iter()
+            .filter(|(key, _)| only.as_ref().is_none_or(|o| o == *key))
+            .map(|((product, url), instance)| {
+                let fields = instance
+                    .fields
+                    .iter()
+                    .filter(|(_, value)| value.origin == origin)
+                    .map(|(f, _)| f.name())
+                    .collect();
+                (format!("{product}.\"{url}\""), fields)
+            })
+            .filter(|(_, fields): &(String, Vec<&str>)| !fields.is_empty() || only.is_some())
+            .collect(),
+    )
+}
+
+/// `supplies username, api_token`; for `[auth] from`, each instance's:
+/// `supplies confluence."https://x" (username, api_token), jira."https://y" (pat)`.
+fn describe_supplied(v: &crate::resolve::Verdict, list: &[(String, Vec<&str>)]) -> String {
+    let text = if v.product.is_some() {
+        list.iter()
+            .flat_map(|(_, f)| f.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        list.iter()
+            .map(|(instance, f)| format!("{instance} ({})", f.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if text.is_empty() {
+        "supplies no field that is used".to_owned()
+    } else {
+        format!("supplies {text}")
+    }
+}
+
 fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     let now = crate::expiry::now();
     let width = r
@@ -83,7 +140,14 @@ fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     let source_width = r.verdicts.iter().map(|v| v.source.len()).max().unwrap_or(0);
     for v in &r.verdicts {
         let verdict = match &v.outcome {
-            Ok(()) => resolved_verdict(v, args, now),
+            Ok(()) => match supplied(r, v) {
+                Some(list) => format!(
+                    "{}; {}",
+                    resolved_verdict(v, args, now),
+                    describe_supplied(v, &list)
+                ),
+                None => resolved_verdict(v, args, now),
+            },
             Err(f) => match &f.hint {
                 Some(h) => format!("FAILED: {} (hint: {h})", f.message),
                 None => format!("FAILED: {}", f.message),
@@ -196,6 +260,11 @@ fn print_json(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
                 "ok": v.outcome.is_ok(),
                 "error": v.outcome.as_ref().err().map(|f| f.message.clone()),
                 "hint": v.outcome.as_ref().err().and_then(|f| f.hint.clone()),
+                "supplies": supplied(r, v).filter(|_| v.outcome.is_ok()).map(|list| {
+                    list.into_iter()
+                        .map(|(instance, fields)| (instance, json!(fields)))
+                        .collect::<serde_json::Map<_, _>>()
+                }),
                 "expires": v.expires.as_ref().map(|e| json!({
                     "at": e.at,
                     "source": e.source,
@@ -265,4 +334,165 @@ fn print_json(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
         out["live"] = json!(items);
     }
     crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
+
+/// One line of `check --offline`: a field (or a `from`) and what could be said of it without a
+/// store.
+struct Offline {
+    product: Option<crate::config::Product>,
+    url: Option<String>,
+    subject: String,
+    source: String,
+    outcome: Result<String, cme_exec_providers::FetchError>,
+}
+
+impl Offline {
+    fn place(&self) -> String {
+        match (self.product, &self.url) {
+            (Some(p), Some(u)) => format!("[{p}.\"{u}\"] {}", self.subject),
+            _ => self.subject.clone(),
+        }
+    }
+}
+
+/// `check --offline`: [`super::prepare`] (the config with every reference and scheme checked,
+/// trust, the base config against cme's schema, the config's and base config's permissions),
+/// then each reference by what needs no store: the file provider's files by their metadata.
+/// No provider is built, so nothing is contacted and no credential is needed.
+fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
+    use crate::config::FieldSpec;
+    let prepared = match super::prepare(cli) {
+        Ok(p) => p,
+        Err(e) => {
+            report_error(args.format, &e.to_string());
+            error::print(&e);
+            return if e.is_fatal() {
+                Exit::Failed
+            } else {
+                Exit::CheckFailed
+            };
+        }
+    };
+    let config = &prepared.config;
+    let check_reference = |r: &cme_exec_providers::Reference| {
+        let settings = config.provider_for(&r.document.scheme);
+        match settings
+            .as_ref()
+            .and_then(|s| s.downcast::<cme_exec_providers::file::FileSettings>())
+        {
+            Some(file) => cme_exec_providers::file::check_offline(file, &prepared.ctx, &r.document)
+                .map(|note| format!("not read (--offline); {note}")),
+            None => Ok("not fetched (--offline)".to_owned()),
+        }
+    };
+    let mut lines = Vec::new();
+    if let Some(r) = &config.auth_from {
+        lines.push(Offline {
+            product: None,
+            url: None,
+            subject: "[auth] from".into(),
+            source: r.raw.clone(),
+            outcome: check_reference(r),
+        });
+    }
+    for i in &config.instances {
+        let line = |subject: &str, source: &str, outcome| Offline {
+            product: Some(i.product),
+            url: Some(i.url.clone()),
+            subject: subject.to_owned(),
+            source: source.to_owned(),
+            outcome,
+        };
+        if let Some(r) = &i.from {
+            lines.push(line("from", &r.raw, check_reference(r)));
+        }
+        for (field, spec) in &i.fields {
+            lines.push(match spec {
+                FieldSpec::Reference(r) => line(field.name(), &r.raw, check_reference(r)),
+                FieldSpec::Literal(_) => line(field.name(), "(literal)", Ok("ok".to_owned())),
+            });
+        }
+    }
+    let mut providers: Vec<(String, String)> = config
+        .references()
+        .iter()
+        .map(|(r, _)| r.document.scheme.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|scheme| {
+            let s = config.provider_for(&scheme)?;
+            Some((scheme, s.kind().name().to_owned()))
+        })
+        .collect();
+    providers.sort();
+    let ok = lines.iter().all(|l| l.outcome.is_ok());
+    match args.format {
+        Format::Text => {
+            let width = lines.iter().map(|l| l.place().len()).max().unwrap_or(0);
+            let source_width = lines.iter().map(|l| l.source.len()).max().unwrap_or(0);
+            for l in &lines {
+                let verdict = match &l.outcome {
+                    Ok(note) if note == "ok" => "ok".to_owned(),
+                    Ok(note) => format!("ok; {note}"),
+                    Err(e) => match e.hint() {
+                        Some(h) => format!("FAILED: {} (hint: {h})", e.message()),
+                        None => format!("FAILED: {}", e.message()),
+                    },
+                };
+                let line = format!(
+                    "{:width$}  {:source_width$}  {verdict}",
+                    l.place(),
+                    l.source
+                );
+                crate::outln!("{}", error::strip_controls(&line));
+            }
+            for (name, kind) in &providers {
+                crate::outln!(
+                    "{}",
+                    error::strip_controls(&format!(
+                        "provider {name} ({kind}): not contacted (--offline)"
+                    ))
+                );
+            }
+            let failed = lines.iter().filter(|l| l.outcome.is_err()).count();
+            if failed == 0 {
+                crate::outln!(
+                    "offline: all {} well-formed; no store contacted, nothing fetched",
+                    lines.len()
+                );
+            } else {
+                crate::outln!("offline: {failed} of {} failed", lines.len());
+            }
+        }
+        Format::Json => {
+            let fields: Vec<_> = lines
+                .iter()
+                .map(|l| {
+                    json!({
+                        "product": l.product.map(|p| p.name()),
+                        "url": l.url,
+                        "field": l.subject,
+                        "source": l.source,
+                        "ok": l.outcome.is_ok(),
+                        "fetched": false,
+                        "note": l.outcome.as_ref().ok(),
+                        "error": l.outcome.as_ref().err().map(|e| e.message().to_owned()),
+                        "hint": l.outcome.as_ref().err().and_then(|e| e.hint().map(str::to_owned)),
+                    })
+                })
+                .collect();
+            let providers: Vec<_> = providers
+                .iter()
+                .map(|(name, kind)| json!({ "name": name, "kind": kind, "contacted": false }))
+                .collect();
+            let out =
+                json!({ "ok": ok, "offline": true, "fields": fields, "providers": providers });
+            crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+    }
+    if ok {
+        Exit::Success
+    } else {
+        Exit::CheckFailed
+    }
 }

@@ -225,6 +225,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
          checked (an untrusted ./cme-exec.toml, an unknown CME_EXEC_* variable).",
     ),
     (
+        "init",
+        "0 when the config was written; 125 otherwise (nothing is written).",
+    ),
+    (
         "trust",
         "0 when the file was trusted (or its record removed, or listed); 125 otherwise.",
     ),

@@ -88,14 +88,18 @@ const CONFLUENCE_ROUTE_SEGMENTS: [&str; 6] =
     ["wiki", "display", "spaces", "rest", "pages", "plugins"];
 
 /// An instance URL as it may be shown: user info (which may hold a password) replaced by `***`.
+/// Also without a scheme (`bob:pw@x.atlassian.net`, which is refused for its missing scheme
+/// but still named in the message).
 pub fn redact_user_info(raw: &str) -> String {
-    if let Some((scheme, rest)) = raw.split_once("://") {
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://***@{}", &rest[at + 1..]);
-        }
+    let (prefix, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), raw),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{prefix}***@{}", &rest[at + 1..]),
+        None => raw.to_owned(),
     }
-    raw.to_owned()
 }
 
 /// Normalises an instance URL the way cme matches it: `scheme://host[:port][/context]`,
@@ -103,7 +107,18 @@ pub fn redact_user_info(raw: &str) -> String {
 ///
 /// Errors never repeat the input: a URL with user info may hold a password.
 pub fn normalise_url(product: Product, raw: &str) -> Result<String, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
+    let url = url::Url::parse(raw).map_err(|e| match e {
+        // `company.atlassian.net`: the most common first mistake, and the url crate's words for
+        // it ("relative URL without a base") do not say what to write.
+        url::ParseError::RelativeUrlWithoutBase => {
+            let example = redact_user_info(raw);
+            let example = example.trim_start_matches('/');
+            format!(
+                "an instance key must start with https:// (or http://): write \"https://{example}\""
+            )
+        }
+        e => format!("not a valid URL ({e})"),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("the URL must start with https:// (or http://)".into());
     }
@@ -183,7 +198,16 @@ mod tests {
         let e = n(&format!("https://user:{secret}@x.example.com")).unwrap_err();
         assert!(e.contains("user info") && !e.contains(secret), "{e}");
         assert!(n("ftp://x").unwrap_err().contains("https://"));
-        assert!(n("x.example.com").unwrap_err().contains("not a valid URL"));
+        assert_eq!(
+            n("x.example.com").unwrap_err(),
+            "an instance key must start with https:// (or http://): write \"https://x.example.com\""
+        );
+        let e = n(&format!("{secret}@x.example.com/wiki-root")).unwrap_err();
+        assert!(
+            e.contains("write \"https://***@x.example.com/wiki-root\"") && !e.contains(secret),
+            "{e}"
+        );
+        assert!(n("https://").unwrap_err().contains("not a valid URL"));
         assert!(n("https://x.example.com/?a=1")
             .unwrap_err()
             .contains("query"));
@@ -204,6 +228,10 @@ mod tests {
         assert_eq!(
             redact_user_info("https://x.example.com"),
             "https://x.example.com"
+        );
+        assert_eq!(
+            redact_user_info("bob:pw@x.example.com/a@b"),
+            "***@x.example.com/a@b"
         );
     }
 

@@ -205,23 +205,7 @@ pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Conf
     if let Some(path) = explicit {
         return load_file(path, env, false);
     }
-    if let Some(path) = env.var(names::CME_EXEC_CONFIG) {
-        let path = PathBuf::from(path);
-        if !path.is_absolute() {
-            // A relative path would pick whatever file of that name the working directory
-            // holds, without the trust check a working-directory config gets.
-            return Err(Error::new(format!(
-                "CME_EXEC_CONFIG is the relative path {}; it must be absolute",
-                path.display()
-            ))
-            .detail("a relative path would use whatever file of that name the working directory holds, untrusted")
-            .hint(format!(
-                "export CME_EXEC_CONFIG=\"$PWD/{}\", or pass --config {}",
-                path.display(),
-                path.display()
-            ))
-            .fatal());
-        }
+    if let Some(path) = from_env_var(env)? {
         return load_file(&path, env, false);
     }
     for (i, candidate) in candidates(env, cwd).iter().enumerate() {
@@ -231,6 +215,29 @@ pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Conf
         }
     }
     from_environment(env)
+}
+
+/// `$CME_EXEC_CONFIG`, which must be an absolute path.
+pub fn from_env_var(env: &EnvReader) -> Result<Option<PathBuf>, Error> {
+    let Some(path) = env.var(names::CME_EXEC_CONFIG).map(PathBuf::from) else {
+        return Ok(None);
+    };
+    if path.is_absolute() {
+        return Ok(Some(path));
+    }
+    // A relative path would pick whatever file of that name the working directory holds,
+    // without the trust check a working-directory config gets.
+    Err(Error::new(format!(
+        "CME_EXEC_CONFIG is the relative path {}; it must be absolute",
+        path.display()
+    ))
+    .detail("a relative path would use whatever file of that name the working directory holds, untrusted")
+    .hint(format!(
+        "export CME_EXEC_CONFIG=\"$PWD/{}\", or pass --config {}",
+        path.display(),
+        path.display()
+    ))
+    .fatal())
 }
 
 /// Whether a candidate config file is there. Only "no such file" means absent: a directory that
@@ -616,12 +623,19 @@ fn check_schemes(config: &Config, problems: &mut Vec<Problem>) {
                 } else {
                     "(too long to show)"
                 };
+                let builtin = registry::builtin_schemes();
+                let nearest = cme_exec_providers::table::closest(
+                    scheme,
+                    declared.iter().copied().chain(builtin.iter().copied()),
+                )
+                .map(|s| format!(" (did you mean `{s}://`?)"))
+                .unwrap_or_default();
                 problems.push(problem(
                     &table,
                     Some(&key),
                     &format!(
-                        "unknown scheme `{shown}` (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in ({}){}",
-                        registry::builtin_schemes().join(", "),
+                        "unknown scheme `{shown}`{nearest} (the rest of the value is not shown: it may be a pasted secret): declare it under [providers.NAME] or use a built-in ({}){}",
+                        builtin.join(", "),
                         if declared.is_empty() { String::new() } else { format!("; declared: {}", declared.join(", ")) }
                     ),
                 ));

@@ -676,6 +676,7 @@ fn verify(cli: &Cli, plan: &Plan) -> Result<(), Error> {
         command: Command::Check(CheckArgs {
             format: Format::Text,
             live: false,
+            offline: false,
             warn_within: crate::expiry::DEFAULT_WARN_DAYS,
             fail_within: None,
         }),

@@ -154,6 +154,27 @@ fn a_missing_json_key() {
     assert_config_error(t, &["no_such_key", "api_token"]);
 }
 
+/// A missing `#KEY` lists the key names the document has (never a value) and the nearest one.
+#[test]
+fn a_missing_key_lists_the_document_s_key_names() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let user = t.sentinel("user");
+    let file = t.secret_file(
+        "creds.json",
+        serde_json::json!({ "username": user, "api_token": token }).to_string(),
+    );
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = {}\napi_token = {}\n",
+        q(&format!("{}#username", file_ref(&file))),
+        q(&format!("{}#api_tokn", file_ref(&file)))
+    ));
+    assert_config_error(
+        t,
+        &["no key `api_tokn` in the document (did you mean `api_token`? its keys: username, api_token)"],
+    );
+}
+
 #[test]
 fn an_empty_value() {
     let empty = var_name("EMPTY");
@@ -170,4 +191,80 @@ fn a_config_file_others_can_write_is_refused() {
     );
     fs::set_permissions(t.config_path(), fs::Permissions::from_mode(0o666)).unwrap();
     assert_config_error(t, &["cme-exec.toml"]);
+}
+
+/// A misspelt key names the key it most likely meant, in an instance table and in a provider's
+/// table; a misspelt scheme names the scheme.
+#[test]
+fn unknown_keys_and_schemes_say_did_you_mean() {
+    let t = Test::new().env("CME_TEST_X", "x").config_toml(
+        "[providers.vault]\nkind = \"vault\"\nadress = \"https://vault.example.com\"\n\n\
+         [confluence.\"https://company.atlassian.net\"]\nusername = \"u@example.com\"\napi_tokn = \"env://CME_TEST_X\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"valt://secret/jira#pat\"\n",
+    );
+    assert_config_error(
+        t,
+        &[
+            "[providers.vault] adress: unknown key (did you mean `address`?)",
+            "[confluence.\"https://company.atlassian.net\"] api_tokn: unknown key (did you mean `api_token`?)",
+            "[jira.\"https://jira.example.com\"] pat: unknown scheme `valt` (did you mean `vault://`?)",
+        ],
+    );
+}
+
+/// `[confluence."company.atlassian.net"]`: the instance key needs its scheme, and the message
+/// says so in words a newcomer can act on, not the URL parser's.
+#[test]
+fn an_instance_key_without_a_scheme_must_start_with_https() {
+    let t = Test::new()
+        .env("CME_TEST_X", "x")
+        .config_toml("[confluence.\"company.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n");
+    assert_config_error(
+        t,
+        &["[confluence.\"company.atlassian.net\"]: an instance key must start with https:// (or http://): write \"https://company.atlassian.net\""],
+    );
+    let t = Test::new()
+        .env("CME_TEST_X", "x")
+        .config_toml("[confluence.\"company.atlassian.net\"]\npat = \"env://CME_TEST_X\"\n");
+    let out = t.run_args(["check"]);
+    assert!(
+        !out.stderr.contains("relative URL without a base"),
+        "{}",
+        out.describe()
+    );
+}
+
+/// The hint for a plain http:// store address names the table `allow_http` goes in: the
+/// provider's own, or, for the built-in provider with VAULT_ADDR, the table to add. Refused
+/// before any connection (the address is a documentation one, never contacted).
+#[test]
+fn the_allow_http_hint_names_its_table() {
+    let t = Test::new().config_toml(
+        "[providers.corp]\nkind = \"vault\"\naddress = \"http://192.0.2.10:8200\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"corp://secret/x#pat\"\n",
+    );
+    assert_config_error(
+        t,
+        &["[providers.corp] address: plain http:// is only allowed to a loopback address: use https://, or set allow_http = true in [providers.corp] if the network path is trusted"],
+    );
+    let t = Test::new()
+        .env("VAULT_ADDR", "http://192.0.2.10:8200")
+        .env("VAULT_TOKEN", "x")
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"vault://secret/x#pat\"\n");
+    assert_config_error(
+        t,
+        &["VAULT_ADDR: plain http:// is only allowed to a loopback address: use https://, or set allow_http = true in a [providers.vault] table with kind = \"vault\" (add it if the config has none)"],
+    );
+}
+
+/// `cme-exec cme pages URL`: the command without `--` is refused with what to write instead.
+#[test]
+fn a_command_without_double_dash_hints_at_it() {
+    let t = Test::new();
+    let out = t.run_args(["cme", "pages", "https://company.atlassian.net/wiki/x"]);
+    out.assert_code(125);
+    out.assert_stderr_contains(
+        "`cme` is not a cme-exec command; the command to run goes after `--`",
+    )
+    .assert_stderr_contains("tip: cme-exec -- cme ...");
 }

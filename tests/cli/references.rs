@@ -187,3 +187,57 @@ fn config_discovery_order() {
     );
     t.assert_clean();
 }
+
+/// A secret file every user can read (`o+r`, in directories every user can enter) is read, with
+/// a warning that says how to close it, as `render --mode 0644` does; a group-readable file or
+/// one in a private directory is not warned about. A directory of keys gets one warning.
+#[test]
+fn a_secret_file_everyone_can_read_is_a_warning() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let file = t.secret_file("token", &token);
+    let keys = t.path().join("secrets/keys");
+    fs::create_dir(&keys).unwrap();
+    fs::write(keys.join("pat"), &token).unwrap();
+    let set =
+        |p: &Path, mode: u32| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    // The test's directory is private (0700) as made; opened for this test.
+    set(t.path(), 0o755);
+    set(&t.path().join("secrets"), 0o755);
+    set(&file, 0o644);
+    set(&keys, 0o755);
+    set(&keys.join("pat"), 0o644);
+    let t = t.config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"u@example.com\"\napi_token = {}\n\n\
+         [jira.\"https://jira.example.com\"]\nfrom = {}\n",
+        q(&file_ref(&file)),
+        q(&file_ref(&keys)),
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "cme-exec: warning: {}: readable by every user on this system (mode 0644); a secret should not be: chmod o-r {}",
+        file.display(),
+        file.display()
+    ))
+    .assert_stderr_contains(&format!(
+        "cme-exec: warning: the file pat in {}: readable by every user on this system (mode 0644); a secret should not be: chmod o-rx {}",
+        keys.display(),
+        keys.display()
+    ));
+
+    for (file_mode, dir_mode) in [(0o640, 0o755), (0o644, 0o700)] {
+        set(&file, file_mode);
+        set(&keys.join("pat"), file_mode);
+        set(&t.path().join("secrets"), dir_mode);
+        let out = t.run_args(["check"]);
+        out.assert_success();
+        assert!(
+            !out.stderr.contains("readable by every user"),
+            "file {file_mode:o} in a {dir_mode:o} directory\n{}",
+            out.describe()
+        );
+    }
+    set(t.path(), 0o700);
+    t.assert_clean();
+}

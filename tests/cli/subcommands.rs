@@ -179,6 +179,18 @@ fn completions_and_man_page() {
     let out = t.run_args(["completions", "bash"]);
     out.assert_success();
     assert!(out.stdout.contains("cme-exec"), "{}", out.describe());
+    // nushell (clap_complete_nushell): a module of `extern` definitions, one per command.
+    let out = t.run_args(["completions", "nushell"]);
+    out.assert_success();
+    for needle in [
+        "module completions {",
+        "export extern cme-exec [",
+        "export extern \"cme-exec check\" [",
+        "export extern \"cme-exec run\" [",
+        "export use completions *",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}\n{}", out.describe());
+    }
     let out = t.run_args(["man"]);
     out.assert_success();
     assert!(
@@ -205,4 +217,173 @@ fn embedded_cme_schema_matches_the_installed_cme() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `check` names the fields a `from` document (and `[auth] from`) supplied, names only; a field
+/// the instance sets itself is the instance's.
+#[test]
+fn check_names_the_fields_a_from_document_supplied() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let pat = t.sentinel("pat");
+    let from = t.secret_file(
+        "from.json",
+        serde_json::json!({ "username": user, "api_token": token, "pat": pat }).to_string(),
+    );
+    let bulk = t.secret_file(
+        "bulk.json",
+        serde_json::json!({ "jira": { "https://jira.example.com": { "pat": pat } } }).to_string(),
+    );
+    let t = t.env("CME_TEST_PAT", &pat).config_toml(&format!(
+        "[auth]\nfrom = {}\n\n[confluence.\"https://company.atlassian.net\"]\nfrom = {}\npat = \"env://CME_TEST_PAT\"\n",
+        q(&file_ref(&bulk)),
+        q(&file_ref(&from)),
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_success();
+    let from_line = lines_with(
+        &out.stdout,
+        &["[confluence.\"https://company.atlassian.net\"] from"],
+    );
+    assert!(
+        from_line.len() == 1 && from_line[0].ends_with("ok; supplies username, api_token"),
+        "the from line names the fields it supplied (pat is the instance's own)\n{}",
+        out.describe()
+    );
+    let bulk_line = lines_with(&out.stdout, &["[auth] from"]);
+    assert!(
+        bulk_line.len() == 1
+            && bulk_line[0].ends_with("ok; supplies jira.\"https://jira.example.com\" (pat)"),
+        "{}",
+        out.describe()
+    );
+    let out = t.run_args(["check", "--format", "json"]);
+    out.assert_success();
+    let json: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let from_field = json["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "from")
+        .expect("a from field");
+    assert_eq!(
+        from_field["supplies"],
+        serde_json::json!({ "confluence.\"https://company.atlassian.net\"": ["username", "api_token"] })
+    );
+    t.assert_clean();
+}
+
+/// `check --offline` checks the config, its references and the files a file reference names,
+/// and contacts nothing: the Vault address and the AWS endpoint are a listener that must see no
+/// connection, the command provider's helper (which would leave a marker) is missing on
+/// purpose, and `LOG_SENSITIVE_BODIES=true` makes building the AWS provider fail. So success
+/// means no provider was built. The same config under plain `check` reaches the listener.
+#[test]
+fn check_offline_builds_no_provider_and_contacts_nothing() {
+    let mut t = Test::new();
+    let token = t.sentinel("vault-token");
+    let key = t.sentinel("aws-secret-key");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    listener.set_nonblocking(true).unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let present = t.secret_file("wiki.json", "{}");
+    let missing = t.path().join("secrets/not-on-this-runner.json");
+    let config = format!(
+        "[providers.pass]\nkind = \"command\"\ncommand = [\"/nonexistent/cme-exec-test-helper\", \"{{path}}\"]\n\n\
+         [confluence.\"https://company.atlassian.net\"]\nusername = \"u@example.com\"\napi_token = \"vault://secret/cme/wiki#api_token\"\n\n\
+         [confluence.\"https://other.atlassian.net\"]\nfrom = {}\n\n\
+         [confluence.\"https://third.atlassian.net\"]\nfrom = {}\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"aws-sm://cme/jira#pat\"\n\n\
+         [jira.\"https://jira2.example.com\"]\npat = \"pass://cme/jira2\"\n",
+        q(&file_ref(&present)),
+        q(&file_ref(&missing)),
+    );
+    let t = t
+        .env("VAULT_ADDR", &address)
+        .env("VAULT_TOKEN", &token)
+        .env("AWS_ENDPOINT_URL", &address)
+        .env("AWS_ACCESS_KEY_ID", "AKIAOFFLINETEST")
+        .env("AWS_SECRET_ACCESS_KEY", &key)
+        .env("AWS_REGION", "eu-central-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .config_toml(&config);
+    let out = t.run_args(["check", "--offline"]);
+    out.assert_success();
+    for (reference, verdict) in [
+        (
+            "vault://secret/cme/wiki#api_token",
+            "ok; not fetched (--offline)".to_owned(),
+        ),
+        (
+            "aws-sm://cme/jira#pat",
+            "ok; not fetched (--offline)".to_owned(),
+        ),
+        ("pass://cme/jira2", "ok; not fetched (--offline)".to_owned()),
+        (
+            &file_ref(&present),
+            "ok; not read (--offline); permissions ok".to_owned(),
+        ),
+        (
+            &file_ref(&missing),
+            format!(
+                "ok; not read (--offline); {} does not exist here",
+                missing.display()
+            ),
+        ),
+    ] {
+        assert!(
+            lines_with(&out.stdout, &[reference])
+                .iter()
+                .any(|l| l.ends_with(&verdict)),
+            "{reference}: {verdict}\n{}",
+            out.describe()
+        );
+    }
+    out.assert_stdout_contains("provider vault (vault): not contacted (--offline)")
+        .assert_stdout_contains("offline: all 6 well-formed; no store contacted, nothing fetched");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "check --offline connected to the store address"
+    );
+    let json = t.run_args(["check", "--offline", "--format", "json"]);
+    json.assert_success();
+    let v: Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(
+        (v["ok"].clone(), v["offline"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
+    assert!(v["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["fetched"] == false));
+
+    // What the offline check leaves out: plain `check` builds the providers (the AWS one
+    // refuses LOG_SENSITIVE_BODIES, the helper is missing) and calls Vault at the listener.
+    let out = t.run_args(["--timeout", "1", "check"]);
+    out.assert_code(1);
+    out.assert_stdout_contains("LOG_SENSITIVE_BODIES");
+    assert!(
+        listener.accept().is_ok(),
+        "plain check should have called the Vault address\n{}",
+        out.describe()
+    );
+
+    // A file that others can write fails offline too; a config problem is still one.
+    fs::set_permissions(
+        &present,
+        std::os::unix::fs::PermissionsExt::from_mode(0o602),
+    )
+    .unwrap();
+    let out = t.run_args(["check", "--offline"]);
+    out.assert_code(1);
+    out.assert_stdout_contains("is writable by other users");
+    fs::set_permissions(
+        &present,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    t.assert_clean();
 }

@@ -487,7 +487,10 @@ pat = "vault://nomount/app#token"
     out.assert_code(125);
     assert_not_started(&marker, &out);
     for (reference, reason) in [
-        ("vault://secret/missing#token", "answered 404"),
+        (
+            "vault://secret/missing#token",
+            "no secret at secret/missing (KV v2): Vault at",
+        ),
         ("vault://secret/app#nope", "no key `nope`"),
         ("vault://secret/private#token", "403 (permission denied)"),
         (
@@ -497,7 +500,7 @@ pat = "vault://nomount/app#token"
         ("vault://legacy/app?version=2#token", "keeps no versions"),
         (
             "vault://nomount/app#token",
-            "finding the KV version of mount `nomount`",
+            "reading nomount/app: the KV version lookup of mount `nomount`",
         ),
     ] {
         assert!(

@@ -98,6 +98,10 @@ impl AwsSettings {
         }
         if let Some(url) = &s.endpoint_url {
             if let Err(e) = check_endpoint(url, s.allow_http) {
+                let e = match r.path().strip_prefix("providers.") {
+                    Some(name) => crate::net::place_allow_http(&e, name, "", true),
+                    None => e,
+                };
                 r.problem(Some("endpoint_url"), e);
                 s.endpoint_url = None;
             }
@@ -175,11 +179,7 @@ pub fn check_endpoint(raw: &str, allow_http: bool) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_http || crate::net::is_loopback_url(&url) => Ok(()),
-        "http" => Err(
-            "plain http:// is allowed only to a loopback address; use https://, or set \
-             allow_http = true in the provider's table if the network is trusted"
-                .into(),
-        ),
+        "http" => Err(crate::net::plain_http_refused()),
         _ => Err("must start with https:// (or http:// to a loopback address)".into()),
     }
 }

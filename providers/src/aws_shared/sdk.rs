@@ -143,6 +143,7 @@ pub fn check_environment(
     for var in service.endpoint_vars() {
         if let Some(url) = ctx.env.var(var) {
             check_endpoint(&url, settings.allow_http).map_err(|e| {
+                let e = crate::net::place_allow_http(&e, name, kind, false);
                 FetchError::invalid(format!("the {kind} provider `{name}`: {var} {e}"))
             })?;
         }

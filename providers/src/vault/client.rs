@@ -16,7 +16,7 @@ use super::auth::{self, Session};
 use super::http::{self, Call, HttpError, Transport};
 use super::{names, Auth, JwtSource, KvVersion, RoleId, Settings, Source};
 use crate::payload::{zeroize_value, Payload, SecretMap};
-use crate::{Context, Document, FetchError, Identity, Kind, Provider};
+use crate::{Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
 
 /// Defaults when neither the config nor the environment says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -216,8 +216,10 @@ impl VaultProvider {
             ))
             .with_hint("cme-exec never falls back to http://127.0.0.1:8200, which on a shared machine may be someone else's server")
         })?;
-        let url = super::parse_address(&address.value, settings.allow_http)
-            .map_err(|e| FetchError::invalid(format!("{}: {e}", address.from)))?;
+        let url = super::parse_address(&address.value, settings.allow_http).map_err(|e| {
+            let e = crate::net::place_allow_http(&e, name, "vault", settings.declared);
+            FetchError::invalid(format!("{}: {e}", address.from))
+        })?;
         // The agent's address (from VAULT_AGENT_ADDR, or a table's address that it names):
         // without an `auth` of its own, the agent adds its token and cme-exec sends none.
         let at_agent = match address.from {
@@ -507,8 +509,10 @@ impl VaultProvider {
             .map(|v| (v, true))
     }
 
+    /// Its errors are about the mount, and `read` puts them after what the user asked for
+    /// ("reading MOUNT/PATH: ..."): the lookup is cme-exec's own step, not the user's.
     async fn detect(&self, mount: &str, session: &Session) -> Result<KvVersion, FetchError> {
-        let what = format!("finding the KV version of mount `{mount}`");
+        let what = format!("the KV version lookup of mount `{mount}`");
         let call = Call::get(format!("sys/internal/ui/mounts/{mount}"));
         let hint = format!(
             "check the mount's name; or skip detection with kv_version = 2 (or kv_mounts = {{ \"{mount}\" = 1 }}) in [providers.{}]; a nested mount such as `team/kv` must be named in kv_mounts",
@@ -521,13 +525,23 @@ impl VaultProvider {
                 // exist) is about the mount's name; a 403 is about the token or its policies; a
                 // network or TLS failure keeps its own hint.
                 let status = e.status();
+                // Vault answers a mount that does not exist with this 403 too, so that the
+                // lookup cannot be used to list mounts.
+                let preflight = matches!(&e, HttpError::Status { errors, .. }
+                    if errors.iter().any(|x| x.contains("preflight capability check")));
                 let err = e.into_fetch_error(&what, self.transport.origin());
                 return Err(match status {
                     Some(403) => {
                         let h = self
                             .denied_hint(session, &format!("any path under the mount `{mount}`"))
                             .await;
-                        err.with_hint(h)
+                        if preflight {
+                            err.with_hint(format!(
+                                "Vault answers 403 both when there is no mount `{mount}` and when the token may not use it: check the mount's name (`bao secrets list` or `vault secrets list` shows the mounts); if it is right, {h}"
+                            ))
+                        } else {
+                            err.with_hint(h)
+                        }
                     }
                     Some(404) if err.hint().is_none() => err.with_hint(hint),
                     _ => err,
@@ -569,11 +583,25 @@ impl VaultProvider {
             None => None,
         };
         let session = self.session().await?;
-        let (kv, detected) = self.kv_version_of(mount, configured, &session).await?;
         let shown = match version {
             Some(v) => format!("{mount}/{path} version {v}"),
             None => format!("{mount}/{path}"),
         };
+        let (kv, detected) = self
+            .kv_version_of(mount, configured, &session)
+            .await
+            .map_err(|e| {
+                let lead = if e.kind == ErrorKind::NotFound {
+                    "no secret at"
+                } else {
+                    "reading"
+                };
+                let mut out = FetchError::new(e.kind, format!("{lead} {shown}: {}", e.message()));
+                if let Some(h) = e.hint() {
+                    out = out.with_hint(h);
+                }
+                out
+            })?;
         let what = format!("reading {shown} ({kv})");
         let call = match kv {
             KvVersion::V2 => {
@@ -690,6 +718,14 @@ impl VaultProvider {
         if err.hint().is_some() {
             return err; // a cause of its own, such as a namespace that does not exist
         }
+        // A 404 is the missing secret itself: say so first, Vault's answer after it.
+        let err = if status == Some(404) {
+            let lead = what.strip_prefix("reading ").unwrap_or(what);
+            let rest = err.message().strip_prefix(what).unwrap_or(err.message());
+            FetchError::not_found(format!("no secret at {lead}{rest}"))
+        } else {
+            err
+        };
         match status {
             Some(404) if kv == KvVersion::V2 && path.starts_with("data/") => err.with_hint(
                 "leave `data/` out of the reference: cme-exec adds it for KV v2 (vault://MOUNT/PATH)",

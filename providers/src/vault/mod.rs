@@ -364,6 +364,10 @@ impl Settings {
             .and_then(|a| match parse_address(a, allow_http) {
                 Ok(a) => Some(a),
                 Err(e) => {
+                    let e = match r.path().strip_prefix("providers.") {
+                        Some(name) => crate::net::place_allow_http(&e, name, "vault", true),
+                        None => e,
+                    };
                     r.problem(Some("address"), e);
                     None
                 }
@@ -854,11 +858,7 @@ pub fn check_address(raw: &str, allow_http: bool) -> Result<url::Url, String> {
         "http" => {
             let local = url.host().is_some_and(|h| is_loopback(&h));
             if !local && !allow_http {
-                return Err(
-                    "plain http:// is only allowed to a loopback address: use https://, \
-                     or set allow_http = true if the network path is trusted"
-                        .into(),
-                );
+                return Err(crate::net::plain_http_refused());
             }
         }
         _ => return Err("the scheme must be https:// (or http:// to loopback)".into()),
