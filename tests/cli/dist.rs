@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support::openbao::OpenBao;
+use crate::support::release;
 use crate::support::*;
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -1038,4 +1039,59 @@ fn github_action_and_gitlab_template_install_through_install_sh() {
     out.assert_success();
     out.assert_stdout_contains(&format!("{}/.cme-exec/bin/cme-exec", project.display()));
     out.assert_stdout_contains(&format!("target: {TARGET}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// scripts/dist takes the binary from cargo's target directory
+// ---------------------------------------------------------------------------------------------
+
+/// With `CARGO_TARGET_DIR` set (a common CI cache setting), `scripts/dist` packages what cargo
+/// built there, not `./target`'s. Without building: `--no-build` packages what is there, the
+/// step every build ends with.
+#[test]
+fn dist_script_packages_from_cargo_target_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let target_dir = work.path().join("cargo-target");
+    let built = target_dir.join(TARGET).join("dist/cme-exec");
+    fs::create_dir_all(built.parent().unwrap()).unwrap();
+    let bytes = format!("#!/bin/sh\necho built in {}\n", target_dir.display());
+    fs::write(&built, &bytes).unwrap();
+    let out_dir = work.path().join("dist");
+    let dist = |target_dir: &Path| {
+        output_of(
+            Command::new(repo_root().join("scripts/dist"))
+                .args(["--no-build", TARGET])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .env("DIST_DIR", &out_dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run scripts/dist"),
+        )
+    };
+    let out = dist(&target_dir);
+    out.assert_success();
+    let packaged = out_dir.join(TARGET).join("cme-exec");
+    assert_eq!(fs::read_to_string(&packaged).unwrap(), bytes);
+    assert_eq!(
+        fs::read_to_string(out_dir.join("linux/amd64/cme-exec")).unwrap(),
+        bytes
+    );
+    let sum = release::sha256_of(&packaged);
+    assert_eq!(
+        fs::read_to_string(out_dir.join(format!("release/cme-exec-{TARGET}.sha256"))).unwrap(),
+        format!("{sum}  cme-exec-{TARGET}\n")
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join(TARGET).join("cme-exec.sha256")).unwrap(),
+        format!("{sum}  cme-exec\n")
+    );
+
+    // Nothing built there: the message names the path and the build command.
+    let empty = work.path().join("empty-target");
+    let out = dist(&empty);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains(&format!(
+        "{}/{TARGET}/dist/cme-exec is missing: build it first",
+        empty.display()
+    ));
 }

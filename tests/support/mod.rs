@@ -20,6 +20,7 @@ pub mod launch;
 pub mod moto;
 pub mod openbao;
 pub mod process;
+pub mod release;
 pub mod scripts;
 pub mod secrets;
 pub mod standin;
