@@ -13,6 +13,7 @@
 
 #![allow(dead_code, unused_imports)] // each test uses part of the harness
 
+pub mod actions;
 pub mod atlassian;
 pub mod bao_proxy;
 pub mod faults;
