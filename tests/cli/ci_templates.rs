@@ -5,7 +5,9 @@
 //! (`tests/support/actions.rs`). Both install cme-exec from a local release signed by a test key
 //! (`tests/support/release.rs`), log in to the test's OpenBao with a JWT, and run the real cme
 //! against a Confluence stand-in. The blocks come from the doc itself, so an edit that breaks a
-//! documented path fails here.
+//! documented path fails here. Also: what must move together (the template's pinned installer,
+//! actions pinned by commit, the release key in its three places), and the README's
+//! environment-only quick start (the form a CI job without a config file uses).
 //!
 //! What the tests change in what the doc says, every change in [`Substitutions`] (text) or named
 //! beside it (environment):
@@ -751,4 +753,75 @@ fn command_files_are_read_as_the_runner_reads_them() {
     assert_eq!(map["B"], "line one\nx=y");
     assert_eq!(map["C"], "a<<b");
     assert_eq!(map["D"], "v");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README's environment-only quick start (the form a CI job without a config file uses)
+// ---------------------------------------------------------------------------------------------
+
+/// Its `export` lines, as written, with the token in the variable it names: `check` passes.
+#[test]
+fn readme_environment_only_quick_start_passes_check() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("No config file at all")
+        .expect("README.md's environment-only quick start");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").expect("its ```sh block") + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut t = Test::new();
+    let token = t.sentinel("readme-token");
+    let mut exported = Vec::new();
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap().trim();
+        if let Some(assignment) = line.strip_prefix("export ") {
+            let (name, value) = assignment.split_once('=').expect("export NAME=VALUE");
+            exported.push(name.to_owned());
+            t = t.env(name, value);
+        } else {
+            assert!(
+                line.is_empty() || line == "cme-exec check",
+                "a line the test does not run: {line:?}"
+            );
+        }
+    }
+    for field in ["URL", "USERNAME", "API_TOKEN"] {
+        let name = format!("CME_EXEC_CONFLUENCE_{field}");
+        assert!(
+            exported.contains(&name),
+            "the quick start does not set {name}"
+        );
+    }
+    let out = t.env("CONFLUENCE_TOKEN", &token).run_args(["check"]);
+    out.assert_success();
+    for field in ["username", "api_token"] {
+        assert_eq!(ok_lines(&out.stdout, field).len(), 1, "{}", out.describe());
+    }
+}
+
+/// docs/references.md names every built-in scheme, as cme-exec lists them in its own error.
+#[test]
+fn references_doc_lists_every_builtin_scheme() {
+    let out = Test::new()
+        .env("CME_EXEC_CONFLUENCE_URL", "https://company.atlassian.net")
+        .env("CME_EXEC_CONFLUENCE_PAT", "nosuchscheme://x")
+        .run_args(["check"]);
+    let listed = out
+        .stderr
+        .split("use a built-in (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no list of built-in schemes:\n{}", out.describe()));
+    let doc = fs::read_to_string(repo_root().join("docs/references.md")).unwrap();
+    let sentence = doc
+        .split("- **SCHEME** names a provider")
+        .nth(1)
+        .and_then(|rest| rest.split("\n- ").next())
+        .expect("docs/references.md's SCHEME item");
+    for scheme in listed.split(", ") {
+        assert!(
+            sentence.contains(&format!("`{scheme}`")),
+            "docs/references.md does not name the built-in scheme {scheme}"
+        );
+    }
 }
