@@ -281,6 +281,11 @@ fn gitlab_ci_local() -> PathBuf {
         "gitlab-ci-local is not installed at {}.\nTo fix: scripts/bootstrap-tools npm (scripts/test does)",
         path.display()
     );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "node is not installed (gitlab-ci-local runs on it).\nTo fix: apt-get install nodejs npm (Node.js 18 or newer)"
+    );
     let rsync = Command::new("rsync").arg("--version").output();
     assert!(
         rsync.is_ok_and(|o| o.status.success()),
