@@ -191,7 +191,8 @@ trap 'exit 130' INT TERM
 
 say "downloading $url"
 fetch "$url" "$tmp/$asset" || die "download failed: $url" "check --version ($version) and your network or proxy"
-fetch "$url.sha256" "$tmp/$asset.sha256" || die "download failed: $url.sha256"
+fetch "$url.sha256" "$tmp/$asset.sha256" || die "no checksum: download failed: $url.sha256" \
+  "every release has one; nothing was installed"
 check_signature "$tmp/$asset.sha256" "$url.sha256.sig"
 
 # One line, `HASH  NAME`, naming this asset: a signed checksum of another target is no use here.

@@ -649,6 +649,15 @@ fn github_action_reads_the_version_from_its_ref_or_its_input() {
         });
         (result, job.describe())
     };
+    // Inputs reach the action's scripts as variables only, never spliced into them.
+    let action = yaml_to_json(&fs::read_to_string(repo_root().join("action.yml")).unwrap());
+    for step in action["runs"]["steps"].as_array().unwrap() {
+        let run = step["run"].as_str().unwrap_or("");
+        assert!(
+            !run.contains("${{"),
+            "action.yml splices an expression into run:\n{run}"
+        );
+    }
     // Pinned by SHA without a version: refused, saying what to add.
     let (result, log) = run(sha, "");
     assert!(result.is_err(), "{log}");

@@ -995,6 +995,9 @@ fn install_sh_refuses_a_tampered_binary_checksum_or_signature() {
         dir.join(format!("{asset}.sha256.sig")),
     )
     .unwrap();
+    // 0.0.6: no checksum file.
+    let dir = publish("0.0.6");
+    fs::remove_file(dir.join(format!("{asset}.sha256"))).unwrap();
 
     for (version, message) in [
         ("0.0.1", "checksum mismatch for cme-exec-x86_64-unknown-linux-musl"),
@@ -1002,6 +1005,7 @@ fn install_sh_refuses_a_tampered_binary_checksum_or_signature() {
         ("0.0.3", "bad signature on cme-exec-x86_64-unknown-linux-musl.sha256"),
         ("0.0.4", "no signature: download failed"),
         ("0.0.5", "cme-exec-x86_64-unknown-linux-musl.sha256 is not the checksum of cme-exec-x86_64-unknown-linux-musl"),
+        ("0.0.6", "no checksum: download failed"),
     ] {
         let dir = work.path().join(format!("refused-{version}"));
         let out = install_sh(
