@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
     --base-url) [ $# -ge 2 ] || die "--base-url needs a value"; base=$2; shift 2 ;;
     --allowed-signers) [ $# -ge 2 ] || die "--allowed-signers needs a value"; signers=$2; shift 2 ;;
     --allow-http) allow_http=1; shift ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown argument: $1" "usage: install.sh [--version X.Y.Z] [--dir DIR] [--target TRIPLE] [--base-url URL] [--allowed-signers FILE] [--allow-http]" ;;
   esac
 done
