@@ -943,7 +943,8 @@ fn install_sh_installs_a_signed_release_and_says_it_checked_the_signature() {
 fn install_sh_refuses_a_tampered_binary_checksum_or_signature() {
     let (work, key, release, _site, base) = signed_release();
     let signers = key.allowed_signers.to_str().unwrap();
-    let binary = fs::read(dist_binary()).unwrap();
+    // Never run (every one is refused): a few bytes stand for the binary.
+    let binary = b"#!/bin/sh\necho 'a release binary'\n".repeat(64);
     let asset = format!("cme-exec-{TARGET}");
     let mut tampered = binary.clone();
     let middle = tampered.len() / 2;
