@@ -1198,3 +1198,72 @@ fn dist_script_packages_from_cargo_target_dir() {
         empty.display()
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// docs/install.md's commands, as written
+// ---------------------------------------------------------------------------------------------
+
+/// The ```sh block of docs/install.md that contains `needle`.
+fn install_md_block(needle: &str) -> String {
+    let doc = fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains(needle))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "one ```sh block with {needle:?} in docs/install.md"
+    );
+    blocks[0].to_owned()
+}
+
+/// The check by hand and the installer, from docs/install.md, against the local release: the
+/// releases page becomes the loopback server (in the commands, and `CME_EXEC_BASE_URL` for the
+/// installer, whose default it is), the release key the test's (the allowed-signers line the doc
+/// shows, with the test key; `CME_EXEC_ALLOWED_SIGNERS` for the installer).
+#[test]
+fn install_md_commands_run_as_written() {
+    let (work, key, _release, _site, base) = signed_release();
+    let signers = key.allowed_signers.to_str().unwrap();
+    let releases = "https://github.com/cme-exec/cme-exec/releases";
+    let run = |block: &str, home: &Path| {
+        fs::create_dir_all(home).unwrap();
+        fs::copy(&key.allowed_signers, home.join("allowed_signers")).unwrap();
+        output_of(
+            Command::new("/bin/sh")
+                .arg("-ec")
+                .arg(block.replace(releases, &base))
+                .env_clear()
+                .env("PATH", SYSTEM_PATH)
+                .env("HOME", home)
+                .env("CME_EXEC_ALLOWED_SIGNERS", signers)
+                .env("CME_EXEC_BASE_URL", &base)
+                // Whatever might still name a host elsewhere goes to a closed loopback port.
+                .env("https_proxy", "http://127.0.0.1:9")
+                .env("http_proxy", "http://127.0.0.1:9")
+                .env("no_proxy", "127.0.0.1")
+                .current_dir(home)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    let by_hand = install_md_block("ssh-keygen -Y verify");
+    assert!(by_hand.contains(releases), "{by_hand}");
+    let home = work.path().join("by-hand");
+    let out = run(&by_hand, &home);
+    out.assert_success();
+    out.assert_stdout_contains("Good \"cme-exec-release\" signature for releases@cme-exec");
+    out.assert_stdout_contains(&format!("cme-exec-{TARGET}: OK"));
+    assert_eq!(mode_of(&home.join(".local/bin/cme-exec")) & 0o777, 0o755);
+
+    let installer = install_md_block("sh install.sh");
+    let home = work.path().join("installer");
+    let out = run(&installer, &home);
+    out.assert_success();
+    out.assert_stderr_contains("signature verified: Good");
+    assert!(home.join(".local/bin/cme-exec").is_file());
+}
