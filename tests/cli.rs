@@ -31,6 +31,8 @@ mod aws_transport;
 mod base_config;
 #[path = "cli/child_env.rs"]
 mod child_env;
+#[path = "cli/ci_templates.rs"]
+mod ci_templates;
 #[path = "cli/cme_releases.rs"]
 mod cme_releases;
 #[path = "cli/command_provider.rs"]

@@ -1,7 +1,8 @@
 //! Distribution (issue 8): `--version`, the static release binary from `scripts/dist`, the
 //! minimal container image built with buildah and run as UID 65532 with only its own CA bundle,
-//! and `scripts/install.sh` (with the GitHub Action and the GitLab template that call it) against
-//! a local HTTP server laid out like a release.
+//! `scripts/install.sh` against a local, signed release served on loopback (the GitHub Action and
+//! the GitLab template that run it are in `ci_templates.rs`), and `scripts/dist` packaging from
+//! cargo's target directory.
 //!
 //! The tests that need `dist/x86_64-unknown-linux-musl/cme-exec` fail with the command that
 //! builds it; `scripts/test` runs `scripts/dist x86_64-unknown-linux-musl` before `cargo test`.
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support::openbao::OpenBao;
+use crate::support::release::{self, Release, SigningKey, Site};
 use crate::support::*;
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -779,95 +781,18 @@ impl Drop for MotoTls {
 }
 
 // ---------------------------------------------------------------------------------------------
-// scripts/install.sh, action.yml and the GitLab template, against a local "release"
+// scripts/install.sh against a local, signed release (tests/support/release.rs); the GitHub
+// Action and the GitLab template that run it are in tests/cli/ci_templates.rs
 // ---------------------------------------------------------------------------------------------
 
-/// `python3 -m http.server` on a kernel-assigned loopback port, serving `dir`.
-struct HttpServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl HttpServer {
-    #[track_caller]
-    fn serve(dir: &Path) -> HttpServer {
-        let mut child = Command::new(Venv::get().python())
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                "0",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python -m http.server");
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the server's first line");
-        let port = line
-            .split(" port ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in the server's first line: {line:?}"));
-        HttpServer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory laid out like the GitHub release page: `download/v0.1.0/ASSET` and
-/// `latest/download/ASSET`, each with its `.sha256`; `download/v0.0.9/` holds a corrupted binary
-/// beside the right checksum.
-fn release_tree(dir: &Path) {
-    let binary = fs::read(dist_binary()).unwrap();
-    let asset = format!("cme-exec-{TARGET}");
-    let sum_line = fs::read_to_string(
-        repo_root()
-            .join("dist/release")
-            .join(format!("{asset}.sha256")),
-    )
-    .unwrap_or_else(|_| {
-        panic!("dist/release/{asset}.sha256 is missing.\nTo fix: run scripts/dist {TARGET}")
-    });
-    for sub in ["download/v0.1.0", "latest/download", "download/v0.0.9"] {
-        let d = dir.join(sub);
-        fs::create_dir_all(&d).unwrap();
-        let mut bytes = binary.clone();
-        if sub.ends_with("0.0.9") {
-            let middle = bytes.len() / 2;
-            bytes[middle] ^= 0x5a;
-        }
-        fs::write(d.join(&asset), bytes).unwrap();
-        fs::write(d.join(format!("{asset}.sha256")), &sum_line).unwrap();
-    }
-}
-
-/// `sh scripts/install.sh ARGS` with a small environment.
-fn install_sh(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+/// `sh scripts/install.sh ARGS` with a small environment (`PATH` as given).
+fn install_sh(home: &Path, path: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let script = repo_root().join("scripts/install.sh");
-    let out = Command::new("sh")
+    let out = Command::new("/bin/sh")
         .arg(script)
         .args(args)
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", path)
         .env("HOME", home)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -876,18 +801,63 @@ fn install_sh(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     output_of(out)
 }
 
-#[test]
-fn install_sh_installs_a_release_and_refuses_a_corrupted_download() {
+const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A directory of links to the tools install.sh uses, leaving out `without`: a system without
+/// curl, or without ssh-keygen.
+fn path_without(dir: &Path, without: &[&str]) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let tools = [
+        "basename",
+        "cat",
+        "chmod",
+        "cp",
+        "curl",
+        "cut",
+        "grep",
+        "mkdir",
+        "mktemp",
+        "mv",
+        "rm",
+        "sed",
+        "sha256sum",
+        "ssh-keygen",
+        "tr",
+        "uname",
+        "wc",
+        "wget",
+    ];
+    for tool in tools.iter().filter(|t| !without.contains(t)) {
+        let found = ["/usr/local/bin", "/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is not installed (install.sh's tests need it)"));
+        std::os::unix::fs::symlink(found, dir.join(tool)).unwrap();
+    }
+    dir.display().to_string()
+}
+
+/// A release with the test key, served: (work dir, key, release, site, `--base-url`).
+fn signed_release() -> (tempfile::TempDir, SigningKey, Release, Site, String) {
     let work = tempfile::tempdir().unwrap();
-    let site = work.path().join("site");
-    release_tree(&site);
-    let server = HttpServer::serve(&site);
-    let base = server.url();
+    let key = SigningKey::generate(&work.path().join("keys"), "release");
+    let release = Release::build(&work.path().join("site"), &key);
+    let site = Site::serve(&release.root);
+    let base = format!("{}/releases", site.url());
+    (work, key, release, site, base)
+}
+
+#[test]
+fn install_sh_installs_a_signed_release_and_says_it_checked_the_signature() {
+    let (work, key, _release, _site, base) = signed_release();
+    let signers = key.allowed_signers.to_str().unwrap();
 
     // A pinned version into a directory of our choosing.
     let dir = work.path().join("bin");
     let out = install_sh(
         work.path(),
+        SYSTEM_PATH,
         &[],
         &[
             "--version",
@@ -896,48 +866,56 @@ fn install_sh_installs_a_release_and_refuses_a_corrupted_download() {
             dir.to_str().unwrap(),
             "--base-url",
             &base,
+            "--allowed-signers",
+            signers,
         ],
     );
     out.assert_success();
     out.assert_stderr_contains(&format!("installed {}/cme-exec ({TARGET}", dir.display()));
+    out.assert_stderr_contains(
+        "signature verified: Good \"cme-exec-release\" signature for releases@cme-exec with ED25519 key SHA256:",
+    );
     let installed = dir.join("cme-exec");
     assert_eq!(mode_of(&installed) & 0o777, 0o755);
     let version = Command::new(&installed).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).contains("cme-exec "));
 
     // `latest` and the variables instead of options; the default directory is ~/.local/bin.
-    let out = install_sh(work.path(), &[("CME_EXEC_BASE_URL", &base)], &[]);
-    out.assert_success();
-    assert!(work.path().join(".local/bin/cme-exec").is_file());
-
-    // A corrupted download is refused and nothing is installed.
-    let dir = work.path().join("refused");
     let out = install_sh(
         work.path(),
+        SYSTEM_PATH,
         &[
-            ("CME_EXEC_VERSION", "v0.0.9"),
-            ("CME_EXEC_INSTALL_DIR", dir.to_str().unwrap()),
             ("CME_EXEC_BASE_URL", &base),
+            ("CME_EXEC_ALLOWED_SIGNERS", signers),
         ],
         &[],
     );
-    assert_ne!(out.code(), Some(0), "{}", out.describe());
-    out.assert_stderr_contains("checksum mismatch");
-    assert!(
-        !dir.join("cme-exec").exists(),
-        "a corrupted binary was installed"
+    out.assert_success();
+    assert!(work.path().join(".local/bin/cme-exec").is_file());
+
+    // Without --allowed-signers the release key in install.sh is the one trusted: the test's key
+    // is not it.
+    let refused = work.path().join("refused");
+    let out = install_sh(
+        work.path(),
+        SYSTEM_PATH,
+        &[],
+        &["--dir", refused.to_str().unwrap(), "--base-url", &base],
     );
-    assert_eq!(fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 0);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains("bad signature on cme-exec-x86_64-unknown-linux-musl.sha256");
+    assert!(!refused.join("cme-exec").exists());
 
     // A version that does not exist: the URL in the message, nothing installed.
     let out = install_sh(
         work.path(),
-        &[],
+        SYSTEM_PATH,
+        &[("CME_EXEC_ALLOWED_SIGNERS", signers)],
         &[
             "--version",
             "9.9.9",
             "--dir",
-            dir.to_str().unwrap(),
+            refused.to_str().unwrap(),
             "--base-url",
             &base,
         ],
@@ -945,97 +923,347 @@ fn install_sh_installs_a_release_and_refuses_a_corrupted_download() {
     assert_ne!(out.code(), Some(0), "{}", out.describe());
     out.assert_stderr_contains("download failed");
     out.assert_stderr_contains("/download/v9.9.9/");
-    assert!(!dir.join("cme-exec").exists());
-}
+    assert!(!refused.join("cme-exec").exists());
 
-/// The `run:` script of action.yml's install step, and the template's `before_script`, read with
-/// PyYAML from the venv (a real YAML parser; moto brings it).
-fn yaml_field(file: &Path, python_expr: &str) -> String {
-    let out = Command::new(Venv::get().python())
-        .arg("-c")
-        .arg(format!(
-            "import sys, yaml; doc = yaml.safe_load(open(sys.argv[1])); print({python_expr})"
-        ))
-        .arg(file)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "reading {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+    // No ssh-keygen (a minimal image): the checksum alone, and it says so.
+    let path = path_without(&work.path().join("no-ssh-keygen"), &["ssh-keygen"]);
+    let dir = work.path().join("unsigned-check");
+    let out = install_sh(
+        work.path(),
+        &path,
+        &[("CME_EXEC_ALLOWED_SIGNERS", signers)],
+        &["--dir", dir.to_str().unwrap(), "--base-url", &base],
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.assert_success();
+    out.assert_stderr_contains("signature not checked (no ssh-keygen here");
+    assert!(dir.join("cme-exec").is_file());
 }
 
 #[test]
-fn github_action_and_gitlab_template_install_through_install_sh() {
-    let work = tempfile::tempdir().unwrap();
-    let site = work.path().join("site");
-    release_tree(&site);
-    let server = HttpServer::serve(&site);
-    let base = server.url();
-
-    // The action: its one step, with the environment the runner would give it from the inputs.
-    let action = repo_root().join("action.yml");
-    assert_eq!(
-        yaml_field(&action, "doc['runs']['using']").trim(),
-        "composite"
-    );
-    let step = yaml_field(&action, "doc['runs']['steps'][0]['run']");
-    let github_path = work.path().join("github_path");
-    fs::write(&github_path, "").unwrap();
-    let dir = work.path().join("runner-temp/cme-exec/bin");
-    let out = output_of(
-        Command::new("bash")
-            .arg("-c")
-            .arg(&step)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", work.path())
-            .env("GITHUB_ACTION_PATH", repo_root())
-            .env("GITHUB_PATH", &github_path)
-            .env("GITHUB_OUTPUT", work.path().join("github_output"))
-            .env("INPUT_VERSION", "0.1.0")
-            .env("INPUT_INSTALL_DIR", &dir)
-            .env("INPUT_BASE_URL", &base)
-            .output()
-            .unwrap(),
-    );
-    out.assert_success();
-    assert!(dir.join("cme-exec").is_file(), "{}", out.describe());
-    assert_eq!(
-        fs::read_to_string(&github_path).unwrap().trim(),
-        dir.to_str().unwrap(),
-        "the install directory goes on PATH"
-    );
-
-    // The GitLab template: its before_script, as a job's shell would run it.
-    let template = repo_root().join("ci/gitlab/cme-exec.yml");
-    let lines = yaml_field(&template, "'\\n'.join(doc['.cme-exec']['before_script'])");
-    let project = work.path().join("project");
-    fs::create_dir_all(&project).unwrap();
-    // The template downloads install.sh from the release too.
-    fs::copy(
-        repo_root().join("scripts/install.sh"),
-        site.join("download/v0.1.0/install.sh"),
+fn install_sh_refuses_a_tampered_binary_checksum_or_signature() {
+    let (work, key, release, _site, base) = signed_release();
+    let signers = key.allowed_signers.to_str().unwrap();
+    // Never run (every one is refused): a few bytes stand for the binary.
+    let binary = b"#!/bin/sh\necho 'a release binary'\n".repeat(64);
+    let asset = format!("cme-exec-{TARGET}");
+    let mut tampered = binary.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x5a;
+    let publish = |version: &str| {
+        release.publish(
+            &format!("download/v{version}"),
+            &[(asset.as_str(), binary.as_slice())],
+            &key,
+        )
+    };
+    // 0.0.1: the binary changed after signing (its checksum and signature are right).
+    let dir = publish("0.0.1");
+    fs::write(dir.join(&asset), &tampered).unwrap();
+    // 0.0.2: binary and checksum changed together; the signature is of the old checksum.
+    let dir = publish("0.0.2");
+    fs::write(dir.join(&asset), &tampered).unwrap();
+    let sum = release::sha256_of(&dir.join(&asset));
+    fs::write(
+        dir.join(format!("{asset}.sha256")),
+        format!("{sum}  {asset}\n"),
     )
     .unwrap();
-    let out = output_of(
-        Command::new("sh")
-            .arg("-ec")
-            .arg(format!("{lines}\ncommand -v cme-exec\ncme-exec --version"))
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", work.path())
-            .env("CI_PROJECT_DIR", &project)
-            .env("CME_EXEC_VERSION", "0.1.0")
-            .env("CME_EXEC_BASE_URL", &base)
-            .current_dir(&project)
-            .output()
-            .unwrap(),
+    // 0.0.3: everything re-signed with another key.
+    let dir = publish("0.0.3");
+    let other = SigningKey::generate(&work.path().join("keys"), "other");
+    fs::write(dir.join(&asset), &tampered).unwrap();
+    let sum = release::sha256_of(&dir.join(&asset));
+    fs::write(
+        dir.join(format!("{asset}.sha256")),
+        format!("{sum}  {asset}\n"),
+    )
+    .unwrap();
+    other.sign(&dir);
+    // 0.0.4: no signature at all.
+    let dir = publish("0.0.4");
+    fs::remove_file(dir.join(format!("{asset}.sha256.sig"))).unwrap();
+    // 0.0.5: another target's signed checksum (of the tampered bytes) under this asset's name.
+    let arm = "cme-exec-aarch64-unknown-linux-musl";
+    let dir = release.publish("download/v0.0.5", &[(arm, tampered.as_slice())], &key);
+    fs::write(dir.join(&asset), &tampered).unwrap();
+    fs::copy(
+        dir.join(format!("{arm}.sha256")),
+        dir.join(format!("{asset}.sha256")),
+    )
+    .unwrap();
+    fs::copy(
+        dir.join(format!("{arm}.sha256.sig")),
+        dir.join(format!("{asset}.sha256.sig")),
+    )
+    .unwrap();
+    // 0.0.6: no checksum file.
+    let dir = publish("0.0.6");
+    fs::remove_file(dir.join(format!("{asset}.sha256"))).unwrap();
+
+    for (version, message) in [
+        ("0.0.1", "checksum mismatch for cme-exec-x86_64-unknown-linux-musl"),
+        ("0.0.2", "bad signature on cme-exec-x86_64-unknown-linux-musl.sha256"),
+        ("0.0.3", "bad signature on cme-exec-x86_64-unknown-linux-musl.sha256"),
+        ("0.0.4", "no signature: download failed"),
+        ("0.0.5", "cme-exec-x86_64-unknown-linux-musl.sha256 is not the checksum of cme-exec-x86_64-unknown-linux-musl"),
+        ("0.0.6", "no checksum: download failed"),
+    ] {
+        let dir = work.path().join(format!("refused-{version}"));
+        let out = install_sh(
+            work.path(),
+            SYSTEM_PATH,
+            &[("CME_EXEC_ALLOWED_SIGNERS", signers)],
+            &[
+                "--version",
+                version,
+                "--dir",
+                dir.to_str().unwrap(),
+                "--base-url",
+                &base,
+            ],
+        );
+        assert_ne!(out.code(), Some(0), "{version}: {}", out.describe());
+        out.assert_stderr_contains(message);
+        out.assert_stderr_contains("nothing was installed");
+        assert_eq!(
+            fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0),
+            0,
+            "{version}: something was installed"
+        );
+    }
+}
+
+#[test]
+fn install_sh_downloads_over_https_only_unless_loopback_or_allowed() {
+    let (work, key, _release, site, base) = signed_release();
+    let signers = key.allowed_signers.to_str().unwrap();
+    let env = [
+        ("CME_EXEC_ALLOWED_SIGNERS", signers),
+        // Were anything fetched from the mirror below, it would reach this machine's stand-in.
+        ("http_proxy", &site.url()),
+        ("no_proxy", "127.0.0.1,localhost"),
+    ];
+    let dir = work.path().join("bin");
+    let dir_arg = dir.to_str().unwrap();
+
+    // Plain http off this machine, other schemes, and loopback look-alikes: refused before any
+    // download.
+    for (url, message) in [
+        (
+            "http://mirror.example/releases",
+            "refusing the plain http base URL",
+        ),
+        (
+            "http://127.0.0.1.mirror.example/releases",
+            "refusing the plain http base URL",
+        ),
+        (
+            "http://127.0.0.1@mirror.example/releases",
+            "refusing the plain http base URL",
+        ),
+        (
+            "ftp://mirror.example/releases",
+            "the base URL must start with https://",
+        ),
+    ] {
+        let out = install_sh(
+            work.path(),
+            SYSTEM_PATH,
+            &env,
+            &["--dir", dir_arg, "--base-url", url],
+        );
+        assert_ne!(out.code(), Some(0), "{url}: {}", out.describe());
+        out.assert_stderr_contains(message);
+    }
+    assert!(
+        site.targets().is_empty(),
+        "requests were made:\n{}",
+        site.summary()
+    );
+    assert!(!dir.join("cme-exec").exists());
+
+    // --allow-http takes such a mirror, with a warning (here reached through the proxy).
+    let out = install_sh(
+        work.path(),
+        SYSTEM_PATH,
+        &env,
+        &[
+            "--dir",
+            dir_arg,
+            "--base-url",
+            "http://mirror.example/releases",
+            "--allow-http",
+        ],
     );
     out.assert_success();
-    out.assert_stdout_contains(&format!("{}/.cme-exec/bin/cme-exec", project.display()));
-    out.assert_stdout_contains(&format!("target: {TARGET}"));
+    out.assert_stderr_contains("warning: downloading over plain http from mirror.example");
+    assert!(
+        site.targets()
+            .iter()
+            .any(|t| t.starts_with("http://mirror.example/releases/latest/download/")),
+        "{}",
+        site.summary()
+    );
+    fs::remove_file(dir.join("cme-exec")).unwrap();
+
+    // A redirect to plain http is not followed (curl) or its download is refused (wget).
+    let redirecting = format!("{}/redirect-to-http/releases", site.url());
+    let before = site.targets().len();
+    let out = install_sh(
+        work.path(),
+        SYSTEM_PATH,
+        &env,
+        &["--dir", dir_arg, "--base-url", &redirecting],
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains("download failed");
+    let after: Vec<String> = site.targets().split_off(before);
+    assert!(
+        after.iter().all(|t| t.starts_with("/redirect-to-http/")),
+        "curl followed a redirect to http: {after:?}"
+    );
+    let no_curl = path_without(&work.path().join("no-curl"), &["curl"]);
+    let out = install_sh(
+        work.path(),
+        &no_curl,
+        &env,
+        &["--dir", dir_arg, "--base-url", &redirecting],
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains("redirected to plain http; refused");
+    assert!(!dir.join("cme-exec").exists());
+
+    // wget from a loopback mirror: installed, signature checked.
+    let out = install_sh(
+        work.path(),
+        &no_curl,
+        &env,
+        &["--dir", dir_arg, "--base-url", &base],
+    );
+    out.assert_success();
+    out.assert_stderr_contains("signature verified: Good");
+}
+
+// ---------------------------------------------------------------------------------------------
+// scripts/dist takes the binary from cargo's target directory
+// ---------------------------------------------------------------------------------------------
+
+/// With `CARGO_TARGET_DIR` set (a common CI cache setting), `scripts/dist` packages what cargo
+/// built there, not `./target`'s. Without building: `--no-build` packages what is there, the
+/// step every build ends with.
+#[test]
+fn dist_script_packages_from_cargo_target_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let target_dir = work.path().join("cargo-target");
+    let built = target_dir.join(TARGET).join("dist/cme-exec");
+    fs::create_dir_all(built.parent().unwrap()).unwrap();
+    let bytes = format!("#!/bin/sh\necho built in {}\n", target_dir.display());
+    fs::write(&built, &bytes).unwrap();
+    let out_dir = work.path().join("dist");
+    let dist = |target_dir: &Path| {
+        output_of(
+            Command::new(repo_root().join("scripts/dist"))
+                .args(["--no-build", TARGET])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .env("DIST_DIR", &out_dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run scripts/dist"),
+        )
+    };
+    let out = dist(&target_dir);
+    out.assert_success();
+    let packaged = out_dir.join(TARGET).join("cme-exec");
+    assert_eq!(fs::read_to_string(&packaged).unwrap(), bytes);
+    assert_eq!(
+        fs::read_to_string(out_dir.join("linux/amd64/cme-exec")).unwrap(),
+        bytes
+    );
+    let sum = release::sha256_of(&packaged);
+    assert_eq!(
+        fs::read_to_string(out_dir.join(format!("release/cme-exec-{TARGET}.sha256"))).unwrap(),
+        format!("{sum}  cme-exec-{TARGET}\n")
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join(TARGET).join("cme-exec.sha256")).unwrap(),
+        format!("{sum}  cme-exec\n")
+    );
+
+    // Nothing built there: the message names the path and the build command.
+    let empty = work.path().join("empty-target");
+    let out = dist(&empty);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    out.assert_stderr_contains(&format!(
+        "{}/{TARGET}/dist/cme-exec is missing: build it first",
+        empty.display()
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/install.md's commands, as written
+// ---------------------------------------------------------------------------------------------
+
+/// The ```sh block of docs/install.md that contains `needle`.
+fn install_md_block(needle: &str) -> String {
+    let doc = fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains(needle))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "one ```sh block with {needle:?} in docs/install.md"
+    );
+    blocks[0].to_owned()
+}
+
+/// The check by hand and the installer, from docs/install.md, against the local release: the
+/// releases page becomes the loopback server (in the commands, and `CME_EXEC_BASE_URL` for the
+/// installer, whose default it is), the release key the test's (the allowed-signers line the doc
+/// shows, with the test key; `CME_EXEC_ALLOWED_SIGNERS` for the installer).
+#[test]
+fn install_md_commands_run_as_written() {
+    let (work, key, _release, _site, base) = signed_release();
+    let signers = key.allowed_signers.to_str().unwrap();
+    let releases = "https://github.com/cme-exec/cme-exec/releases";
+    let run = |block: &str, home: &Path| {
+        fs::create_dir_all(home).unwrap();
+        fs::copy(&key.allowed_signers, home.join("allowed_signers")).unwrap();
+        output_of(
+            Command::new("/bin/sh")
+                .arg("-ec")
+                .arg(block.replace(releases, &base))
+                .env_clear()
+                .env("PATH", SYSTEM_PATH)
+                .env("HOME", home)
+                .env("CME_EXEC_ALLOWED_SIGNERS", signers)
+                .env("CME_EXEC_BASE_URL", &base)
+                // Whatever might still name a host elsewhere goes to a closed loopback port.
+                .env("https_proxy", "http://127.0.0.1:9")
+                .env("http_proxy", "http://127.0.0.1:9")
+                .env("no_proxy", "127.0.0.1")
+                .current_dir(home)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    let by_hand = install_md_block("ssh-keygen -Y verify");
+    assert!(by_hand.contains(releases), "{by_hand}");
+    let home = work.path().join("by-hand");
+    let out = run(&by_hand, &home);
+    out.assert_success();
+    out.assert_stdout_contains("Good \"cme-exec-release\" signature for releases@cme-exec");
+    out.assert_stdout_contains(&format!("cme-exec-{TARGET}: OK"));
+    assert_eq!(mode_of(&home.join(".local/bin/cme-exec")) & 0o777, 0o755);
+
+    let installer = install_md_block("sh install.sh");
+    let home = work.path().join("installer");
+    let out = run(&installer, &home);
+    out.assert_success();
+    out.assert_stderr_contains("signature verified: Good");
+    assert!(home.join(".local/bin/cme-exec").is_file());
 }

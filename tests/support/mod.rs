@@ -13,6 +13,7 @@
 
 #![allow(dead_code, unused_imports)] // each test uses part of the harness
 
+pub mod actions;
 pub mod atlassian;
 pub mod bao_proxy;
 pub mod faults;
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod moto;
 pub mod openbao;
 pub mod process;
+pub mod release;
 pub mod scripts;
 pub mod secrets;
 pub mod standin;
