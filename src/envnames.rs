@@ -87,7 +87,18 @@ pub fn env_only_names() -> Vec<String> {
     out
 }
 
-/// Every `CME_EXEC_*` name cme-exec reads.
+/// The variables `install.sh` reads. cme-exec ignores them, but a CI job that set them to
+/// install cme-exec still has them when it runs cme-exec: they are not typos.
+const INSTALLER_NAMES: [&str; 6] = [
+    "CME_EXEC_VERSION",
+    "CME_EXEC_BASE_URL",
+    "CME_EXEC_INSTALL_DIR",
+    "CME_EXEC_TARGET",
+    "CME_EXEC_ALLOWED_SIGNERS",
+    "CME_EXEC_ALLOW_HTTP",
+];
+
+/// Every `CME_EXEC_*` name cme-exec reads (and the installer's, which it accepts and ignores).
 pub fn known_names() -> Vec<String> {
     use cme_exec_providers::vault::names as vault;
     let mut out: Vec<String> = [
@@ -104,6 +115,7 @@ pub fn known_names() -> Vec<String> {
     .into();
     out.extend(env_only_names());
     out.extend(cme_exec_providers::vault::auth_variable_names());
+    out.extend(INSTALLER_NAMES.map(str::to_owned));
     out
 }
 

@@ -94,7 +94,8 @@ impl From<&FetchError> for Failure {
 pub struct Verdict {
     pub product: Option<Product>,
     pub url: Option<String>,
-    /// A field name, `from`, or `[auth] from`.
+    /// A field name, `from`, `[auth] from`, or [`INSTANCE`] for a problem of the instance's
+    /// fields together (not a field of its own).
     pub subject: String,
     pub source: String,
     pub outcome: Result<(), Failure>,
@@ -102,7 +103,15 @@ pub struct Verdict {
     pub expires: Option<crate::expiry::Expiry>,
 }
 
+/// The subject of an instance-level verdict: its fields resolved, but together they would not
+/// authenticate (an api_token without a username). Counted as a problem, not as a field.
+pub const INSTANCE: &str = "instance";
+
 impl Verdict {
+    pub fn is_instance_level(&self) -> bool {
+        self.subject == INSTANCE
+    }
+
     /// `[confluence."https://x"] api_token (vault://...)`
     pub fn place(&self) -> String {
         match (self.product, &self.url) {
@@ -140,11 +149,24 @@ impl Resolution {
     /// The error `run` and `render` print: every failure, with its reference and reason.
     pub fn error(&self) -> Error {
         let failures: Vec<_> = self.failures().collect();
-        let n = failures.len();
-        let mut err = Error::new(format!(
-            "{n} credential{} could not be resolved; nothing was started",
-            if n == 1 { "" } else { "s" }
-        ));
+        let instance_level = failures.iter().filter(|v| v.is_instance_level()).count();
+        let n = failures.len() - instance_level;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut err = Error::new(match (n, instance_level) {
+            (n, 0) => format!(
+                "{n} credential{} could not be resolved; nothing was started",
+                plural(n)
+            ),
+            (0, m) => format!(
+                "{m} instance{} would send no credentials; nothing was started",
+                plural(m)
+            ),
+            (n, m) => format!(
+                "{n} credential{} could not be resolved and {m} instance{} would send no credentials; nothing was started",
+                plural(n),
+                plural(m)
+            ),
+        });
         // A failure shared by several fields (a failed login, an unreachable store) is told
         // once, with the fields it stopped listed under it.
         let mut groups: Vec<(&Failure, Vec<String>)> = Vec::new();
@@ -653,7 +675,7 @@ fn check_combination(
     let has = |f| instance.fields.contains_key(&f);
     if has(Field::ApiToken) && !has(Field::Username) {
         verdicts.push(verdict(
-            "api_token",
+            INSTANCE,
             Failure {
                 message:
                     "api_token is set but username is not: cme would send no credentials at all"
@@ -668,7 +690,7 @@ fn check_combination(
         && !has(Field::SessionCookies)
     {
         verdicts.push(verdict(
-            "username",
+            INSTANCE,
             Failure::new("username is set but api_token is not: cme would send no credentials"),
         ));
     }

@@ -179,11 +179,21 @@ fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     if let Some(reports) = live {
         print_live_text(r, reports);
     }
-    let failed = r.failures().count();
-    if failed == 0 {
-        crate::outln!("all {} resolved", r.verdicts.len());
-    } else {
-        crate::outln!("{failed} of {} failed", r.verdicts.len());
+    // Instance-level problems (an api_token without a username) are not fields: counted apart.
+    let fields = r.verdicts.iter().filter(|v| !v.is_instance_level()).count();
+    let failed = r.failures().filter(|v| !v.is_instance_level()).count();
+    let problems = r.failures().filter(|v| v.is_instance_level()).count();
+    match (failed, problems) {
+        (0, 0) => crate::outln!("all {fields} resolved"),
+        (0, p) => crate::outln!(
+            "all {fields} resolved; {p} instance{} would send no credentials",
+            if p == 1 { "" } else { "s" }
+        ),
+        (f, 0) => crate::outln!("{f} of {fields} failed"),
+        (f, p) => crate::outln!(
+            "{f} of {fields} failed; {p} instance{} would send no credentials",
+            if p == 1 { "" } else { "s" }
+        ),
     }
     if let Some(days) = args.fail_within {
         let n = r

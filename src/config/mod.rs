@@ -219,6 +219,8 @@ pub fn load(explicit: Option<&Path>, env: &EnvReader, cwd: &Path) -> Result<Conf
 
 /// `$CME_EXEC_CONFIG`, which must be an absolute path.
 pub fn from_env_var(env: &EnvReader) -> Result<Option<PathBuf>, Error> {
+    // Empty counts as unset (EnvReader::var): an image that sets it can be told to use the
+    // environment alone.
     let Some(path) = env.var(names::CME_EXEC_CONFIG).map(PathBuf::from) else {
         return Ok(None);
     };

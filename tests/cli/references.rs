@@ -105,6 +105,42 @@ pat = "file:secrets/creds.env#PAT"
     t.assert_clean();
 }
 
+/// An api_token without a username is one problem of the instance, not a second verdict for the
+/// api_token field (which resolved): `check` lists the field once as ok and the instance's
+/// problem once; a run says the instance would send no credentials.
+#[test]
+fn an_api_token_without_username_is_one_instance_level_problem() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let token_file = t.secret_file("token", &token);
+    let t = t
+        .env("CME_EXEC_CONFLUENCE_URL", "https://company.atlassian.net")
+        .env("CME_EXEC_CONFLUENCE_API_TOKEN", file_ref(&token_file));
+    let out = t.run_args(["check"]);
+    out.assert_code(1)
+        .assert_stdout_contains("all 1 resolved; 1 instance would send no credentials")
+        .assert_stdout_contains("[confluence.\"https://company.atlassian.net\"] instance");
+    assert_eq!(
+        out.stdout
+            .matches("api_token is set but username is not")
+            .count(),
+        1,
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        out.stdout.matches("] api_token").count(),
+        1,
+        "the api_token field is listed once: {}",
+        out.describe()
+    );
+    t.run_args(["--", "/bin/true"])
+        .assert_code(125)
+        .assert_stderr_contains("1 instance would send no credentials; nothing was started")
+        .assert_stderr_contains("add username");
+    t.assert_clean();
+}
+
 /// With no config file anywhere, the environment alone configures an instance.
 #[test]
 fn environment_only_configuration() {

@@ -515,6 +515,12 @@ fn a_relative_cme_exec_config_is_refused() {
             .assert_stderr_contains("export CME_EXEC_CONFIG=\"$PWD/cme-exec.toml\"");
     }
     assert!(!marker.exists(), "the helper ran");
+    // Empty is unset (an image that sets it can be told to use the environment alone): the
+    // working directory's untrusted file is then refused as usual.
+    let t = t.env("CME_EXEC_CONFIG", "");
+    t.run_args(["check"])
+        .assert_code(125)
+        .assert_stderr_contains("not trusted");
     // Absolute: the user's explicit choice, no trust needed.
     let absolute = t.work_dir().join("cme-exec.toml");
     let t = t.env("CME_EXEC_CONFIG", absolute);
