@@ -159,13 +159,7 @@ pub struct Credential {
 /// A field's value as cme would use it: CR and LF removed; empty counts as unset.
 fn field(instance: &InstanceAuth, f: Field) -> Option<Zeroizing<String>> {
     let v = instance.fields.get(&f)?;
-    let cleaned: Zeroizing<String> = Zeroizing::new(
-        v.secret
-            .expose_secret()
-            .chars()
-            .filter(|c| !matches!(c, '\r' | '\n'))
-            .collect(),
-    );
+    let cleaned = crate::mask::as_cme_sends(v.secret.expose_secret());
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
