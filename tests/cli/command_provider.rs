@@ -361,6 +361,60 @@ sys.exit(os.waitstatus_to_exitcode(status))
     t.assert_clean();
 }
 
+/// `stdin = "terminal"` at a terminal with stderr redirected to a file (`2>err.log`): the helper
+/// still gets the terminal as stdin, but its stderr, where it printed the secret, is drained,
+/// never written into the file. (With stderr on the terminal its prompt is seen:
+/// `command_provider_can_ask_on_the_terminal`.)
+#[test]
+fn command_provider_stderr_never_reaches_a_redirected_stderr() {
+    use crate::support::launch::pty_runner;
+    let mut t = Test::new();
+    let token = t.sentinel("helper-token");
+    let helper = t.script(
+        "chatty",
+        "#!/bin/sh
+[ -t 0 ] || exit 9
+printf 'Unlocking %s\n' \"$1\" >&2
+         printf 'fetched secret=%s\n' \"$TOKEN_V\" >&2
+printf '%s\n' \"$TOKEN_V\"
+",
+    );
+    let t = t.env("TOKEN_V", &token).config_toml(&format!(
+        "[providers.ask]\nkind = \"command\"\ncommand = [{}, \"{{ref}}\"]\nstdin = \"terminal\"\n\
+         env = [\"TOKEN_V\"]\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"ask://vault/item\"\n",
+        q(&helper.display().to_string())
+    ));
+    let pty = pty_runner(&t);
+    let err_file = t.out_dir().join("err.log");
+    let redirect = format!("exec \"$@\" 2>'{}'", err_file.display());
+    let out = t
+        .launch(["run", "--", "/bin/true"])
+        .wrapper([
+            pty.as_os_str(),
+            "/bin/sh".as_ref(),
+            "-c".as_ref(),
+            redirect.as_ref(),
+            "sh".as_ref(),
+        ])
+        .run();
+    out.assert_success();
+    let log = std::fs::read(&err_file).unwrap();
+    assert_no_leak_in("the redirected stderr (err.log)", &log, &token);
+    let log = String::from_utf8_lossy(&log);
+    assert!(
+        !log.contains("Unlocking"),
+        "the helper's stderr reached the file: {}",
+        redact(&log)
+    );
+    assert!(
+        !out.stdout.contains("Unlocking"),
+        "the helper's stderr is not the terminal either: {}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
 /// A program that is not installed is named, with the fix, before anything runs.
 #[test]
 fn command_provider_names_a_missing_program() {
