@@ -640,6 +640,7 @@ fn shown_location(raw: &str) -> String {
 }
 
 /// Why an instance over plain http to another host is not called.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 fn cleartext_refused(url: &str) -> Problem {
     let shown = crate::config::redact_user_info(url);
     Problem::new(
