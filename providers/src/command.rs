@@ -488,9 +488,28 @@ impl CommandProvider {
                 .stderr(Stdio::piped())
                 .process_group(0);
         }
+        #[cfg(target_os = "linux")]
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                // Dies with cme-exec (SIGKILL once the thread that started it is gone: the
+                // resolver's current-thread runtime runs on cme-exec's main thread, which lives
+                // until the process exits), so a SIGKILLed cme-exec leaves no helper behind; a
+                // cme-exec already gone before this call means a new parent: exit at once.
+                #[cfg(target_os = "linux")]
+                {
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    );
+                    if libc::getppid() != parent {
+                        libc::_exit(125);
+                    }
+                }
                 // The command starts with no blocked signal and SIGPIPE at its default, whatever
                 // cme-exec's own state (Rust ignores SIGPIPE; the runtime may block signals).
                 let mut set: libc::sigset_t = std::mem::zeroed();

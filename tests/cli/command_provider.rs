@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -293,6 +294,45 @@ fn command_provider_runs_once_per_document_and_names_failures() {
             .starts_with('Z')
     });
     assert!(!running, "the hanging helper's grandchild {pid} still runs");
+    t.assert_clean();
+}
+
+/// A helper still running when cme-exec is SIGKILLed dies with it (Linux, `PR_SET_PDEATHSIG`),
+/// instead of running on with nobody to read it or to kill it at its deadline.
+#[test]
+fn command_provider_helper_dies_with_a_sigkilled_cme_exec() {
+    let t = Test::new();
+    let pid_file = t.out_dir().join("helper.pid");
+    let helper = t.script(
+        "slow",
+        &format!(
+            "#!/bin/sh\necho $$ > {}.tmp\nmv {0}.tmp {0}\nexec sleep 1000\n",
+            scripts::sh_quote(&pid_file)
+        ),
+    );
+    let t = t.config_toml(&format!(
+        "[providers.h]\nkind = \"command\"\ncommand = [{}, \"{{path}}\"]\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"h:pat\"\n",
+        q(&helper.display().to_string())
+    ));
+    let running = t.spawn_args(["--timeout", "60", "check"]);
+    wait_until("the helper runs", Duration::from_secs(30), || {
+        pid_file.exists()
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _reaper = KillOnDrop(vec![pid]);
+    assert!(!process_gone(pid), "the helper runs");
+    running.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(running.wait().code(), None, "cme-exec was killed");
+    wait_until(
+        "the helper exits with cme-exec",
+        Duration::from_secs(10),
+        || process_gone(pid),
+    );
     t.assert_clean();
 }
 
