@@ -497,6 +497,50 @@ mod tests {
             mask_once(&m, "Cookie: JSESSIONID=S3NTINEL-a1; x=1\n"),
             "Cookie: ***\n"
         );
+        // Each cookie as sent, on its own (cme's debug output and requests' jar show them so).
+        assert_eq!(
+            mask_once(&m, "jar JSESSIONID=S3NTINEL-a1, value S3NTINEL-a1\n"),
+            "jar ***, value ***\n"
+        );
+    }
+
+    /// The automaton of a run, built on first use: it masks like one built at once.
+    #[test]
+    fn lazy_builds_the_same_masker() {
+        let lazy = Lazy::new(vec![SecretString::from("s3cret-token".to_owned())]);
+        let m = lazy.get().expect("a masker");
+        assert_eq!(mask_once(m, "t=s3cret-token\n"), "t=***\n");
+        assert!(Lazy::new(vec![SecretString::from("abc".to_owned())])
+            .get()
+            .is_none());
+    }
+
+    /// Output is released as soon as it cannot become a secret, not at the end of the stream: a
+    /// complete secret at the end of a chunk is replaced at once, a possible start is held back
+    /// only until the next bytes decide.
+    #[test]
+    fn output_is_released_without_waiting_for_the_end() {
+        let m = Masker::new([b"secret-value".as_slice()]).unwrap();
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.feed(b"hello world ", &mut out);
+        assert_eq!(out, b"hello world ", "nothing here can start a secret");
+        out.clear();
+        s.feed(b"a secret-value", &mut out);
+        assert_eq!(out, b"a ***", "a whole secret at the end of a chunk");
+        out.clear();
+        s.feed(b" x secret-", &mut out);
+        assert_eq!(out, b" x ", "a possible start is held back");
+        out.clear();
+        s.feed(b"valve", &mut out);
+        assert_eq!(
+            out, b"secret-valve",
+            "released once it cannot be the secret"
+        );
+        out.clear();
+        s.feed(b" sec", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b" sec");
     }
 
     /// Issue 9, item 6: each cookie of `session_cookies`, and each value, is masked on its own;
