@@ -53,6 +53,9 @@ pub const CME_EXEC_FINGERPRINT_KEY_FILE: &str = "CME_EXEC_FINGERPRINT_KEY_FILE";
 /// The cme release the config is validated for, instead of the one detected from the command
 /// (or `cme` on PATH): for `render` when cme runs elsewhere.
 pub const CME_EXEC_CME_VERSION: &str = "CME_EXEC_CME_VERSION";
+/// Instance URLs (comma-separated) to which `check --live` may send credentials over plain
+/// `http://` although they are not loopback (docs/configuration.md).
+pub const CME_EXEC_LIVE_ALLOW_HTTP: &str = "CME_EXEC_LIVE_ALLOW_HTTP";
 
 /// Reserved for the test harness (`CME_EXEC_TEST_VENV`, ...): never an error.
 pub const TEST_PREFIX: &str = "CME_EXEC_TEST_";
@@ -108,6 +111,7 @@ pub fn known_names() -> Vec<String> {
         CME_EXEC_GRACE,
         CME_EXEC_FINGERPRINT_KEY_FILE,
         CME_EXEC_CME_VERSION,
+        CME_EXEC_LIVE_ALLOW_HTTP,
         vault::CME_EXEC_VAULT_AUTH,
         vault::CME_EXEC_VAULT_KV_VERSION,
     ]

@@ -3,7 +3,8 @@
 //!
 //! The patterns are every resolved secret field value, each line of a multi-line value, and the
 //! forms cme and HTTP derive from them: the `Basic` header's base64 of `username:api_token`,
-//! percent-encoded (`%20` and `+` for spaces) and JSON-escaped forms. Values shorter than
+//! percent-encoded (`%20` and `+` for spaces) and JSON-escaped forms; each for the value as
+//! stored and as cme sends it (without CR and LF, see [`as_cme_sends`]). Values shorter than
 //! [`MIN_LEN`] bytes are not masked: masking every "me" or "42" in the output would destroy it and
 //! protect nothing.
 //!
@@ -105,31 +106,61 @@ fn cookie_parts(cookies: &str) -> Vec<SecretString> {
     out
 }
 
-/// Every secret of `auth` the mask covers: the secret fields, each cookie of `session_cookies`
-/// on its own, and the `Basic` header's base64 of `username:api_token` (owned copies, wiped
-/// when dropped; the automaton is built from them later, see [`Lazy`]).
+/// A value as cme uses it, and so as it is sent: every CR and LF removed (cme's settings
+/// validator does this to `username`, `api_token`, `pat` and `session_cookies`; `check --live`
+/// does the same). A value stored with a trailing newline (`bao kv put ... api_token=@file`)
+/// is sent without it. Wiped when dropped.
+pub fn as_cme_sends(value: &str) -> Zeroizing<String> {
+    Zeroizing::new(
+        value
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n'))
+            .collect(),
+    )
+}
+
+/// Every secret of `auth` the mask covers: the secret fields, as stored and as cme sends them
+/// (CR and LF removed, see [`as_cme_sends`]), each cookie of `session_cookies` on its own, and
+/// the `Basic` header's base64 of `username:api_token`, of the values as stored and as sent
+/// (owned copies, wiped when dropped; the automaton is built from them later, see [`Lazy`]).
+/// [`Masker::new`] adds each one's encoded forms.
 pub fn values_of(auth: &Auth) -> Vec<SecretString> {
     let mut values: Vec<SecretString> = Vec::new();
     for instance in auth.instances.values() {
         for (field, value) in &instance.fields {
+            let stored = value.secret.expose_secret();
+            let sent = as_cme_sends(stored);
             if field.is_secret() {
                 values.push(value.secret.clone());
+                if sent.as_str() != stored {
+                    values.push(SecretString::from(sent.to_string()));
+                }
             }
             if *field == Field::SessionCookies {
-                values.extend(cookie_parts(value.secret.expose_secret()));
+                values.extend(cookie_parts(stored));
+                if sent.as_str() != stored {
+                    values.extend(cookie_parts(&sent));
+                }
             }
         }
         if let (Some(u), Some(t)) = (
             instance.fields.get(&Field::Username),
             instance.fields.get(&Field::ApiToken),
         ) {
-            let pair = Zeroizing::new(format!(
+            let (u, t) = (u.secret.expose_secret(), t.secret.expose_secret());
+            let stored = Zeroizing::new(format!("{u}:{t}"));
+            let sent = Zeroizing::new(format!(
                 "{}:{}",
-                u.secret.expose_secret(),
-                t.secret.expose_secret()
+                as_cme_sends(u).as_str(),
+                as_cme_sends(t).as_str()
             ));
-            let b64 = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
-            values.push(SecretString::from(b64));
+            let basic = |pair: &str| {
+                SecretString::from(base64::engine::general_purpose::STANDARD.encode(pair))
+            };
+            values.push(basic(&stored));
+            if sent != stored {
+                values.push(basic(&sent));
+            }
         }
     }
     values
@@ -383,6 +414,133 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "Authorization: Basic ***\n"
         );
+    }
+
+    fn auth_with(fields: &[(Field, &str)]) -> Auth {
+        let mut auth = Auth::default();
+        let fields = fields
+            .iter()
+            .map(|(f, v)| {
+                (
+                    *f,
+                    crate::resolve::Value {
+                        secret: SecretString::from((*v).to_owned()),
+                        origin: crate::resolve::Origin::Literal,
+                    },
+                )
+            })
+            .collect();
+        auth.instances.insert(
+            (crate::config::Product::Confluence, "https://x".into()),
+            crate::resolve::InstanceAuth { fields },
+        );
+        auth
+    }
+
+    fn mask_once(m: &Masker, input: &str) -> String {
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.feed(input.as_bytes(), &mut out);
+        s.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A value stored with a line break (`bao kv put ... api_token=@file` keeps the file's last
+    /// newline): cme sends it without CR and LF, so the `Basic` header, the value and its
+    /// encoded forms are masked as sent, not only as stored.
+    #[test]
+    fn forms_built_from_a_value_as_cme_sends_it() {
+        // As sent: `t"k 12/3456`; its URL and JSON forms need escapes.
+        for (user, token) in [
+            ("me@example.com", "t\"k 12/3456\n"),
+            ("me@example.com\n", "t\"k 12/3456\r\n"),
+            ("me@example.com", "t\"k 12\r\n/3456\n"),
+        ] {
+            let m = Masker::for_values(&values_of(&auth_with(&[
+                (Field::Username, user),
+                (Field::ApiToken, token),
+            ])))
+            .unwrap();
+            let b64 =
+                base64::engine::general_purpose::STANDARD.encode("me@example.com:t\"k 12/3456");
+            let stored =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+            assert_eq!(
+                mask_once(
+                    &m,
+                    &format!(
+                        "Authorization: Basic {b64}\nstored {stored}\ntoken=t\"k 12/3456 \
+                         url=t%22k%2012%2F3456 json=\"t\\\"k 12/3456\"\n"
+                    )
+                ),
+                "Authorization: Basic ***\nstored ***\ntoken=*** url=*** json=\"***\"\n",
+                "{user:?} {token:?}"
+            );
+        }
+        // A value with no line break gives no second pattern.
+        let plain = values_of(&auth_with(&[
+            (Field::Username, "me@example.com"),
+            (Field::ApiToken, "tok-123456"),
+        ]));
+        assert_eq!(plain.len(), 3, "username, api_token, one Basic header");
+    }
+
+    /// Session cookies as cme sends them: a pair broken by a line break is masked joined.
+    #[test]
+    fn session_cookies_as_cme_sends_them() {
+        let m = Masker::for_values(&values_of(&auth_with(&[(
+            Field::SessionCookies,
+            "JSESSIONID=S3NT\r\nINEL-a1; x=1\n",
+        )])))
+        .unwrap();
+        assert_eq!(
+            mask_once(&m, "Cookie: JSESSIONID=S3NTINEL-a1; x=1\n"),
+            "Cookie: ***\n"
+        );
+        // Each cookie as sent, on its own (cme's debug output and requests' jar show them so).
+        assert_eq!(
+            mask_once(&m, "jar JSESSIONID=S3NTINEL-a1, value S3NTINEL-a1\n"),
+            "jar ***, value ***\n"
+        );
+    }
+
+    /// The automaton of a run, built on first use: it masks like one built at once.
+    #[test]
+    fn lazy_builds_the_same_masker() {
+        let lazy = Lazy::new(vec![SecretString::from("s3cret-token".to_owned())]);
+        let m = lazy.get().expect("a masker");
+        assert_eq!(mask_once(m, "t=s3cret-token\n"), "t=***\n");
+        assert!(Lazy::new(vec![SecretString::from("abc".to_owned())])
+            .get()
+            .is_none());
+    }
+
+    /// Output is released as soon as it cannot become a secret, not at the end of the stream: a
+    /// complete secret at the end of a chunk is replaced at once, a possible start is held back
+    /// only until the next bytes decide.
+    #[test]
+    fn output_is_released_without_waiting_for_the_end() {
+        let m = Masker::new([b"secret-value".as_slice()]).unwrap();
+        let mut s = m.stream();
+        let mut out = Vec::new();
+        s.feed(b"hello world ", &mut out);
+        assert_eq!(out, b"hello world ", "nothing here can start a secret");
+        out.clear();
+        s.feed(b"a secret-value", &mut out);
+        assert_eq!(out, b"a ***", "a whole secret at the end of a chunk");
+        out.clear();
+        s.feed(b" x secret-", &mut out);
+        assert_eq!(out, b" x ", "a possible start is held back");
+        out.clear();
+        s.feed(b"valve", &mut out);
+        assert_eq!(
+            out, b"secret-valve",
+            "released once it cannot be the secret"
+        );
+        out.clear();
+        s.feed(b" sec", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b" sec");
     }
 
     /// Issue 9, item 6: each cookie of `session_cookies`, and each value, is masked on its own;

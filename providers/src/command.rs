@@ -32,16 +32,19 @@
 //!   credentials: the child does not inherit them), or the whole environment with
 //!   `inherit_env = true`.
 //! - stdin is `/dev/null`, unless `stdin = "terminal"` and cme-exec's stdin is a terminal: then
-//!   the command shares cme-exec's terminal (stdin and stderr) and process group, so `op` or
-//!   `bw` can ask for a password. Otherwise the command runs in a process group of its own,
-//!   killed as a whole when it overruns.
+//!   the command shares cme-exec's terminal (stdin, and stderr when cme-exec's stderr is that
+//!   same terminal) and process group, so `op` or `bw` can ask for a password. Otherwise the
+//!   command runs in a process group of its own, killed as a whole when it overruns.
 //! - A deadline: `timeout` seconds, and always inside `--timeout`, so that its error (which names
 //!   the command) comes before the resolver's.
 //! - stdout is read as the document, at most [`MAX_DOCUMENT_BYTES`]; one trailing newline is
 //!   removed. `format` says how `#KEY` reads it: `"auto"` (the default: JSON when it starts with
 //!   `{`, else TOML, else dotenv), `"json"`, `"dotenv"` or `"toml"`.
 //! - stderr is drained and counted, never shown: a helper can print anything there, secrets
-//!   included. A failure names the provider, the reference and the exit status or signal.
+//!   included. The one exception is a prompt: with `stdin = "terminal"`, when cme-exec's stderr
+//!   is the very terminal its stdin is, the command writes there (a screen, not a log). A stderr
+//!   redirected to a file or a pipe (`2>run.log` at a terminal) is never handed to the command.
+//!   A failure names the provider, the reference and the exit status or signal.
 //!
 //! User documentation: `docs/providers/command.md`.
 
@@ -388,6 +391,7 @@ impl BackendSettings for Settings {
             .max(Duration::from_millis(100));
         let deadline = self.timeout.map_or(inside, |t| t.min(inside));
         let interactive = self.stdin == Stdin::Terminal && stdin_is_terminal();
+        let stderr_to_terminal = interactive && stderr_is_stdins_terminal();
         Ok(Arc::new(CommandProvider {
             name: name.to_owned(),
             settings: self.clone(),
@@ -395,6 +399,7 @@ impl BackendSettings for Settings {
             ctx: Arc::clone(ctx),
             deadline,
             interactive,
+            stderr_to_terminal,
             one_at_a_time: tokio::sync::Mutex::new(()),
         }))
     }
@@ -407,6 +412,23 @@ impl BackendSettings for Settings {
 fn stdin_is_terminal() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(0) == 1 }
+}
+
+/// Whether cme-exec's stderr is the terminal its stdin is (the same device), and not a file,
+/// a pipe or another terminal: only then may a command's stderr, which can hold anything a
+/// helper prints, secrets included, go there. `2>run.log` at a terminal keeps it out.
+fn stderr_is_stdins_terminal() -> bool {
+    fn device(fd: libc::c_int) -> Option<libc::dev_t> {
+        // SAFETY: isatty and fstat only inspect the descriptor; `st` is written by fstat.
+        unsafe {
+            if libc::isatty(fd) != 1 {
+                return None;
+            }
+            let mut st: libc::stat = std::mem::zeroed();
+            (libc::fstat(fd, &mut st) == 0).then_some(st.st_rdev)
+        }
+    }
+    matches!((device(0), device(2)), (Some(a), Some(b)) if a == b)
 }
 
 /// The program's path: as given when it holds a `/` (relative to the config's directory), else
@@ -457,6 +479,9 @@ struct CommandProvider {
     ctx: Arc<Context>,
     deadline: Duration,
     interactive: bool,
+    /// With `interactive`: cme-exec's stderr is that terminal too, so the command's stderr
+    /// (its prompt) goes there; otherwise it is drained like any command's.
+    stderr_to_terminal: bool,
     /// Held by each run when the command shares the terminal: one prompt at a time.
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -503,16 +528,40 @@ impl CommandProvider {
         let mut env = self.environment();
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if self.interactive {
-            cmd.stdin(Stdio::inherit()).stderr(Stdio::inherit());
+            cmd.stdin(Stdio::inherit())
+                .stderr(if self.stderr_to_terminal {
+                    Stdio::inherit()
+                } else {
+                    Stdio::piped()
+                });
         } else {
             // Its own process group: killed as a whole when it overruns.
             cmd.stdin(Stdio::null())
                 .stderr(Stdio::piped())
                 .process_group(0);
         }
+        #[cfg(target_os = "linux")]
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                // Dies with cme-exec (SIGKILL once the thread that started it is gone: the
+                // resolver's current-thread runtime runs on cme-exec's main thread, which lives
+                // until the process exits), so a SIGKILLed cme-exec leaves no helper behind; a
+                // cme-exec already gone before this call means a new parent: exit at once.
+                #[cfg(target_os = "linux")]
+                {
+                    libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    );
+                    if libc::getppid() != parent {
+                        libc::_exit(125);
+                    }
+                }
                 // The command starts with no blocked signal and SIGPIPE at its default, whatever
                 // cme-exec's own state (Rust ignores SIGPIPE; the runtime may block signals).
                 let mut set: libc::sigset_t = std::mem::zeroed();

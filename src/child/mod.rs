@@ -224,16 +224,28 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0);
     // A hook between fork and exec makes std fork the whole process instead of using
-    // posix_spawn (vfork), which costs about 2 ms here. It is only needed to hand the terminal
-    // over without a race, or to give back a signal state posix_spawn would not (see
-    // `startup`). (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child;
-    // no program can use them, since glibc reserves them.)
+    // posix_spawn (vfork). On Linux there is always one: the child must die with cme-exec
+    // (`die_with_parent`). Elsewhere it is only needed to hand the terminal over without a
+    // race, or to give back a signal state posix_spawn would not (see `startup`).
+    // (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child; no program
+    // can use them, since glibc reserves them.)
     let start = startup::at_start();
-    if take_terminal.is_some() || start.needs_restoring() {
+    let restore = take_terminal.is_some() || start.needs_restoring();
+    #[cfg(target_os = "linux")]
+    let hook = true;
+    #[cfg(not(target_os = "linux"))]
+    let hook = restore;
+    if hook {
+        #[cfg(target_os = "linux")]
+        let parent = nix::unistd::getpid().as_raw();
         unsafe {
             cmd.pre_exec(move || {
-                terminal::in_child(take_terminal);
-                start.restore_in_child();
+                #[cfg(target_os = "linux")]
+                die_with_parent(parent);
+                if restore {
+                    terminal::in_child(take_terminal);
+                    start.restore_in_child();
+                }
                 Ok(())
             });
         }
@@ -336,6 +348,40 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         }
     }
     Ok(status)
+}
+
+/// In the child, between fork and exec: SIGKILL when cme-exec is gone, so that a SIGKILLed
+/// cme-exec (the OOM killer, `kill -9`, a supervisor's last resort) does not leave the child
+/// running with nobody to forward its signals, enforce `--grace`, mask its output or take the
+/// terminal back. SIGKILL rather than SIGTERM: cme-exec forwards every catchable signal and
+/// waits, so it only vanishes this way when whoever stopped it already chose the hard stop,
+/// and no one is left to follow a SIGTERM the child ignores with a SIGKILL after `--grace`.
+/// The death signal survives `execve` (except of a set-user-ID program) and reaches the child
+/// only, not processes the child starts (cme starts none).
+///
+/// Linux sends it when the *thread* that forked the child exits, not the process: the child is
+/// spawned by [`run`] on the thread that also waits for it (the current-thread runtime of
+/// `commands::runtime`, driven by `block_on` on the main thread), so that thread lives exactly
+/// as long as the wait. If cme-exec died between the fork and the `prctl`, the child was
+/// already re-parented and no signal will come: it checks its parent after the call and exits.
+///
+/// macOS has no equivalent: there a SIGKILLed cme-exec leaves the child running (in its own
+/// process group, still holding its hand-over) until it exits by itself.
+///
+/// # Safety
+/// Only async-signal-safe calls; call only in the forked child.
+#[cfg(target_os = "linux")]
+unsafe fn die_with_parent(parent: libc::pid_t) {
+    libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    if libc::getppid() != parent {
+        libc::_exit(125);
+    }
 }
 
 /// Reaps whatever has exited (as PID 1, orphans too). Returns the child's exit once it is gone.

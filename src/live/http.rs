@@ -95,11 +95,12 @@ impl Client {
         if !(200..300).contains(&answer.status) {
             return Err(format!("/_edge/tenant_info answered {}", answer.status));
         }
-        serde_json::from_slice::<serde_json::Value>(&answer.body)
+        let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v.get("cloudId")?.as_str().map(crate::error::strip_controls))
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| "/_edge/tenant_info holds no cloudId".to_owned())
+            .ok_or_else(|| "/_edge/tenant_info holds no cloudId".to_owned())?;
+        super::accept_cloud_id(&call, id)
     }
 
     /// One GET with the credential (marked sensitive, in a wiped buffer). A transport failure

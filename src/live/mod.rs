@@ -23,6 +23,14 @@
 //!   `CME_CONNECTION_CONFIG__CA_BUNDLE` win over the base config, as in cme. Redirects are
 //!   never followed (a token is never sent anywhere else): a redirect is the answer.
 //!
+//! Where cme-exec is stricter than cme (the same rule as the stores' `allow_http`):
+//! - **Plain http.** Credentials go over plain `http://` only to a loopback address, or to an
+//!   instance named in `CME_EXEC_LIVE_ALLOW_HTTP` (with a warning at each call); otherwise the
+//!   instance is not called and the report says why.
+//! - **cloud_id.** `/_edge/tenant_info` carries no credentials, but its answer decides where
+//!   they go (the gateway under that id): an answer over plain http, which anyone on the path
+//!   can forge, is shown and never used. Only a configured `cloud_id` or an https answer is.
+//!
 //! What is reported: authenticated as whom (account id and display name; never a secret, and a
 //! name that equals one of the instance's secret values is shown as `***`), or the cause.
 
@@ -56,6 +64,9 @@ pub struct Settings {
     pub tls: Tls,
     /// One deadline for all the calls together, and each call's own limit (`--timeout`).
     pub timeout: Duration,
+    /// The instance URLs of `CME_EXEC_LIVE_ALLOW_HTTP`: credentials may go to them over plain
+    /// http although they are not loopback.
+    pub allow_http: Vec<String>,
 }
 
 /// The certificate check cme would make.
@@ -126,7 +137,69 @@ impl Settings {
         } else {
             Tls::Default
         };
-        Settings { tls, timeout }
+        let allow_http = env
+            .var(names::CME_EXEC_LIVE_ALLOW_HTTP)
+            .map(|v| {
+                v.split([',', ' ', '\t', '\n'])
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Settings {
+            tls,
+            timeout,
+            allow_http,
+        }
+    }
+
+    /// Whether credentials may be sent to `call` (a URL of this instance): https, loopback, or
+    /// an instance the user named in `CME_EXEC_LIVE_ALLOW_HTTP`.
+    pub fn cleartext(&self, instance: &str, call: &str) -> Cleartext {
+        let Ok(u) = url::Url::parse(call) else {
+            return Cleartext::Refused;
+        };
+        if u.scheme() != "http" || cme_exec_providers::net::is_loopback_url(&u) {
+            return Cleartext::No;
+        }
+        if self
+            .allow_http
+            .iter()
+            .any(|a| cme_exec_providers::net::same_endpoint(a, instance))
+        {
+            Cleartext::Allowed
+        } else {
+            Cleartext::Refused
+        }
+    }
+}
+
+/// Whether a call with credentials would cross the network in clear text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleartext {
+    /// https, or plain http to this machine.
+    No,
+    /// Plain http to another host, allowed for this instance by `CME_EXEC_LIVE_ALLOW_HTTP`.
+    Allowed,
+    /// Plain http to another host: not called.
+    Refused,
+}
+
+/// A `cloud_id` read from `/_edge/tenant_info` at `call`, if it may be used: only from an
+/// https answer. Over plain http anyone on the path can answer, and the id decides where the
+/// credentials go (the gateway, under that id).
+pub fn accept_cloud_id(call: &str, id: String) -> Result<String, String> {
+    if call
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        Ok(id)
+    } else {
+        Err(format!(
+            "/_edge/tenant_info answered {id} over plain http, which anyone on the network path \
+             can forge: not used; cme would use it and send every call through the gateway \
+             under it: set cloud_id in the config"
+        ))
     }
 }
 
@@ -159,13 +232,7 @@ pub struct Credential {
 /// A field's value as cme would use it: CR and LF removed; empty counts as unset.
 fn field(instance: &InstanceAuth, f: Field) -> Option<Zeroizing<String>> {
     let v = instance.fields.get(&f)?;
-    let cleaned: Zeroizing<String> = Zeroizing::new(
-        v.secret
-            .expose_secret()
-            .chars()
-            .filter(|c| !matches!(c, '\r' | '\n'))
-            .collect(),
-    );
+    let cleaned = crate::mask::as_cme_sends(v.secret.expose_secret());
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
@@ -453,18 +520,26 @@ pub fn classify(
                     && text("username").is_none()
                     && text("name").is_none());
             if anonymous {
-                return Err(Problem::new(
-                    Some(status),
-                    format!(
-                        "{what} answered as it answers an anonymous user: {}",
-                        if auth == AuthKind::None {
-                            "cme would send no credentials (api_token without username, or no field set)"
-                        } else {
-                            "the credentials were not taken as a login"
-                        }
-                    ),
-                    Some("set username and api_token (Cloud), pat (Data Center) or session_cookies"),
-                ));
+                return Err(if auth == AuthKind::None {
+                    Problem::new(
+                        Some(status),
+                        format!(
+                            "{what} answered as it answers an anonymous user: cme would send no \
+                             credentials (api_token without username, or no field set)"
+                        ),
+                        Some("set username and api_token (Cloud), pat (Data Center) or session_cookies"),
+                    )
+                } else {
+                    Problem::new(
+                        Some(status),
+                        format!(
+                            "{what} answered as it answers an anonymous user: the credentials \
+                             ({}) were sent and not accepted",
+                            auth.name()
+                        ),
+                        Some("the site ignored them: check that the instance URL is the site the credentials belong to (another site's token is ignored, not refused), and whether the site's single sign-on (SSO) keeps this account from logging in with them"),
+                    )
+                });
             }
             Ok(Account {
                 account_id: text("accountId").or_else(|| text("userKey")).or_else(|| text("key")),
@@ -564,6 +639,24 @@ fn shown_location(raw: &str) -> String {
     crate::error::strip_controls(&shown)
 }
 
+/// Why an instance over plain http to another host is not called.
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+fn cleartext_refused(url: &str) -> Problem {
+    let shown = crate::config::redact_user_info(url);
+    Problem::new(
+        None,
+        format!(
+            "{shown}: plain http to a host that is not this machine: the credentials would cross \
+             the network in clear text; not called"
+        ),
+        Some(&format!(
+            "use https:// if the site serves it; on a network you trust, allow this instance \
+             with {}={shown} (cme itself sends the credentials to it in clear text)",
+            names::CME_EXEC_LIVE_ALLOW_HTTP
+        )),
+    )
+}
+
 /// Replaces any of the instance's secret values inside `text` with `***`.
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 fn scrub(text: String, instance: &InstanceAuth) -> String {
@@ -619,7 +712,7 @@ pub async fn check_all(
             async move {
                 let mut report = match tokio::time::timeout_at(
                     deadline,
-                    check_one(client, *product, url, instance),
+                    check_one(client, settings, *product, url, instance),
                 )
                 .await
                 {
@@ -670,6 +763,7 @@ pub async fn check_all(
 #[cfg(feature = "live")]
 async fn check_one(
     client: &http::Client,
+    settings: &Settings,
     product: Product,
     url: &str,
     instance: &InstanceAuth,
@@ -693,9 +787,26 @@ async fn check_one(
     let call = probe_url(product, url, effective.as_deref());
     let credential = credential(product, instance);
     let kind = credential.kind;
-    let outcome = match client.get(&call, credential).await {
-        Ok(answer) => classify(product, kind, effective.is_some(), &answer),
-        Err(problem) => Err(problem),
+    let cleartext = match credential.header {
+        Some(_) => settings.cleartext(url, &call),
+        None => Cleartext::No,
+    };
+    let outcome = match cleartext {
+        Cleartext::Refused => Err(cleartext_refused(url)),
+        Cleartext::Allowed | Cleartext::No => {
+            if cleartext == Cleartext::Allowed {
+                crate::error::warn(format_args!(
+                    "[{product}.\"{url}\"]: the live check sends the credentials ({}) in clear \
+                     text over plain http ({} allows it)",
+                    kind.name(),
+                    names::CME_EXEC_LIVE_ALLOW_HTTP
+                ));
+            }
+            match client.get(&call, credential).await {
+                Ok(answer) => classify(product, kind, effective.is_some(), &answer),
+                Err(problem) => Err(problem),
+            }
+        }
     };
     Report {
         product,

@@ -142,6 +142,22 @@ fn answers_in_words() {
     );
     let e = classify(c, AuthKind::None, false, &anon).unwrap_err();
     assert!(e.message.contains("anonymous"), "{}", e.message);
+    assert!(e.hint.unwrap().contains("set username and api_token"));
+    // Credentials sent, an anonymous answer: they were not accepted (another site's, or SSO),
+    // not "set them".
+    let e = classify(c, AuthKind::Basic, false, &anon).unwrap_err();
+    assert!(
+        e.message
+            .ends_with("the credentials (Basic) were sent and not accepted"),
+        "{}",
+        e.message
+    );
+    let hint = e.hint.unwrap();
+    assert!(
+        hint.contains("the site the credentials belong to") && hint.contains("(SSO)"),
+        "{hint}"
+    );
+    assert!(!hint.contains("set username"), "{hint}");
 
     let e = classify(c, AuthKind::Basic, false, &answer(401, &[], "")).unwrap_err();
     assert_eq!(e.status, Some(401));
@@ -261,4 +277,122 @@ fn cme_tls_settings() {
         t,
     );
     assert_eq!(s.tls, Tls::Default, "cme's environment wins, any case");
+}
+
+/// Credentials over plain http only to loopback or to an instance named in
+/// `CME_EXEC_LIVE_ALLOW_HTTP` (any spelling of the same endpoint).
+#[test]
+fn plain_http_only_to_loopback_or_where_allowed() {
+    let base = BaseConfig {
+        path: "/nonexistent".into(),
+        exists: true,
+        doc: serde_json::Map::new(),
+        mode: None,
+        size_hint: 0,
+    };
+    let env = EnvReader::from_vars([(
+        "CME_EXEC_LIVE_ALLOW_HTTP".into(),
+        "HTTP://Wiki.Corp.Example:80/, http://jira.corp.example/jira".into(),
+    )]);
+    let s = Settings::from_cme(&base, &env, Duration::from_secs(1));
+    let wiki = "http://wiki.corp.example";
+    for (instance, call, expected) in [
+        (
+            wiki,
+            "http://wiki.corp.example/rest/api/user/current",
+            Cleartext::Allowed,
+        ),
+        (
+            "http://jira.corp.example/jira",
+            "http://jira.corp.example/jira/rest/api/2/myself",
+            Cleartext::Allowed,
+        ),
+        (
+            "http://jira.corp.example",
+            "http://jira.corp.example/rest/api/2/myself",
+            Cleartext::Refused,
+        ),
+        (
+            "http://other.example",
+            "http://other.example/rest/api/user/current",
+            Cleartext::Refused,
+        ),
+        (
+            "http://wiki.corp.example.evil.org",
+            "http://wiki.corp.example.evil.org/x",
+            Cleartext::Refused,
+        ),
+        (
+            "http://127.0.0.1:8090",
+            "http://127.0.0.1:8090/x",
+            Cleartext::No,
+        ),
+        ("http://[::1]:8090", "http://[::1]:8090/x", Cleartext::No),
+        ("http://localhost", "http://localhost/x", Cleartext::No),
+        (
+            "http://wiki.localhost",
+            "http://wiki.localhost/x",
+            Cleartext::Refused,
+        ),
+        (
+            "https://other.example",
+            "https://other.example/x",
+            Cleartext::No,
+        ),
+        (
+            "http://x.atlassian.net",
+            "https://api.atlassian.com/ex/jira/abc/rest/api/2/myself",
+            Cleartext::No,
+        ),
+    ] {
+        assert_eq!(s.cleartext(instance, call), expected, "{instance} {call}");
+    }
+    let none = Settings::from_cme(&base, &EnvReader::from_vars([]), Duration::from_secs(1));
+    assert_eq!(
+        none.cleartext(wiki, "http://wiki.corp.example/x"),
+        Cleartext::Refused
+    );
+    let p = cleartext_refused(wiki);
+    assert!(
+        p.message.contains("clear text; not called"),
+        "{}",
+        p.message
+    );
+    assert!(p
+        .hint
+        .unwrap()
+        .contains("CME_EXEC_LIVE_ALLOW_HTTP=http://wiki.corp.example"));
+}
+
+/// A cloud_id from `/_edge/tenant_info` is used only from an https answer.
+#[test]
+fn a_cloud_id_only_from_https() {
+    assert_eq!(
+        accept_cloud_id("https://x.atlassian.net/_edge/tenant_info", "abc".into()),
+        Ok("abc".into())
+    );
+    let e = accept_cloud_id("http://x.atlassian.net/_edge/tenant_info", "evil".into()).unwrap_err();
+    assert!(e.contains("evil over plain http"), "{e}");
+    assert!(e.contains("set cloud_id"), "{e}");
+}
+
+/// The site's cloud_id (from an https answer) against the configured one.
+#[test]
+fn cloud_id_compared_in_words() {
+    let c = |configured: Option<&str>, site: Result<&str, &str>| CloudIdCheck {
+        configured: configured.map(str::to_owned),
+        site: site.map(str::to_owned).map_err(str::to_owned),
+    };
+    let differ = c(Some("configured-id"), Ok("site-id"));
+    assert_eq!(differ.matches(), Some(false));
+    assert!(differ
+        .describe()
+        .starts_with("the configured cloud_id configured-id is not this site's (site-id)"));
+    assert_eq!(c(Some("a"), Ok("a")).matches(), Some(true));
+    let fetched = c(None, Ok("site-id"));
+    assert_eq!(fetched.matches(), None);
+    assert!(fetched
+        .describe()
+        .starts_with("the site's cloud_id is site-id; none is configured, so cme fetches it"));
+    assert_eq!(c(Some("a"), Err("e")).matches(), None);
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -296,6 +297,45 @@ fn command_provider_runs_once_per_document_and_names_failures() {
     t.assert_clean();
 }
 
+/// A helper still running when cme-exec is SIGKILLed dies with it (Linux, `PR_SET_PDEATHSIG`),
+/// instead of running on with nobody to read it or to kill it at its deadline.
+#[test]
+fn command_provider_helper_dies_with_a_sigkilled_cme_exec() {
+    let t = Test::new();
+    let pid_file = t.out_dir().join("helper.pid");
+    let helper = t.script(
+        "slow",
+        &format!(
+            "#!/bin/sh\necho $$ > {}.tmp\nmv {0}.tmp {0}\nexec sleep 1000\n",
+            scripts::sh_quote(&pid_file)
+        ),
+    );
+    let t = t.config_toml(&format!(
+        "[providers.h]\nkind = \"command\"\ncommand = [{}, \"{{path}}\"]\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"h:pat\"\n",
+        q(&helper.display().to_string())
+    ));
+    let running = t.spawn_args(["--timeout", "60", "check"]);
+    wait_until("the helper runs", Duration::from_secs(30), || {
+        pid_file.exists()
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _reaper = KillOnDrop(vec![pid]);
+    assert!(!process_gone(pid), "the helper runs");
+    running.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(running.wait().code(), None, "cme-exec was killed");
+    wait_until(
+        "the helper exits with cme-exec",
+        Duration::from_secs(10),
+        || process_gone(pid),
+    );
+    t.assert_clean();
+}
+
 /// `stdin = "terminal"`: on a terminal the helper can ask for a password (as `op` and `bw` do);
 /// without a terminal its stdin is empty and it fails instead of waiting.
 #[test]
@@ -356,6 +396,60 @@ sys.exit(os.waitstatus_to_exitcode(status))
     assert!(
         out.stdout.contains("exited with status 9"),
         "{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
+/// `stdin = "terminal"` at a terminal with stderr redirected to a file (`2>err.log`): the helper
+/// still gets the terminal as stdin, but its stderr, where it printed the secret, is drained,
+/// never written into the file. (With stderr on the terminal its prompt is seen:
+/// `command_provider_can_ask_on_the_terminal`.)
+#[test]
+fn command_provider_stderr_never_reaches_a_redirected_stderr() {
+    use crate::support::launch::pty_runner;
+    let mut t = Test::new();
+    let token = t.sentinel("helper-token");
+    let helper = t.script(
+        "chatty",
+        "#!/bin/sh
+[ -t 0 ] || exit 9
+printf 'Unlocking %s\n' \"$1\" >&2
+         printf 'fetched secret=%s\n' \"$TOKEN_V\" >&2
+printf '%s\n' \"$TOKEN_V\"
+",
+    );
+    let t = t.env("TOKEN_V", &token).config_toml(&format!(
+        "[providers.ask]\nkind = \"command\"\ncommand = [{}, \"{{ref}}\"]\nstdin = \"terminal\"\n\
+         env = [\"TOKEN_V\"]\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"ask://vault/item\"\n",
+        q(&helper.display().to_string())
+    ));
+    let pty = pty_runner(&t);
+    let err_file = t.out_dir().join("err.log");
+    let redirect = format!("exec \"$@\" 2>'{}'", err_file.display());
+    let out = t
+        .launch(["run", "--", "/bin/true"])
+        .wrapper([
+            pty.as_os_str(),
+            "/bin/sh".as_ref(),
+            "-c".as_ref(),
+            redirect.as_ref(),
+            "sh".as_ref(),
+        ])
+        .run();
+    out.assert_success();
+    let log = std::fs::read(&err_file).unwrap();
+    assert_no_leak_in("the redirected stderr (err.log)", &log, &token);
+    let log = String::from_utf8_lossy(&log);
+    assert!(
+        !log.contains("Unlocking"),
+        "the helper's stderr reached the file: {}",
+        redact(&log)
+    );
+    assert!(
+        !out.stdout.contains("Unlocking"),
+        "the helper's stderr is not the terminal either: {}",
         out.describe()
     );
     t.assert_clean();

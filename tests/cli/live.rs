@@ -203,7 +203,15 @@ fn check_live_tells_each_failure_in_words() {
     assert!(l.contains("302: redirected to a login page"), "{l}");
     assert!(!l.contains("os_destination"), "no query shown: {l}");
     let l = line(&anonymous.base_url());
-    assert!(l.contains("anonymous user"), "{l}");
+    assert!(
+        l.contains(
+            "FAILED: Confluence answered as it answers an anonymous user: the credentials \
+             (Basic) were sent and not accepted (hint: the site ignored them: check that the \
+             instance URL is the site the credentials belong to"
+        ) && l.contains("single sign-on (SSO)"),
+        "{l}"
+    );
+    assert!(!l.contains("set username and api_token"), "{l}");
     out.assert_stdout_contains("live: 0 of 6 instances authenticated");
     // The redirect was not followed: one request to that stand-in.
     assert_eq!(sso.requests().len(), 1, "{}", sso.summary());
@@ -271,11 +279,13 @@ fn check_live_uses_the_ca_bundle_cme_would_use() {
     t.assert_clean();
 }
 
-/// For `*.atlassian.net`: the site's cloud_id from `/_edge/tenant_info` (no credentials sent),
-/// compared with the configured one; with a cloud_id the call goes through the gateway
-/// (a CONNECT to api.atlassian.com:443 through HTTPS_PROXY). NO_PROXY is respected.
+/// For `*.atlassian.net`: `/_edge/tenant_info` is asked without credentials; its answer over
+/// plain http is shown and never used (anyone on the path can forge it). A configured cloud_id
+/// sends the call through the gateway (a CONNECT to api.atlassian.com:443 through HTTPS_PROXY);
+/// without one, the call would go to the http site itself, and is not made (plain http to a host
+/// that is not loopback). NO_PROXY is respected.
 #[test]
-fn check_live_compares_the_sites_cloud_id_and_uses_the_proxy() {
+fn check_live_asks_the_sites_cloud_id_and_uses_the_proxy() {
     let c = creds();
     let proxy = AtlassianStandIn::start(
         Behaviour::accepting("authorization", &c.basic()).cloud_id("site-cloud-id"),
@@ -293,16 +303,15 @@ fn check_live_compares_the_sites_cloud_id_and_uses_the_proxy() {
     let out = t.run_args(["check", "--live"]);
     out.assert_code(1);
     out.assert_stdout_contains(
-        "the configured cloud_id configured-cloud-id is not this site's (site-cloud-id)",
-    );
-    out.assert_stdout_contains(
-        "the site's cloud_id is site-cloud-id; none is configured, so cme fetches it",
+        "configured cloud_id configured-cloud-id; the site's is unknown (/_edge/tenant_info \
+         answered site-cloud-id over plain http, which anyone on the network path can forge: not used",
     );
     out.assert_stdout_contains(
         "GET https://api.atlassian.com/ex/confluence/configured-cloud-id/rest/api/user/current (Basic)",
     );
     out.assert_stdout_contains(
-        "GET https://api.atlassian.com/ex/jira/site-cloud-id/rest/api/2/myself (Bearer)",
+        "GET http://company.atlassian.net/rest/api/2/myself (Bearer): FAILED: \
+         http://company.atlassian.net: plain http to a host that is not this machine",
     );
     out.assert_stdout_contains(&format!(
         "GET {}/rest/api/2/myself (Bearer): authenticated",
@@ -324,9 +333,121 @@ fn check_live_compares_the_sites_cloud_id_and_uses_the_proxy() {
         .into_iter()
         .filter(|r| r.method == "CONNECT")
         .collect();
-    assert_eq!(connects.len(), 2, "{}", proxy.summary());
-    assert!(connects.iter().all(|r| r.target == "api.atlassian.com:443"));
+    assert_eq!(connects.len(), 1, "{}", proxy.summary());
+    assert_eq!(connects[0].target, "api.atlassian.com:443");
     assert_eq!(direct.requests().len(), 1, "NO_PROXY: {}", direct.summary());
+    t.assert_clean();
+}
+
+/// Plain http to a host that is not this machine: the credentials are not sent (the instance
+/// is not called, and the report says why) unless `CME_EXEC_LIVE_ALLOW_HTTP` names the
+/// instance; then they are, with a warning. The proxy (`HTTP_PROXY`) is where an observer on
+/// the path would read them.
+#[test]
+fn check_live_sends_no_credentials_over_plain_http_unless_allowed() {
+    let c = creds();
+    let proxy = AtlassianStandIn::start(Behaviour::accepting("authorization", &c.basic()));
+    let config = c.confluence_basic("http://wiki.corp.example");
+    let basic = c.basic();
+    let t =
+        c.t.config_toml(&config)
+            .env("HTTP_PROXY", proxy.base_url())
+            .env("HTTPS_PROXY", proxy.base_url());
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    out.assert_stdout_contains(
+        "GET http://wiki.corp.example/rest/api/user/current (Basic): FAILED: \
+         http://wiki.corp.example: plain http to a host that is not this machine: the \
+         credentials would cross the network in clear text; not called (hint: use https:// if \
+         the site serves it; on a network you trust, allow this instance with \
+         CME_EXEC_LIVE_ALLOW_HTTP=http://wiki.corp.example",
+    );
+    assert!(
+        proxy.requests().is_empty(),
+        "nothing was sent: {}",
+        proxy.summary()
+    );
+
+    // `run --check-live` starts nothing either.
+    let marker = t.out_dir().join("started");
+    let child = t.script("child", &scripts::touch(&marker));
+    let out = t.run_args([
+        OsStr::new("run"),
+        OsStr::new("--check-live"),
+        OsStr::new("--"),
+        child.as_os_str(),
+    ]);
+    out.assert_code(125);
+    assert!(!marker.exists(), "the command was started");
+    assert!(proxy.requests().is_empty(), "{}", proxy.summary());
+
+    // Allowed for this instance (another spelling of the same URL): sent, with a warning.
+    let t = t.env(
+        "CME_EXEC_LIVE_ALLOW_HTTP",
+        "http://other.example, HTTP://Wiki.Corp.Example:80/",
+    );
+    let out = t.run_args(["check", "--live"]);
+    out.assert_success();
+    out.assert_stderr_contains(
+        "warning: [confluence.\"http://wiki.corp.example\"]: the live check sends the \
+         credentials (Basic) in clear text over plain http (CME_EXEC_LIVE_ALLOW_HTTP allows it)",
+    );
+    out.assert_stdout_contains("(Basic): authenticated as Jane Export");
+    let sent = proxy.requests_to("/rest/api/user/current");
+    assert_eq!(sent.len(), 1, "{}", proxy.summary());
+    assert_eq!(sent[0].host, "wiki.corp.example");
+    assert_eq!(sent[0].header("authorization"), Some(basic.as_str()));
+    t.assert_clean();
+}
+
+/// An http `*.atlassian.net` site whose path answers `/_edge/tenant_info` with an attacker's
+/// cloud id: the id is shown, never used: no call goes to the gateway under it, with or without
+/// credentials over plain http being allowed for the site.
+#[test]
+fn check_live_never_routes_credentials_by_a_cloud_id_from_plain_http() {
+    let c = creds();
+    let proxy = AtlassianStandIn::start(
+        Behaviour::accepting("authorization", &c.basic()).cloud_id("attacker-cloud-id"),
+    );
+    let config =
+        c.confluence_basic("http://foo.atlassian.net") + &c.jira_pat("http://foo.atlassian.net");
+    let t =
+        c.t.config_toml(&config)
+            .env("HTTP_PROXY", proxy.base_url())
+            .env("HTTPS_PROXY", proxy.base_url());
+    let gateway = |proxy: &AtlassianStandIn| -> usize {
+        proxy
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.target.contains("api.atlassian.com") || r.host.contains("api.atlassian.com")
+            })
+            .count()
+    };
+    let out = t.run_args(["check", "--live"]);
+    out.assert_code(1);
+    out.assert_stdout_contains(
+        "the site's cloud_id is unknown (/_edge/tenant_info answered attacker-cloud-id over plain http",
+    );
+    assert!(!out.stdout.contains("/ex/"), "{}", out.describe());
+    assert_eq!(gateway(&proxy), 0, "{}", proxy.summary());
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "{}",
+        proxy.summary()
+    );
+
+    // Allowed over plain http: the site itself is called, never the gateway under that id.
+    let t = t.env("CME_EXEC_LIVE_ALLOW_HTTP", "http://foo.atlassian.net");
+    let out = t.run_args(["check", "--live"]);
+    out.assert_stdout_contains(
+        "GET http://foo.atlassian.net/wiki/rest/api/user/current (Basic): authenticated",
+    );
+    assert!(!out.stdout.contains("/ex/"), "{}", out.describe());
+    assert_eq!(gateway(&proxy), 0, "{}", proxy.summary());
     t.assert_clean();
 }
 

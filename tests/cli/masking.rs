@@ -182,6 +182,53 @@ fn mask_basic_header_of_username_and_api_token() {
     );
 }
 
+/// A value stored with a line break at its end (`bao kv put ... api_token=@file` keeps the
+/// file's last newline; here `\n`, and `\r\n` with a `\n` after the user name too): cme
+/// removes CR and LF before it builds the `Basic` header, so what it sends is the header of the
+/// values without them. The child reads the handed-over config with cme's own settings loader
+/// and prepares the request with requests, as cme does, then prints the header and the token as
+/// cme holds it (raw, URL-quoted, JSON): all masked.
+#[test]
+fn mask_basic_header_cme_builds_from_a_value_with_a_line_break() {
+    let python = Venv::get().python();
+    for (user_end, token_end) in [("", "\n"), ("\n", "\r\n")] {
+        let mut t = Test::new();
+        let user = t.sentinel("user");
+        let token = t.sentinel("token");
+        let t = with_fields(
+            t,
+            &[
+                ("username", &format!("{user}{user_end}")),
+                ("api_token", &format!("{token}{token_end}")),
+            ],
+        );
+        let child = t.script(
+            "cme-sends",
+            &format!(
+                r#"#!{python}
+import json, sys, urllib.parse
+import requests
+from confluence_markdown_exporter.utils.app_data_store import get_settings
+auth = get_settings().auth.get_instance("https://company.atlassian.net")
+user, token = auth.username.get_secret_value(), auth.api_token.get_secret_value()
+sent = requests.Request("GET", "https://company.atlassian.net/wiki/rest/api/space", auth=(user, token)).prepare()
+text = "Authorization: %s\ntoken=%s url=%s json=%s\n" % (
+    sent.headers["Authorization"], token, urllib.parse.quote(token, safe=""), json.dumps(token))
+for stream in (sys.stdout, sys.stderr):
+    stream.write(text)
+    stream.flush()
+"#,
+                python = python.display()
+            ),
+        );
+        assert_masked(
+            &t,
+            &child,
+            "Authorization: Basic ***\ntoken=*** url=*** json=\"***\"\n",
+        );
+    }
+}
+
 /// A multi-line value (a cookie jar, a key): the whole value, and each line on its own.
 #[test]
 fn mask_multi_line_value_and_each_line() {
