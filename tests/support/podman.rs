@@ -43,6 +43,8 @@ const BASE_CHANGES: [&str; 3] = [
     "CMD [\"python3\"]",
 ];
 
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 const FIX_TOOLS: &str =
     "To fix: scripts/bootstrap-tools apt (it installs podman, runc and mmdebstrap with apt-get)";
 
@@ -97,14 +99,23 @@ impl Podman {
                     .to_owned(),
             );
         }
-        for (tool, arg) in [("podman", "--version"), ("runc", "--version")] {
-            let ok = Command::new(tool)
-                .arg(arg)
+        for tool in ["podman", "runc"] {
+            // With a clean environment: a CONTAINERS_CONF of the caller's must not decide.
+            match Command::new(tool)
+                .arg("--version")
+                .env_clear()
+                .env("PATH", SYSTEM_PATH)
                 .stdin(Stdio::null())
                 .output()
-                .is_ok_and(|o| o.status.success());
-            if !ok {
-                return Err(format!("{tool} is not installed.\n{FIX_TOOLS}"));
+            {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    return Err(format!(
+                        "`{tool} --version` failed: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ))
+                }
+                Err(e) => return Err(format!("{tool} is not installed ({e}).\n{FIX_TOOLS}")),
             }
         }
         let cache = target_dir().join("deploy-podman");
