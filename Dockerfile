@@ -8,6 +8,10 @@
 # build machine's CA bundle at dist/ca-certificates.crt. For the init-container pattern
 # (docs/kubernetes.md): `render --output` into an in-memory emptyDir.
 #
+# The config is expected at /etc/cme-exec/cme-exec.toml (CME_EXEC_CONFIG, as in Dockerfile.cme):
+# mount it there read-only. A path named by CME_EXEC_CONFIG is the user's explicit choice and
+# needs no trust record (docs/security.md).
+#
 # The image with cme inside is Dockerfile.cme.
 FROM scratch
 
@@ -18,6 +22,7 @@ COPY docker/passwd docker/group /etc/
 COPY dist/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY dist/${TARGETPLATFORM}/cme-exec /cme-exec
 
+ENV CME_EXEC_CONFIG=/etc/cme-exec/cme-exec.toml
 USER 65532:65532
 ENTRYPOINT ["/cme-exec"]
 CMD ["--help"]

@@ -41,6 +41,8 @@ mod command_provider;
 mod config_errors;
 #[path = "cli/conformance.rs"]
 mod conformance;
+#[path = "cli/deploy.rs"]
+mod deploy;
 #[path = "cli/dist.rs"]
 mod dist;
 #[path = "cli/exit_codes.rs"]

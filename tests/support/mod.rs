@@ -16,10 +16,14 @@
 pub mod actions;
 pub mod atlassian;
 pub mod bao_proxy;
+pub mod confluence_site;
+pub mod docs;
 pub mod faults;
+pub mod kubernetes;
 pub mod launch;
 pub mod moto;
 pub mod openbao;
+pub mod podman;
 pub mod process;
 pub mod release;
 pub mod scripts;
