@@ -182,7 +182,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Write a first config for your Confluence and Jira instances and a store, and print the
     /// commands that put the credentials into that store. On a terminal it asks for what the
-    /// flags do not give. Writes the --config path, else $XDG_CONFIG_HOME/cme-exec/config.toml;
+    /// flags do not give. Writes the --config path, else $CME_EXEC_CONFIG, else
+    /// $XDG_CONFIG_HOME/cme-exec/config.toml;
     /// never replaces an existing file.
     Init(InitArgs),
     /// Trust a ./cme-exec.toml found in the working directory: show everything it makes
