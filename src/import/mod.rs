@@ -11,8 +11,12 @@
 //! 4. Write each document (skipped when the store already holds exactly it), the base config,
 //!    `cme-exec.toml`.
 //! 5. Resolve the new configuration and compare every value with the original's.
-//! 6. Only then, with `--remove-secrets`, rewrite the original without its secret fields
-//!    (atomically, its mode kept).
+//! 6. Only then, with `--remove-secrets`, rewrite the original without the secret values that
+//!    were imported and read back: under the write-back lock (the same one `run` takes on a base
+//!    config), the file is read again and only those values are removed, so that an edit made
+//!    while the import waited on its store survives. A field added meanwhile stays in the file;
+//!    an instance whose imported value changed meanwhile keeps all its fields (the store has the
+//!    earlier value), and both are named in a warning. Atomically, the file's mode kept.
 //!
 //! No value is printed or logged; documents are held in wiped buffers; a failure names what was
 //! written where and leaves the original untouched.
@@ -27,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret as _, SecretString};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use cme_exec_providers::EnvReader;
@@ -214,7 +218,8 @@ fn config_home(env: &EnvReader) -> PathBuf {
 /// The plan, before anything is written.
 struct Plan {
     from: PathBuf,
-    original: Map<String, Value>,
+    /// `from`'s canonical path when it was read: `--remove-secrets` rewrites that file.
+    real: PathBuf,
     mode: u32,
     instances: Vec<Instance>,
     toml_path: PathBuf,
@@ -374,13 +379,31 @@ fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
     );
 
     if args.remove_secrets {
-        remove_secrets(&plan)?;
-        crate::outln!(
-            "removed {total} secret field{} from {} (mode {:04o} kept)",
-            if total == 1 { "" } else { "s" },
-            plan.from.display(),
-            plan.mode
-        );
+        let removal = remove_secrets(&plan, std::time::Duration::from_secs_f64(cli.timeout))?;
+        for w in &removal.warnings {
+            error::warn(w);
+        }
+        let fields = |n: usize| format!("{n} secret field{}", if n == 1 { "" } else { "s" });
+        if removal.removed > 0 {
+            crate::outln!(
+                "removed {} from {} (mode {:04o} kept)",
+                fields(removal.removed),
+                plan.from.display(),
+                removal.mode
+            );
+        }
+        if removal.kept > 0 {
+            crate::outln!(
+                "{} still holds {} (named above){}",
+                plan.from.display(),
+                fields(removal.kept),
+                if removal.removed == 0 {
+                    "; nothing was removed"
+                } else {
+                    ""
+                }
+            );
+        }
     } else {
         crate::outln!(
             "{} still holds the secrets: run again with --remove-secrets to remove them",
@@ -510,13 +533,18 @@ fn plan(from: &Path, destination: &Destination, toml_path: &Path) -> Result<Plan
     // Only instances with a secret need a document; the others keep their cloud_id only.
     let base_path = base_path_for(toml_path);
     let mut base_doc = original.clone();
-    base_doc.remove("auth");
+    if let Some(mut auth) = base_doc.remove("auth") {
+        cme_exec_providers::payload::zeroize_value(&mut auth);
+    }
+    cme_exec_providers::payload::zeroize_value(&mut Value::Object(original));
     let mut base = serde_json::to_vec_pretty(&Value::Object(base_doc)).expect("JSON serialises");
     base.push(b'\n');
     let toml = render_toml(from, &base_path, &instances);
+    let real = std::fs::canonicalize(from)
+        .map_err(|e| Error::new(format!("cannot read {shown}")).cause(e.to_string()))?;
     Ok(Plan {
         from: from.to_owned(),
-        original,
+        real,
         mode: meta.mode() & 0o7777,
         instances,
         toml_path: toml_path.to_owned(),
@@ -716,29 +744,149 @@ fn verify(cli: &Cli, plan: &Plan) -> Result<(), Error> {
     }
 }
 
-/// Rewrites the original without its secret fields: atomically, its mode kept.
-fn remove_secrets(plan: &Plan) -> Result<(), Error> {
-    let mut doc = plan.original.clone();
+/// What `--remove-secrets` did.
+#[derive(Debug, Default)]
+struct Removal {
+    /// Secret fields removed from the file.
+    removed: usize,
+    /// Secret fields the file still holds.
+    kept: usize,
+    /// Why each kept field was kept (instance and field, never a value).
+    warnings: Vec<String>,
+    /// The file's mode, kept.
+    mode: u32,
+}
+
+/// Rewrites the original without the secret values that were imported and read back (every
+/// value of the plan: [`verify`] failed otherwise). Under the write-back lock, from the file as
+/// it is now: a field that is not in the plan, or whose value is not the one imported, is kept,
+/// and so is every other field of its instance (so that importing again stores them together).
+fn remove_secrets(plan: &Plan, wait: std::time::Duration) -> Result<Removal, Error> {
+    use crate::cme_config::writeback::{Locked, Purpose, Unread};
+    let shown = plan.from.display();
+    let untouched =
+        "the store and the new configuration are complete; the original still holds its secrets";
+    let locked = Locked::acquire(&plan.real, &plan.from, wait, Purpose::Import)
+        .map_err(|e| e.detail(untouched))?;
+    let current = match locked.read() {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Ok(Removal {
+                warnings: vec![format!(
+                    "{shown} was removed during the import; nothing was removed from it"
+                )],
+                ..Removal::default()
+            })
+        }
+        Err(why) => {
+            let e = match why {
+                Unread::Link => Error::new(format!(
+                    "{shown} was replaced by a symbolic link during the import; nothing was written through it"
+                )),
+                Unread::NotFile => Error::new(format!("{shown} is no longer a regular file")),
+                Unread::TooLarge => Error::new(format!("{shown} is larger than 4 MiB")),
+                Unread::Io(e) => Error::new(format!("cannot read {shown}")).cause(e.to_string()),
+            };
+            return Err(e.detail(untouched));
+        }
+    };
+    let mut doc = match serde_json::from_slice::<Value>(&current.bytes) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(Error::new(format!(
+                "{shown} changed during the import and is no longer a JSON object; it was left as it is"
+            ))
+            .detail(untouched))
+        }
+    };
+    let mut removal = Removal {
+        mode: current.mode,
+        ..Removal::default()
+    };
     if let Some(Value::Object(auth)) = doc.get_mut("auth") {
-        for (_, entries) in auth.iter_mut() {
-            if let Value::Object(entries) = entries {
-                for (_, entry) in entries.iter_mut() {
-                    if let Value::Object(entry) = entry {
-                        for f in SECRET_FIELDS {
-                            entry.remove(f.name());
+        for (product_name, entries) in auth.iter_mut() {
+            let Some(entries) = entries.as_object_mut() else {
+                continue;
+            };
+            let product = Product::from_name(product_name);
+            for (url, entry) in entries.iter_mut() {
+                let Some(entry) = entry.as_object_mut() else {
+                    continue;
+                };
+                let place = format!(
+                    "auth.{}[{:?}]",
+                    error::strip_controls(product_name),
+                    crate::config::redact_user_info(url)
+                );
+                let imported = product.and_then(|p| {
+                    let key = crate::cme_config::normalised_key(p, url);
+                    plan.instances.iter().find(|i| {
+                        i.product == p && crate::cme_config::normalised_key(p, &i.url) == key
+                    })
+                });
+                let held: Vec<Field> = SECRET_FIELDS
+                    .into_iter()
+                    .filter(|f| {
+                        entry
+                            .get(f.name())
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.trim().is_empty())
+                    })
+                    .collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let Some(instance) = imported else {
+                    for f in &held {
+                        removal.warnings.push(format!(
+                            "{place}.{} was added to {shown} during the import and was not imported; it is still there",
+                            f.name()
+                        ));
+                    }
+                    removal.kept += held.len();
+                    continue;
+                };
+                // Each held field: imported with exactly this value, or why not.
+                let mut reasons = Vec::new();
+                for f in &held {
+                    let now = entry.get(f.name()).and_then(Value::as_str).unwrap_or("");
+                    match instance.secrets.iter().find(|(g, _)| g == f) {
+                        Some((_, v)) if v.expose_secret() == now => {}
+                        Some(_) => reasons.push(format!(
+                            "{place}.{} changed in {shown} during the import: the store holds the value it had before; this instance's secret fields were kept in the file (run the import again to store the new value)",
+                            f.name()
+                        )),
+                        None => reasons.push(format!(
+                            "{place}.{} was added to {shown} during the import: this instance's secret fields were kept in the file (run the import again to store it)",
+                            f.name()
+                        )),
+                    }
+                }
+                if reasons.is_empty() {
+                    for f in &held {
+                        if let Some(mut v) = entry.remove(f.name()) {
+                            cme_exec_providers::payload::zeroize_value(&mut v);
                         }
                     }
+                    removal.removed += held.len();
+                } else {
+                    removal.warnings.extend(reasons);
+                    removal.kept += held.len();
                 }
             }
         }
     }
-    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON serialises");
-    bytes.push(b'\n');
-    crate::atomic::write(&plan.from, &bytes, plan.mode, crate::atomic::Symlink::Follow).map_err(
-        |e| {
-            e.detail("the store and the new configuration are complete; the original still holds its secrets")
-        },
-    )
+    let mut whole = Value::Object(doc);
+    let written = if removal.removed > 0 {
+        let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(&whole).expect("JSON serialises"));
+        bytes.push(b'\n');
+        locked.replace(&bytes, current.mode)
+    } else {
+        Ok(())
+    };
+    cme_exec_providers::payload::zeroize_value(&mut whole);
+    written.map_err(|e| e.detail(untouched))?;
+    Ok(removal)
 }
 
 /// A document's fields as a map, for writers that compare with what the store holds.

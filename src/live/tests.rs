@@ -213,6 +213,7 @@ fn cme_tls_settings() {
         doc: doc.as_object().unwrap().clone(),
         mode: None,
         size_hint: 0,
+        origin: None,
     };
     let env = |vars: &[(&str, &str)]| {
         EnvReader::from_vars(vars.iter().map(|(k, v)| (k.into(), v.into())))

@@ -1,4 +1,4 @@
-//! `cme-exec import` (issue 10, part 3): a cme config written by real cme (`cme config set`, and
+//! `cme-exec import`: a cme config written by real cme (`cme config set`, and
 //! the auth entries cme's `config set` cannot address written as JSON), imported into files,
 //! OpenBao and moto; then real cme run through cme-exec sends the same credentials as plain cme
 //! did before the import, the original no longer holds any secret (`assert_clean` scans every
@@ -279,4 +279,166 @@ fn import_refuses_and_fails_without_touching_the_original() {
     assert_eq!(fs::read(&path).unwrap(), bytes, "the original was changed");
     assert!(!toml_path.exists());
     t.assert_clean();
+}
+
+/// An OpenBao stand-in that holds the first KV write until the test lets it go: the import is
+/// then waiting on its store, and the test edits `app_data.json` in that window (no timer: the
+/// stand-in says when the write arrived, the test says when to answer it).
+struct HeldStore {
+    standin: crate::support::openbao::StandIn,
+    arrived: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldStore {
+    fn start(bao: &OpenBao) -> HeldStore {
+        use crate::support::openbao::{Action, StandIn};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Mutex};
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (arrived_tx, release_rx) = (Mutex::new(arrived_tx), Mutex::new(release_rx));
+        let held = AtomicBool::new(false);
+        let upstream = bao.socket_addr();
+        let standin = StandIn::start(move |seen, _| {
+            let write = matches!(seen.method.as_str(), "POST" | "PUT")
+                && seen.path().starts_with("/v1/secret/data/");
+            if write && !held.swap(true, Ordering::SeqCst) {
+                let _ = arrived_tx.lock().unwrap().send(());
+                // Dropped sender (the test ended) ends the wait too.
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            Action::forward(upstream)
+        });
+        HeldStore {
+            standin,
+            arrived,
+            release,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.standin.url()
+    }
+
+    #[track_caller]
+    fn wait_for_the_write(&self, run: &Running) {
+        assert!(
+            self.arrived
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "the import never wrote to the store\n{}\n{}",
+            run.stderr_so_far(),
+            self.standin.summary()
+        );
+    }
+
+    fn answer(&self) {
+        self.release.send(()).unwrap();
+    }
+}
+
+/// `import --remove-secrets` while the user edits `app_data.json` (a token added during a
+/// slow import was lost): the file is read again under the write-back lock and only the values
+/// that were imported and read back are removed. A Jira PAT added while the store was
+/// answering stays in the file, and the import says so; a token that changed in the file while
+/// it was being imported is kept there (the store has the earlier one), and the import names it.
+#[test]
+fn remove_secrets_keeps_what_changed_during_the_import() {
+    let bao = OpenBao::start();
+    bao.policy(
+        "importer",
+        r#"path "secret/data/cme/*" { capabilities = ["create", "update", "read"] }"#,
+    );
+    const CONFLUENCE: &str = "https://company.atlassian.net";
+    const JIRA: &str = "https://jira.company.com";
+    for case in ["a PAT added", "the token changed"] {
+        let mut t = Test::new();
+        let user = t.sentinel("user");
+        let token = t.sentinel("token");
+        let jira_pat = t.sentinel("jira-pat");
+        let new_token = t.sentinel("new-token");
+        let vault_token = t.sentinel("vault-token");
+        bao.token_with_id(&vault_token, &["importer"]);
+        let store = HeldStore::start(&bao);
+        let path = t.cme_default_config();
+        let t = t
+            .env("VAULT_ADDR", store.url())
+            .env("VAULT_TOKEN", &vault_token)
+            .allow_secret_in(&path);
+        let original = json!({
+            "export": { "include_document_title": false },
+            "auth": { "confluence": { CONFLUENCE: { "username": user, "api_token": token, "cloud_id": "c-1" } } }
+        });
+        t.write_file(
+            "config/confluence-markdown-exporter/app_data.json",
+            serde_json::to_vec_pretty(&original).unwrap(),
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+
+        let run = t.spawn_args(["import", "--to", "vault://secret/cme", "--remove-secrets"]);
+        store.wait_for_the_write(&run);
+        // The user edits the file while the import waits for its store.
+        let mut edited = read_json(&path);
+        match case {
+            "a PAT added" => {
+                edited["auth"]["jira"] = json!({ JIRA: { "pat": jira_pat } });
+                edited["export"]["include_toc"] = json!(false);
+            }
+            _ => edited["auth"]["confluence"][CONFLUENCE]["api_token"] = json!(new_token),
+        }
+        fs::write(&path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+        store.answer();
+        let out = run.wait_timeout(std::time::Duration::from_secs(90));
+        out.assert_success();
+
+        let after = read_json(&path);
+        let entry = &after["auth"]["confluence"][CONFLUENCE];
+        assert_eq!(entry["cloud_id"], json!("c-1"), "{case}");
+        assert_eq!(after["export"]["include_document_title"], json!(false));
+        assert_eq!(mode_of(&path), 0o640, "{case}: the mode is kept");
+        let stored = bao.ok(
+            "GET",
+            "secret/data/cme/confluence-company.atlassian.net",
+            Value::Null,
+        );
+        assert_eq!(stored.pointer("/data/data/api_token"), Some(&json!(token)));
+        if case == "a PAT added" {
+            assert_eq!(
+                after["auth"]["jira"][JIRA]["pat"],
+                json!(jira_pat),
+                "{case}: the PAT added during the import was lost\n{}",
+                out.describe()
+            );
+            assert_eq!(after["export"]["include_toc"], json!(false), "{case}");
+            assert_eq!(entry.get("username"), None, "{case}: {}", out.describe());
+            assert_eq!(entry.get("api_token"), None, "{case}");
+            out.assert_stdout_contains(&format!(
+                "removed 2 secret fields from {} (mode 0640 kept)",
+                path.display()
+            ));
+            out.assert_stderr_contains(&format!(
+                "auth.jira[\"{JIRA}\"].pat was added to {} during the import and was not imported; it is still there",
+                path.display()
+            ));
+        } else {
+            assert_eq!(
+                entry["api_token"],
+                json!(new_token),
+                "{case}: the token changed during the import was lost\n{}",
+                out.describe()
+            );
+            // The instance keeps all its fields, so that importing again stores them together.
+            assert_eq!(entry["username"], json!(user), "{case}");
+            out.assert_stderr_contains(&format!(
+                "auth.confluence[\"{CONFLUENCE}\"].api_token changed in {} during the import: the store holds the value it had before; this instance's secret fields were kept in the file (run the import again to store the new value)",
+                path.display()
+            ));
+            out.assert_stdout_contains(&format!(
+                "{} still holds 2 secret fields (named above); nothing was removed",
+                path.display()
+            ));
+        }
+        t.assert_clean();
+    }
 }
