@@ -442,3 +442,166 @@ fn remove_secrets_keeps_what_changed_during_the_import() {
         t.assert_clean();
     }
 }
+
+/// A cme config with one Confluence instance (user name and token) at cme's default place.
+fn one_instance(t: &mut Test) -> std::path::PathBuf {
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let doc = json!({
+        "export": { "include_document_title": false },
+        "auth": { "confluence": { "https://company.atlassian.net": { "username": user, "api_token": token } } }
+    });
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+}
+
+/// `--to vault://MOUNT/data/...` (KV v2's API path, as `vault kv put -output-curl-string` shows
+/// it) is refused with the hint reads give, before anything is contacted; `import --help` says
+/// where `-c` writes.
+#[test]
+fn import_refuses_a_kv2_api_path_and_help_says_where_it_writes() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    for format in ["text", "json"] {
+        let out = t.run_args([
+            "import",
+            "--to",
+            "vault://secret/data/cme",
+            "--format",
+            format,
+        ]);
+        out.assert_code(125);
+        out.assert_stderr_contains(
+            "--to \"vault://secret/data/cme\": `data/` is part of KV v2's API path, not of a vault:// address",
+        )
+        .assert_stderr_contains(
+            "hint: leave `data/` out of --to: cme-exec adds it for KV v2 (vault://secret/cme)",
+        );
+        if format == "json" {
+            let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+            assert_eq!(v["ok"], json!(false));
+            assert!(
+                v["error"].as_str().unwrap().contains("leave `data/` out"),
+                "{v}"
+            );
+        }
+    }
+    assert!(!t.config_home().join("cme-exec").exists());
+
+    let out = t.run_args(["import", "--help"]);
+    out.assert_success();
+    out.assert_stdout_contains(
+        "The new cme-exec.toml is written to -c/--config PATH when given, else to\n$XDG_CONFIG_HOME/cme-exec/config.toml",
+    )
+    .assert_stdout_contains("`export CME_EXEC_CONFIG=...`")
+    .assert_stdout_contains("--format <FORMAT>");
+}
+
+/// `--dry-run` shows the whole plan even when the config path exists with other content, says
+/// it would stop there, and exits 125 (what the import would do); nothing is written.
+#[test]
+fn import_dry_run_shows_the_plan_when_the_config_exists() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    let toml_path = t.write_file("config/cme-exec/config.toml", "# mine\n");
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+    let out = t.run_args(["import", "--to", &to, "--dry-run", "--remove-secrets"]);
+    out.assert_code(125);
+    out.assert_stdout_contains(&format!(
+        "would write [confluence.\"https://company.atlassian.net\"] (username, api_token) to file {}",
+        store
+            .join("confluence-company.atlassian.net.json")
+            .display()
+    ))
+    .assert_stdout_contains(&format!(
+        "would write {} (base config: the settings without auth)",
+        t.config_home().join("cme-exec/config.base.json").display()
+    ))
+    .assert_stdout_contains(&format!(
+        "would stop here: {} (cme-exec.toml) exists with other content",
+        toml_path.display()
+    ));
+    out.assert_stderr_contains(&format!(
+        "{} exists with other content: the import would stop there, before writing anything",
+        toml_path.display()
+    ))
+    .assert_stderr_contains("hint: import into another file with --config NEW.toml");
+    assert!(
+        !out.stdout.contains("dry run: nothing was written"),
+        "{}",
+        out.stdout
+    );
+    assert!(!store.exists());
+    assert_eq!(fs::read_to_string(&toml_path).unwrap(), "# mine\n");
+
+    let out = t.run_args(["import", "--to", &to, "--dry-run", "--format", "json"]);
+    out.assert_code(125);
+    let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(v["dry_run"], json!(true));
+    assert_eq!(v["instances"][0]["action"], json!("would_write"));
+    assert_eq!(v["files"][1]["action"], json!("conflict"), "{v}");
+    assert_eq!(
+        v["files"][1]["path"],
+        json!(toml_path.display().to_string())
+    );
+}
+
+/// Imported into a config elsewhere than the default (`-c team.toml`, relative to the working
+/// directory), the import ends with the absolute `export CME_EXEC_CONFIG=...` that uses it, and
+/// that line works; `--format json` reports the same as one document.
+#[test]
+fn import_elsewhere_ends_with_how_to_use_it() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+    let out = t.run_args(["-c", "team.toml", "import", "--to", &to]);
+    out.assert_success();
+    let team = t.work_dir().join("team.toml");
+    let last = out.stdout.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "to use it: export CME_EXEC_CONFIG={p}   (or cme-exec --config {p} ...)",
+            p = team.display()
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = t.launch(["check"]).env("CME_EXEC_CONFIG", &team).run();
+    out.assert_success();
+
+    // The same again, as JSON: nothing changes, and the document says so.
+    let out = t.run_args(["-c", "team.toml", "import", "--to", &to, "--format", "json"]);
+    out.assert_success();
+    let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(v["config"], json!(team.display().to_string()));
+    assert_eq!(v["instances"][0]["product"], json!("confluence"));
+    assert_eq!(
+        v["instances"][0]["fields"],
+        json!(["username", "api_token"])
+    );
+    assert_eq!(v["instances"][0]["action"], json!("unchanged"));
+    assert_eq!(v["files"][0]["what"], json!("base_config"));
+    assert_eq!(v["files"][1]["action"], json!("unchanged"));
+    assert_eq!(v["verified"], json!(true));
+    assert_eq!(v["removed"], Value::Null);
+    assert_eq!(
+        v["use"],
+        json!({ "CME_EXEC_CONFIG": team.display().to_string() })
+    );
+
+    // At the default path there is nothing to export.
+    let out = t.run_args(["import", "--to", &to]);
+    out.assert_success();
+    assert!(!out.stdout.contains("CME_EXEC_CONFIG"), "{}", out.stdout);
+}
