@@ -646,3 +646,84 @@ fn a_base_config_in_a_directory_everyone_can_write_is_refused_unless_sticky() {
         .any(|d| d == "not saved: export.embed_images"));
     assert_eq!(mode_of(&shared), 0o777);
 }
+
+/// The base config's directory moved away and a link to another directory put in its place
+/// during the run: write-back opens the directory without following the link, so nothing is
+/// written (not even a lock file) in the other directory.
+#[test]
+fn write_back_never_follows_a_link_planted_for_the_directory() {
+    let top = tempfile::tempdir().unwrap();
+    let shared = top.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let path = shared.join("app_data.json");
+    std::fs::write(&path, r#"{"export": {"log_level": "INFO"}}"#).unwrap();
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    let elsewhere = top.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("app_data.json"), r#"{"mine": true}"#).unwrap();
+    std::fs::rename(&shared, top.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &shared).unwrap();
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert_eq!(
+        err.message(),
+        format!(
+            "{} (the directory of the base config {}) was replaced by a symbolic link; nothing was written through it",
+            shared.display(),
+            path.display()
+        )
+    );
+    assert!(err
+        .details()
+        .iter()
+        .any(|d| d == "not saved: export.include_toc"));
+    let left: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["app_data.json"],
+        "something was made through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("app_data.json")).unwrap(),
+        r#"{"mine": true}"#
+    );
+}
+
+/// Runs `f` on a thread and fails the test, instead of hanging it, when `f` blocks (an open of
+/// a FIFO that waits for a writer).
+fn without_blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} blocked: a FIFO was opened without O_NONBLOCK"))
+}
+
+/// A FIFO at the base config's name (at load, or put there during the run) is refused at once:
+/// it is opened without waiting for a writer, then refused as not a regular file.
+#[test]
+fn a_fifo_at_the_base_configs_name_is_refused_without_waiting() {
+    let fifo = |path: &std::path::Path| {
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    };
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    fifo(&path);
+    let err = without_blocking("write-back", move || {
+        writeback::write_back(&b, &handed, &after, WAIT).unwrap_err()
+    });
+    assert!(
+        err.message()
+            .contains("is no longer a regular file; it was left exactly as it is"),
+        "{err}"
+    );
+    let at_load = path.clone();
+    let err = without_blocking("loading", move || base::load(&at_load).err().unwrap());
+    assert!(err.message().ends_with("is not a regular file"), "{err}");
+}

@@ -273,10 +273,10 @@ impl Locked {
             Purpose::WriteBack => "the base config",
             Purpose::Import => "the cme config",
         };
-        let dir_path = match real.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let real = std::path::absolute(real).map_err(|e| {
+            Error::new(format!("cannot find {}", shown.display())).cause(e.to_string())
+        })?;
+        let dir_path = real.parent().unwrap_or(Path::new("/")).to_owned();
         let Some(name) = real.file_name().map(ToOwned::to_owned) else {
             return Err(Error::new(format!("{} names no file", shown.display())));
         };
@@ -295,7 +295,15 @@ impl Locked {
             OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
             Mode::empty(),
         )
-        .map_err(|e| Error::new(format!("cannot open {}", dir_path.display())).cause(e.desc()))?;
+        .map_err(|e| match e {
+            // O_NOFOLLOW with O_DIRECTORY answers a link with ENOTDIR (or ELOOP).
+            nix::Error::ELOOP | nix::Error::ENOTDIR if dir_path.is_symlink() => Error::new(format!(
+                "{} (the directory of {what} {}) was replaced by a symbolic link; nothing was written through it",
+                dir_path.display(),
+                shown.display()
+            )),
+            e => Error::new(format!("cannot open {}", dir_path.display())).cause(e.desc()),
+        })?;
         let st = nix::sys::stat::fstat(&dir).map_err(|e| {
             Error::new(format!("cannot inspect {}", dir_path.display())).cause(e.desc())
         })?;
@@ -307,7 +315,7 @@ impl Locked {
                 shown.display()
             )));
         }
-        let lock = Lock::acquire(&dir, &lock_path(real), wait, purpose)?;
+        let lock = Lock::acquire(&dir, &lock_path(&real), wait, purpose)?;
         Ok(Locked {
             lock,
             dir,
@@ -487,11 +495,7 @@ pub fn lock_path(target: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "app_data.json".into());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    dir.join(format!(".{name}.cme-exec-lock"))
+    target.with_file_name(format!(".{name}.cme-exec-lock"))
 }
 
 /// How the user can save a value that was not written back.

@@ -429,3 +429,80 @@ fn an_unreadable_base_config_is_left_as_it_is() {
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
     t.assert_clean();
 }
+
+/// The base config does not exist when the run starts, in a directory every user may write with
+/// the sticky bit (as `/tmp`, accepted: no one can replace another's file there), and another
+/// account creates it during the run. Write-back leaves that file alone: it belongs to another
+/// user. (It used to merge the run's change into it and take it over.)
+#[test]
+fn a_file_another_account_creates_during_the_run_is_left_alone() {
+    needs_root("writeback::a_file_another_account_creates_during_the_run_is_left_alone");
+    let b = crate::basic_with_extra(URL, "\n[cme]\nbase_config = \"sticky/app_data.json\"\n");
+    let t = &b.t;
+    let sticky = t.path().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let base = sticky.join("app_data.json");
+    let go = t.path().join("go");
+    let child = set_after_go(t, "set", &go, "export.include_toc=false");
+    let mut r = t.spawn_args([OsStr::new("--"), child.as_os_str()]);
+    r.wait_for_line("ready", Duration::from_secs(30));
+    let theirs = r#"{"connection_config":{"verify_ssl":false}}"#;
+    run_as_other(&format!("printf '%s' '{theirs}' > {}", sh_quote(&base)));
+    fs::write(&go, "").unwrap();
+    let out = r.wait_timeout(Duration::from_secs(60));
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "the base config {} now belongs to another user (uid {OTHER}); it was left exactly as it is",
+        base.display()
+    ))
+    .assert_stderr_contains("not saved: export.include_toc");
+    assert_eq!(fs::read_to_string(&base).unwrap(), theirs);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(&base).unwrap()),
+        OTHER
+    );
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// Root's files are trusted as the user's own: a run as a non-root account whose base config
+/// root created in the account's directory (`sudo cme config set ...`) uses it, and write-back
+/// saves into it.
+#[test]
+fn a_base_config_root_owns_serves_a_non_root_run() {
+    needs_root("writeback::a_base_config_root_owns_serves_a_non_root_run");
+    let original = r#"{"export":{"log_level":"INFO"}}"#;
+    let (b, base) = with_base(original);
+    let t = &b.t;
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o644)).unwrap();
+    for p in [
+        t.config_path(),
+        t.path().join("secrets"),
+        b.token_file.clone(),
+        t.config_home(),
+        base.parent().unwrap().to_owned(),
+    ] {
+        chown(&p, OTHER, OTHER);
+    }
+    for dir in ["work", "out", "run", "tmp"] {
+        chown(&t.path().join(dir), OTHER, OTHER);
+    }
+    let child = t.script(
+        "set",
+        "#!/bin/sh\nprintf '%s' '{\"export\":{\"log_level\":\"INFO\",\"include_toc\":false}}' > \"$CME_CONFIG_PATH\"\n",
+    );
+    let out = t
+        .launch([OsStr::new("--"), child.as_os_str()])
+        .wrapper(as_other())
+        .run();
+    out.assert_success();
+    assert!(!out.stderr.contains("warning"), "{}", out.describe());
+    assert_eq!(
+        read_json(&base),
+        json!({"export": {"log_level": "INFO", "include_toc": false}})
+    );
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    t.assert_clean();
+}
