@@ -179,6 +179,13 @@ pub enum Command {
     /// Move the secrets of an existing cme config (app_data.json) into a store, write a
     /// cme-exec.toml that references them and a secret-free base config, check that every
     /// value reads back, and (with --remove-secrets) remove them from the original.
+    ///
+    /// The new cme-exec.toml is written to -c/--config PATH when given, else to
+    /// $XDG_CONFIG_HOME/cme-exec/config.toml (~/.config/cme-exec/config.toml), which cme-exec
+    /// finds by itself; the base config goes beside it as NAME.base.json. A file that exists
+    /// with other content is never overwritten (nothing is written). After writing elsewhere than
+    /// the default, import prints the `export CME_EXEC_CONFIG=...` that makes cme-exec use it.
+    #[command(verbatim_doc_comment)]
     Import(ImportArgs),
     /// Write a first config for your Confluence and Jira instances and a store, and print the
     /// commands that put the credentials into that store. On a terminal it asks for what the
@@ -323,10 +330,15 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// After everything was written and reads back, rewrite the original without its secret
-    /// fields (atomically, its mode kept).
+    /// After everything was written and reads back, rewrite the original without the secret
+    /// values imported (read again first: a field added or changed meanwhile stays; atomically,
+    /// its mode kept).
     #[arg(long)]
     pub remove_secrets: bool,
+
+    /// The report: lines of text, or one JSON document (`ok`, `error`, `instances`, `files`, ...).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -5,8 +5,15 @@
 //! (`~/.config/...`). A missing file is an empty base. A file that holds a secret is refused:
 //! cme-exec exists so that tokens are not kept on disk, and silently mixing the two sources
 //! would hide which one cme used.
+//!
+//! The base config decides where cme connects and how (`verify_ssl`, `ca_bundle`, proxies), and
+//! write-back saves into it: so it must be a file only the user (or root) can change. A file
+//! owned by another account, or in a directory owned by another account or that every user can
+//! write without the sticky bit, is refused. What was loaded (its canonical path, device and
+//! inode) is kept, so that write-back writes into that same file and nothing else.
 
-use std::os::unix::fs::MetadataExt as _;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use cme_exec_providers::context::EnvReader;
@@ -28,6 +35,19 @@ pub struct BaseConfig {
     /// The file's permission bits, kept by write-back.
     pub mode: Option<u32>,
     pub size_hint: usize,
+    /// What [`load`] found on disk; `None` for a base config made in memory.
+    pub origin: Option<Origin>,
+}
+
+/// Where a loaded base config is on disk, fixed when it was read: write-back writes there and
+/// only into the same file (a link the user keeps is followed once, here; one planted later
+/// never is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The canonical path (the directory's, with the file name, when the file did not exist).
+    pub real: PathBuf,
+    /// Device and inode of the file read; `None` when there was no file.
+    pub identity: Option<(u64, u64)>,
 }
 
 /// Where the base config is.
@@ -57,16 +77,29 @@ fn base_dir_independent(p: &str) -> PathBuf {
 /// Loads and checks the base config.
 pub fn load(path: &Path) -> Result<BaseConfig, Error> {
     let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let real = real_path_of_missing(path);
+            if let Some(dir) = real.parent().filter(|d| d.is_dir()) {
+                check_place(path, dir)?;
+            }
             return Ok(BaseConfig {
                 path: path.to_owned(),
                 exists: false,
                 doc: Map::new(),
                 mode: None,
                 size_hint: 0,
-            })
+                origin: Some(Origin {
+                    real,
+                    identity: None,
+                }),
+            });
         }
         Err(e) => {
             return Err(
@@ -74,24 +107,31 @@ pub fn load(path: &Path) -> Result<BaseConfig, Error> {
             )
         }
     };
+    let meta = file.metadata().map_err(|e| {
+        Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
+    })?;
     if !meta.is_file() {
         return Err(Error::new(format!(
             "the base config {shown} is not a regular file"
         )));
     }
+    check_owner(path, meta.uid())?;
     if meta.mode() & 0o002 != 0 {
         return Err(Error::new(format!(
             "the base config {shown} is writable by other users, who could change where cme sends the credentials"
         ))
         .hint(format!("chmod o-w {shown}")));
     }
-    if meta.len() > MAX_BASE_BYTES {
-        return Err(Error::new(format!(
-            "the base config {shown} is larger than 4 MiB"
-        )));
-    }
-    let bytes = fs_err::read(path).map_err(|e| {
+    let real = std::fs::canonicalize(path).map_err(|e| {
         Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
+    })?;
+    let dir = real.parent().unwrap_or(Path::new("/"));
+    check_place(path, dir)?;
+    let bytes = read_capped(file, meta.len()).map_err(|e| match e {
+        Capped::TooLarge => Error::new(format!("the base config {shown} is larger than 4 MiB")),
+        Capped::Io(e) => {
+            Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
+        }
     })?;
     let doc = parse(&bytes).map_err(|m| Error::new(format!("the base config {shown} {m}")))?;
     check(&doc).map_err(|e| {
@@ -121,7 +161,140 @@ pub fn load(path: &Path) -> Result<BaseConfig, Error> {
         size_hint: bytes.len(),
         doc,
         mode: Some(meta.mode() & 0o7777),
+        origin: Some(Origin {
+            real,
+            identity: Some((meta.dev(), meta.ino())),
+        }),
     })
+}
+
+/// Why [`read_capped`] stopped.
+pub(crate) enum Capped {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Reads an open file, at most [`MAX_BASE_BYTES`] (a file that grows past its `stat` size while
+/// it is read is still stopped there), into a buffer that is wiped when dropped.
+pub(crate) fn read_capped(
+    file: std::fs::File,
+    len: u64,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Capped> {
+    if len > MAX_BASE_BYTES {
+        return Err(Capped::TooLarge);
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(
+        usize::try_from(len).unwrap_or(0).saturating_add(1),
+    ));
+    file.take(MAX_BASE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Capped::Io)?;
+    if bytes.len() as u64 > MAX_BASE_BYTES {
+        return Err(Capped::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// The canonical path a missing base config would have: its nearest existing ancestor made
+/// canonical, the rest as written.
+fn real_path_of_missing(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut rest = Vec::new();
+    let mut cur = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                cur = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+fn is_trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// The file belongs to the user or root.
+fn check_owner(path: &Path, uid: u32) -> Result<(), Error> {
+    if is_trusted_owner(uid) {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "the base config {} belongs to another user (uid {uid}), who could change where cme sends the credentials",
+        path.display()
+    ))
+    .hint("copy it into a file of your own (cp, then chmod 600) and point [cme] base_config (or CME_CONFIG_PATH) at the copy"))
+}
+
+/// The directory the base config is in (`dir`, canonical) and, when it differs (the path given
+/// goes through a link), the directory of the path as given: each owned by the user or root, and
+/// not writable by every user unless sticky (as `/tmp` is).
+fn check_place(path: &Path, dir: &Path) -> Result<(), Error> {
+    let mut dirs = vec![dir.to_owned()];
+    if let Some(given) = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .filter(|d| d.as_path() != dir)
+    {
+        dirs.push(given);
+    }
+    for d in dirs {
+        let meta = match std::fs::metadata(&d) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(Error::new(format!(
+                    "cannot inspect {}, the directory of the base config {}",
+                    d.display(),
+                    path.display()
+                ))
+                .cause(e.to_string()))
+            }
+        };
+        check_dir(path, &d, meta.uid(), meta.mode())?;
+    }
+    Ok(())
+}
+
+/// A directory holding the base config: owned by the user or root, and not writable by every
+/// user unless it has the sticky bit (then others cannot replace a file they do not own).
+pub(crate) fn check_dir(path: &Path, dir: &Path, uid: u32, mode: u32) -> Result<(), Error> {
+    check_dir_of("the base config", path, dir, uid, mode)
+}
+
+/// [`check_dir`] for a file named `what` in messages ("the cme config" for `import`).
+pub(crate) fn check_dir_of(
+    what: &str,
+    path: &Path,
+    dir: &Path,
+    uid: u32,
+    mode: u32,
+) -> Result<(), Error> {
+    let base = path.display();
+    let shown = dir.display();
+    if !is_trusted_owner(uid) {
+        return Err(Error::new(format!(
+            "{what} {base} is in {shown}, which belongs to another user (uid {uid}), who could replace it"
+        ))
+        .hint(format!("move {what} into a directory of your own (mode 0700) and point [cme] base_config (or CME_CONFIG_PATH) at it")));
+    }
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        let fix = if uid == nix::unistd::geteuid().as_raw() {
+            format!("chmod o-w {shown}, or move {what} into a directory of your own")
+        } else {
+            format!("move {what} into a directory of your own (mode 0700) and point [cme] base_config (or CME_CONFIG_PATH) at it")
+        };
+        return Err(Error::new(format!(
+            "{what} {base} is in {shown}, which every user can write (mode {:04o}, no sticky bit): anyone could replace it",
+            mode & 0o7777
+        ))
+        .hint(fix));
+    }
+    Ok(())
 }
 
 /// Parses a cme config document; errors give the position only (the file may hold secrets).

@@ -36,6 +36,7 @@ fn base(doc: Value) -> BaseConfig {
         doc: doc.as_object().unwrap().clone(),
         mode: Some(0o600),
         size_hint: 0,
+        origin: None,
     }
 }
 
@@ -461,4 +462,268 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(&v["export"]["log_level"], &json!("INFO"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write-back writes only into the file it loaded; the base config's place is checked at load
+// ---------------------------------------------------------------------------------------------
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// A link planted at the lock file's name is never followed: the save stops, and the link's
+/// target is neither created nor locked.
+#[test]
+fn write_back_never_opens_a_lock_file_through_a_link() {
+    let (dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    let elsewhere = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, writeback::lock_path(&path)).unwrap();
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert!(err.message().contains("cannot open the lock file"), "{err}");
+    assert!(err
+        .details()
+        .iter()
+        .any(|d| d == "not saved: export.include_toc"));
+    assert!(!elsewhere.exists(), "the lock was opened through the link");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        r#"{"export": {"log_level": "INFO"}}"#
+    );
+}
+
+/// The file at the base config's name during the save must be the one read at load (or the one
+/// the last save wrote): a symbolic link or another file put there during the run is left alone
+/// and nothing is written through or into it.
+#[test]
+fn write_back_writes_only_into_the_file_it_loaded() {
+    for case in ["a link", "another file"] {
+        let (dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+        let b = base::load(&path).unwrap();
+        let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+        let victim = dir.path().join("victim.json");
+        std::fs::write(&victim, r#"{"mine": true}"#).unwrap();
+        let planted = dir.path().join("planted");
+        if case == "a link" {
+            std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        } else {
+            std::fs::write(&planted, r#"{"export": {"log_level": "DEBUG"}}"#).unwrap();
+        }
+        std::fs::rename(&planted, &path).unwrap();
+        let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+        let why = if case == "a link" {
+            "was replaced by a symbolic link during the run; nothing was written through it"
+        } else {
+            "was replaced by another file during the run (not the one cme-exec read)"
+        };
+        assert!(err.message().contains(why), "{case}: {err}");
+        assert!(
+            err.message().contains("left exactly as it is"),
+            "{case}: {err}"
+        );
+        assert!(
+            err.details()
+                .iter()
+                .any(|d| d == "not saved: export.include_toc"),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            r#"{"mine": true}"#,
+            "{case}"
+        );
+        if case == "a link" {
+            assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        } else {
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                r#"{"export": {"log_level": "DEBUG"}}"#
+            );
+        }
+    }
+}
+
+/// A file of exactly 4 MiB is a base config; one byte more is refused at load and left alone by
+/// write-back; a file that grows past the size `stat` gave while it is read is still stopped.
+#[test]
+fn the_4_mib_limit_holds_at_load_at_write_back_and_while_reading() {
+    let max = base::MAX_BASE_BYTES as usize;
+    let padded = |len: usize| {
+        let head = r#"{"export": {"output_path": ""#;
+        let tail = r#""}}"#;
+        format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len()))
+    };
+    let (_dir, path) = base_file(&padded(max));
+    let b = base::load(&path).expect("exactly 4 MiB is accepted");
+    std::fs::write(&path, padded(max + 1)).unwrap();
+    let e = base::load(&path).err().expect("4 MiB + 1 is refused");
+    assert!(e.message().ends_with("is larger than 4 MiB"), "{e}");
+
+    // Grown past the limit during the run: left alone by write-back.
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert!(
+        err.message()
+            .contains("is larger than 4 MiB; it was left exactly as it is"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), max as u64 + 1);
+
+    // The size `stat` gave is not trusted while reading.
+    let file = std::fs::File::open(&path).unwrap();
+    assert!(matches!(
+        base::read_capped(file, 0),
+        Err(base::Capped::TooLarge)
+    ));
+    std::fs::write(&path, padded(max)).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    assert!(matches!(base::read_capped(file, 0), Ok(b) if b.len() == max));
+}
+
+/// A base config in a directory every user can write without the sticky bit is refused at load
+/// (anyone could swap it), naming the directory and the fix; a sticky one (as `/tmp`) is not,
+/// and write-back saves into it.
+#[test]
+fn a_base_config_in_a_directory_everyone_can_write_is_refused_unless_sticky() {
+    let top = tempfile::tempdir().unwrap();
+    let shared = top.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let path = shared.join("app_data.json");
+    std::fs::write(&path, r#"{"export": {"log_level": "INFO"}}"#).unwrap();
+    chmod(&path, 0o600);
+    for exists in [true, false] {
+        if !exists {
+            std::fs::remove_file(&path).unwrap();
+        }
+        chmod(&shared, 0o777);
+        let e = base::load(&path)
+            .err()
+            .expect("a 0777 directory is refused");
+        assert_eq!(
+            e.message(),
+            format!(
+                "the base config {} is in {}, which every user can write (mode 0777, no sticky bit): anyone could replace it",
+                path.display(),
+                shared.display()
+            ),
+            "exists: {exists}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("hint: chmod o-w {}", shared.display())),
+            "{e}"
+        );
+        chmod(&shared, 0o1777);
+        let b = base::load(&path).expect("a sticky directory is accepted");
+        let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+        let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+        assert_eq!(report.written, ["export.include_toc"]);
+    }
+    // Write-back checks the directory again: made writable by everyone during the run.
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("embed_images", json!(true))]);
+    chmod(&shared, 0o777);
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert!(
+        err.message().contains("which every user can write"),
+        "{err}"
+    );
+    assert!(err
+        .details()
+        .iter()
+        .any(|d| d == "not saved: export.embed_images"));
+    assert_eq!(mode_of(&shared), 0o777);
+}
+
+/// The base config's directory moved away and a link to another directory put in its place
+/// during the run: write-back opens the directory without following the link, so nothing is
+/// written (not even a lock file) in the other directory.
+#[test]
+fn write_back_never_follows_a_link_planted_for_the_directory() {
+    let top = tempfile::tempdir().unwrap();
+    let shared = top.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let path = shared.join("app_data.json");
+    std::fs::write(&path, r#"{"export": {"log_level": "INFO"}}"#).unwrap();
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    let elsewhere = top.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("app_data.json"), r#"{"mine": true}"#).unwrap();
+    std::fs::rename(&shared, top.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &shared).unwrap();
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert_eq!(
+        err.message(),
+        format!(
+            "{} (the directory of the base config {}) was replaced by a symbolic link; nothing was written through it",
+            shared.display(),
+            path.display()
+        )
+    );
+    assert!(err
+        .details()
+        .iter()
+        .any(|d| d == "not saved: export.include_toc"));
+    let left: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["app_data.json"],
+        "something was made through the link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("app_data.json")).unwrap(),
+        r#"{"mine": true}"#
+    );
+}
+
+/// Runs `f` on a thread and fails the test, instead of hanging it, when `f` blocks (an open of
+/// a FIFO that waits for a writer).
+fn without_blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} blocked: a FIFO was opened without O_NONBLOCK"))
+}
+
+/// A FIFO at the base config's name (at load, or put there during the run) is refused at once:
+/// it is opened without waiting for a writer, then refused as not a regular file.
+#[test]
+fn a_fifo_at_the_base_configs_name_is_refused_without_waiting() {
+    let fifo = |path: &std::path::Path| {
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    };
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO"}}"#);
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    fifo(&path);
+    let err = without_blocking("write-back", move || {
+        writeback::write_back(&b, &handed, &after, WAIT).unwrap_err()
+    });
+    assert!(
+        err.message()
+            .contains("is no longer a regular file; it was left exactly as it is"),
+        "{err}"
+    );
+    let at_load = path.clone();
+    let err = without_blocking("loading", move || base::load(&at_load).err().unwrap());
+    assert!(err.message().ends_with("is not a regular file"), "{err}");
 }

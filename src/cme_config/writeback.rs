@@ -8,18 +8,38 @@
 //! back; a changed secret field is reported (never shown) and dropped.
 //!
 //! The base config is shared: other runs save their own changes into it, and its owner may
-//! edit it while an export runs for an hour. So the save is a read-modify-write under a lock
-//! (issue 13): take an advisory lock on a lock file beside the base config (a lock on the file
+//! edit it while an export runs for an hour. So the save is a read-modify-write under a lock:
+//! take an advisory lock on a lock file beside the base config (a lock on the file
 //! itself would not survive the atomic rename), read the file as it is now, apply only this
 //! run's own leaf changes, write it atomically, unlock. A leaf that the file changed since the
 //! run started keeps the file's value and is reported with the command that would save it.
 //! A file that no longer parses, is read-only or sits on a read-only filesystem is left
 //! exactly as it is. The lock is `flock(2)`: the kernel drops it when its holder dies, so a
 //! run killed while holding it never blocks the next; waiting for it has a deadline.
+//!
+//! Write-back writes only into the file that was loaded: the path is the canonical one fixed at
+//! load (a link the user keeps was followed then, once), the file is opened relative to its
+//! directory's descriptor with `O_NOFOLLOW`, and its device and inode must be the ones read at
+//! load. A link planted at its name during the run, or another file put in its place, is left
+//! alone and nothing is written. The replacement is a new file in the same directory (created
+//! exclusively, links not followed) renamed over the old one relative to the same descriptor.
+//! Runs that save at the same time each replace the file, so a run also accepts the file the
+//! last save wrote: each save records the device and inode of the file it wrote in the lock
+//! file, under the lock. (A file an editor saved by renaming during the run is refused like any
+//! other replacement; the run's unsaved keys are named.)
+//!
+//! `import --remove-secrets` uses the same lock and the same safe read and replace
+//! ([`Locked`]) for the cme config it rewrites.
 
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, Mode};
 
 use cme_exec_providers::payload::zeroize_value;
 use serde_json::{Map, Value};
@@ -105,9 +125,13 @@ pub fn write_back(
             .fold(e, |e, k| e.detail(format!("not saved: {k}")))
     };
 
-    let target = std::fs::canonicalize(&base.path).unwrap_or_else(|_| base.path.clone());
-    let _lock = Lock::acquire(&target, lock_wait).map_err(not_saved)?;
-    let (mut doc, mode) = read_current(base, &target).map_err(not_saved)?;
+    let target = base
+        .origin
+        .as_ref()
+        .map_or_else(|| base.path.clone(), |o| o.real.clone());
+    let locked =
+        Locked::acquire(&target, &base.path, lock_wait, Purpose::WriteBack).map_err(not_saved)?;
+    let (mut doc, mode) = read_current(base, &locked).map_err(not_saved)?;
     for (path, value) in changes {
         let now = lookup_entry(&doc, &path);
         if now == Some(&value) {
@@ -135,34 +159,49 @@ pub fn write_back(
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc))
         .expect("serialising into memory cannot fail");
     bytes.push(b'\n');
-    crate::atomic::write(&target, &bytes, mode, crate::atomic::Symlink::Follow)
-        .map_err(not_saved)?;
+    locked.replace(&bytes, mode).map_err(not_saved)?;
     Ok(report)
 }
 
 /// The base config as it is now, and the mode to keep, or why it must be left alone.
-fn read_current(base: &BaseConfig, target: &Path) -> Result<(Map<String, Value>, u32), Error> {
+fn read_current(base: &BaseConfig, locked: &Locked) -> Result<(Map<String, Value>, u32), Error> {
     let shown = base.path.display();
     let left = |why: String| {
         Error::new(format!(
             "the base config {shown} {why}; it was left exactly as it is"
         ))
     };
-    if read_only_filesystem(target) {
-        return Err(left("is on a read-only filesystem".into()));
+    let loaded = base.origin.as_ref().and_then(|o| o.identity);
+    let current =
+        match locked.read() {
+            Ok(Some(c)) => c,
+            // Removed during the run (or never there): this run's changes make a new one.
+            Ok(None) => return Ok((Map::new(), base.mode.unwrap_or(0o600))),
+            Err(Unread::Link) => return Err(left(
+                "was replaced by a symbolic link during the run; nothing was written through it"
+                    .into(),
+            )
+            .hint(format!(
+                "remove the link and put your base config back at {}",
+                locked.path.display()
+            ))),
+            Err(Unread::NotFile) => return Err(left("is no longer a regular file".into())),
+            Err(Unread::TooLarge) => return Err(left("is larger than 4 MiB".into())),
+            Err(Unread::Io(e)) => return Err(left("cannot be read".into()).cause(e.to_string())),
+        };
+    let ours = |id| id == current.identity;
+    if loaded.is_some_and(|id| !ours(id)) && !locked.last_written().is_some_and(ours) {
+        return Err(left(
+            "was replaced by another file during the run (not the one cme-exec read)".into(),
+        ));
     }
-    let meta = match std::fs::metadata(target) {
-        Ok(m) => m,
-        // Removed during the run (or never there): this run's changes make a new one.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Map::new(), base.mode.unwrap_or(0o600)))
-        }
-        Err(e) => return Err(left("cannot be read".into()).cause(e.to_string())),
-    };
-    let mode = meta.mode() & 0o7777;
-    if !meta.is_file() {
-        return Err(left("is no longer a regular file".into()));
+    if !is_trusted_owner(current.uid) {
+        return Err(left(format!(
+            "now belongs to another user (uid {})",
+            current.uid
+        )));
     }
+    let mode = current.mode;
     if mode & 0o200 == 0 {
         return Err(left(format!("is read-only (mode {mode:04o})"))
             .hint(format!("make it writable (chmod u+w {shown}) to let cme-exec save cme's changes, or run with --no-write-back")));
@@ -170,59 +209,246 @@ fn read_current(base: &BaseConfig, target: &Path) -> Result<(Map<String, Value>,
     if mode & 0o002 != 0 {
         return Err(left("is writable by other users".into()).hint(format!("chmod o-w {shown}")));
     }
-    if meta.len() > base::MAX_BASE_BYTES {
-        return Err(left("is larger than 4 MiB".into()));
-    }
-    let bytes = zeroize::Zeroizing::new(
-        fs_err::read(target).map_err(|e| left("cannot be read".into()).cause(e.to_string()))?,
-    );
-    let doc =
-        base::parse(&bytes).map_err(|m| left(format!("changed during the run and now {m}")))?;
+    let doc = base::parse(&current.bytes)
+        .map_err(|m| left(format!("changed during the run and now {m}")))?;
     Ok((doc, mode))
 }
 
-#[cfg(unix)]
-fn read_only_filesystem(target: &Path) -> bool {
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
-    let probe = if target.exists() {
-        target
-    } else {
-        dir.unwrap_or(Path::new("."))
-    };
-    nix::sys::statvfs::statvfs(probe)
+fn is_trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// Whether the directory `dir` is on a read-only filesystem.
+fn read_only_filesystem(dir: &OwnedFd) -> bool {
+    nix::sys::statvfs::fstatvfs(dir)
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-/// An exclusive `flock(2)` on `.<name>.cme-exec-lock` beside the base config, held until drop.
-struct Lock {
-    _file: std::fs::File,
+/// Who takes the lock, for its messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// `run`'s write-back into the base config (waits up to `--grace`).
+    WriteBack,
+    /// `import --remove-secrets` on the cme config it imported (waits up to `--timeout`).
+    Import,
 }
 
-impl Lock {
-    fn acquire(target: &Path, wait: Duration) -> Result<Lock, Error> {
-        let path = lock_path(target);
-        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+/// A cme config file held for a read-modify-write: the write-back lock beside it, its directory
+/// open (every later step is relative to that descriptor), and the file's name in it.
+pub(crate) struct Locked {
+    lock: Lock,
+    dir: OwnedFd,
+    name: OsString,
+    /// The path as the user knows it, for messages.
+    path: PathBuf,
+}
+
+/// The file as read under the lock.
+pub(crate) struct Current {
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
+    pub identity: (u64, u64),
+    pub mode: u32,
+    pub uid: u32,
+}
+
+/// Why the file could not be read.
+pub(crate) enum Unread {
+    /// A symbolic link is at its name (never followed).
+    Link,
+    NotFile,
+    TooLarge,
+    Io(std::io::Error),
+}
+
+impl Locked {
+    /// Takes the lock beside `real` (a canonical path), then opens its directory (the last
+    /// component not followed) and checks it as the base config's directory is checked at load.
+    pub(crate) fn acquire(
+        real: &Path,
+        shown: &Path,
+        wait: Duration,
+        purpose: Purpose,
+    ) -> Result<Locked, Error> {
+        let what = match purpose {
+            Purpose::WriteBack => "the base config",
+            Purpose::Import => "the cme config",
+        };
+        let real = std::path::absolute(real).map_err(|e| {
+            Error::new(format!("cannot find {}", shown.display())).cause(e.to_string())
+        })?;
+        let dir_path = real.parent().unwrap_or(Path::new("/")).to_owned();
+        let Some(name) = real.file_name().map(ToOwned::to_owned) else {
+            return Err(Error::new(format!("{} names no file", shown.display())));
+        };
+        if !dir_path.exists() {
             std::os::unix::fs::DirBuilderExt::mode(
                 std::fs::DirBuilder::new().recursive(true),
                 0o700,
             )
-            .create(dir)
+            .create(&dir_path)
             .map_err(|e| {
-                Error::new(format!("cannot create {}", dir.display())).cause(e.to_string())
+                Error::new(format!("cannot create {}", dir_path.display())).cause(e.to_string())
             })?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| {
-                Error::new(format!("cannot open the lock file {}", path.display()))
-                    .cause(e.to_string())
-            })?;
+        let dir = nix::fcntl::open(
+            &dir_path,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            // O_NOFOLLOW with O_DIRECTORY answers a link with ENOTDIR (or ELOOP).
+            nix::Error::ELOOP | nix::Error::ENOTDIR if dir_path.is_symlink() => Error::new(format!(
+                "{} (the directory of {what} {}) was replaced by a symbolic link; nothing was written through it",
+                dir_path.display(),
+                shown.display()
+            )),
+            e => Error::new(format!("cannot open {}", dir_path.display())).cause(e.desc()),
+        })?;
+        let st = nix::sys::stat::fstat(&dir).map_err(|e| {
+            Error::new(format!("cannot inspect {}", dir_path.display())).cause(e.desc())
+        })?;
+        base::check_dir_of(what, shown, &dir_path, st.st_uid, st.st_mode)?;
+        // Before the lock, whose file cannot be opened for writing there either.
+        if read_only_filesystem(&dir) {
+            return Err(Error::new(format!(
+                "{what} {} is on a read-only filesystem; it was left exactly as it is",
+                shown.display()
+            )));
+        }
+        let lock = Lock::acquire(&dir, &lock_path(&real), wait, purpose)?;
+        Ok(Locked {
+            lock,
+            dir,
+            name,
+            path: shown.to_owned(),
+        })
+    }
+
+    /// The device and inode of the file the last save under this lock wrote.
+    fn last_written(&self) -> Option<(u64, u64)> {
+        self.lock.last_written()
+    }
+
+    /// The file as it is now (`None` when there is none), opened without following a link.
+    pub(crate) fn read(&self) -> Result<Option<Current>, Unread> {
+        // O_NONBLOCK: a FIFO at the name must not hang the open.
+        let fd = match openat(
+            &self.dir,
+            self.name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(nix::Error::ENOENT) => return Ok(None),
+            Err(nix::Error::ELOOP) => return Err(Unread::Link),
+            Err(e) => return Err(Unread::Io(e.into())),
+        };
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata().map_err(Unread::Io)?;
+        if !meta.is_file() {
+            return Err(Unread::NotFile);
+        }
+        let bytes = base::read_capped(file, meta.len()).map_err(|e| match e {
+            base::Capped::TooLarge => Unread::TooLarge,
+            base::Capped::Io(e) => Unread::Io(e),
+        })?;
+        Ok(Some(Current {
+            bytes,
+            identity: (meta.dev(), meta.ino()),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+        }))
+    }
+
+    /// Replaces the file atomically with `bytes` and permission bits `mode`: a new file in the
+    /// same directory, created exclusively with a random name, links not followed, written and
+    /// fsynced, renamed over the name; the directory fsynced. A reader sees the old file or the
+    /// whole new one.
+    pub(crate) fn replace(&self, bytes: &[u8], mode: u32) -> Result<(), Error> {
+        let fail = |e: std::io::Error| {
+            Error::new(format!("cannot write {}", self.path.display())).cause(e.to_string())
+        };
+        let tmp = format!(
+            ".{}.cme-exec-{}.tmp",
+            self.name.to_string_lossy(),
+            crate::atomic::random_suffix()
+        );
+        let fd = openat(
+            &self.dir,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| fail(e.into()))?;
+        // From here on the temporary file is ours, and removed if anything fails.
+        let result = (|| -> std::io::Result<()> {
+            fchmod(&fd, Mode::from_bits_truncate(mode))?;
+            let mut file = std::fs::File::from(fd);
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            let meta = file.metadata()?;
+            renameat(&self.dir, tmp.as_str(), &self.dir, self.name.as_os_str())?;
+            let _ = nix::unistd::fsync(self.dir.as_fd());
+            self.lock.record((meta.dev(), meta.ino()));
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = nix::unistd::unlinkat(
+                &self.dir,
+                tmp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            return Err(fail(e));
+        }
+        Ok(())
+    }
+}
+
+/// An exclusive `flock(2)` on `.<name>.cme-exec-lock` beside the base config, held until drop.
+/// The lock file holds `DEV:INO` of the file the last save wrote.
+struct Lock {
+    file: std::fs::File,
+}
+
+impl Lock {
+    fn last_written(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = [0u8; 64];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let (dev, ino) = text.trim().split_once(':')?;
+        Some((dev.parse().ok()?, ino.parse().ok()?))
+    }
+
+    /// Best effort: a save whose record is lost only makes the next concurrent run refuse (and
+    /// name its unsaved keys), never write elsewhere.
+    fn record(&self, (dev, ino): (u64, u64)) {
+        use std::os::unix::fs::FileExt as _;
+        let text = format!("{dev}:{ino}\n");
+        if self.file.set_len(0).is_ok() {
+            let _ = self.file.write_all_at(text.as_bytes(), 0);
+        }
+    }
+
+    /// Opens (creating it 0600, never through a link) the lock file `path` in `dir`, and waits
+    /// up to `wait` for an exclusive lock on it.
+    fn acquire(
+        dir: &OwnedFd,
+        path: &Path,
+        wait: Duration,
+        purpose: Purpose,
+    ) -> Result<Lock, Error> {
+        let name = path.file_name().unwrap_or_default();
+        let file = openat(
+            dir,
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| {
+            Error::new(format!("cannot open the lock file {}", path.display())).cause(e.desc())
+        })?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
@@ -234,7 +460,7 @@ impl Lock {
                 )
             };
             if rc == 0 {
-                return Ok(Lock { _file: file });
+                return Ok(Lock { file });
             }
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
@@ -243,12 +469,18 @@ impl Lock {
                 );
             }
             if started.elapsed() >= wait {
+                let (what, option) = match purpose {
+                    Purpose::WriteBack => ("nothing was written back", "--grace"),
+                    Purpose::Import => ("nothing was removed", "--timeout"),
+                };
                 return Err(Error::new(format!(
-                    "another process held the lock {} for longer than {:.1} s; nothing was written back",
+                    "another process held the lock {} for longer than {:.1} s; {what}",
                     path.display(),
                     wait.as_secs_f64()
                 ))
-                .hint("a longer --grace waits longer; `fuser` shows who holds the lock"));
+                .hint(format!(
+                    "a longer {option} waits longer; `fuser` shows who holds the lock"
+                )));
             }
             std::thread::sleep(pause.min(wait.saturating_sub(started.elapsed())));
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -263,11 +495,7 @@ pub fn lock_path(target: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "app_data.json".into());
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    dir.join(format!(".{name}.cme-exec-lock"))
+    target.with_file_name(format!(".{name}.cme-exec-lock"))
 }
 
 /// How the user can save a value that was not written back.

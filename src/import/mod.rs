@@ -11,8 +11,12 @@
 //! 4. Write each document (skipped when the store already holds exactly it), the base config,
 //!    `cme-exec.toml`.
 //! 5. Resolve the new configuration and compare every value with the original's.
-//! 6. Only then, with `--remove-secrets`, rewrite the original without its secret fields
-//!    (atomically, its mode kept).
+//! 6. Only then, with `--remove-secrets`, rewrite the original without the secret values that
+//!    were imported and read back: under the write-back lock (the same one `run` takes on a base
+//!    config), the file is read again and only those values are removed, so that an edit made
+//!    while the import waited on its store survives. A field added meanwhile stays in the file;
+//!    an instance whose imported value changed meanwhile keeps all its fields (the store has the
+//!    earlier value), and both are named in a warning. Atomically, the file's mode kept.
 //!
 //! No value is printed or logged; documents are held in wiped buffers; a failure names what was
 //! written where and leaves the original untouched.
@@ -27,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret as _, SecretString};
-use serde_json::{Map, Value};
+use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use cme_exec_providers::EnvReader;
@@ -80,6 +84,19 @@ impl Destination {
             let (mount, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if mount.is_empty() || rest.contains("//") || rest.contains(['?', '#']) {
                 return Err(bad("expected vault://MOUNT/PREFIX (a KV v2 mount)"));
+            }
+            // KV v2's API path, not a vault:// address: reads refuse it with the same hint.
+            if let Some(after) = prefix
+                .strip_prefix("data")
+                .filter(|r| r.is_empty() || r.starts_with('/'))
+            {
+                let fixed = format!("vault://{mount}{after}");
+                return Err(Error::new(format!(
+                    "--to {raw:?}: `data/` is part of KV v2's API path, not of a vault:// address"
+                ))
+                .hint(format!(
+                    "leave `data/` out of --to: cme-exec adds it for KV v2 ({fixed})"
+                )));
             }
             return Ok(Destination::Vault {
                 mount: mount.to_owned(),
@@ -214,7 +231,8 @@ fn config_home(env: &EnvReader) -> PathBuf {
 /// The plan, before anything is written.
 struct Plan {
     from: PathBuf,
-    original: Map<String, Value>,
+    /// `from`'s canonical path when it was read: `--remove-secrets` rewrites that file.
+    real: PathBuf,
     mode: u32,
     instances: Vec<Instance>,
     toml_path: PathBuf,
@@ -224,80 +242,204 @@ struct Plan {
 }
 
 pub fn import(cli: &Cli, args: &ImportArgs) -> Exit {
-    match import_inner(cli, args) {
+    let mut out = Out::new(args);
+    let exit = match import_inner(cli, args, &mut out) {
         Ok(exit) => exit,
         Err(e) => {
+            out.doc.insert("ok".into(), Value::Bool(false));
+            out.doc.insert("error".into(), Value::String(e.to_string()));
             error::print(&e);
             Exit::Failed
+        }
+    };
+    out.finish();
+    exit
+}
+
+/// What import reports: lines as it goes (`--format text`), or one JSON document at the end
+/// (`--format json`: `ok`, `error`, `from`, `to`, `dry_run`, `instances`, `files`, `verified`,
+/// `removed`, `use`). Warnings go to stderr in both.
+struct Out {
+    json: bool,
+    doc: serde_json::Map<String, Value>,
+}
+
+impl Out {
+    fn new(args: &ImportArgs) -> Out {
+        let mut doc = serde_json::Map::new();
+        doc.insert("ok".into(), Value::Bool(true));
+        doc.insert("error".into(), Value::Null);
+        doc.insert("to".into(), Value::String(args.to.clone()));
+        doc.insert("dry_run".into(), Value::Bool(args.dry_run));
+        for key in [
+            "from",
+            "config",
+            "base_config",
+            "verified",
+            "removed",
+            "use",
+        ] {
+            doc.insert(key.into(), Value::Null);
+        }
+        doc.insert("instances".into(), Value::Array(Vec::new()));
+        doc.insert("files".into(), Value::Array(Vec::new()));
+        Out {
+            json: args.format == Format::Json,
+            doc,
+        }
+    }
+
+    /// A line of the text report.
+    fn line(&self, text: &str) {
+        if !self.json {
+            crate::outln!("{}", error::strip_controls(text));
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.doc.insert(key.into(), value);
+    }
+
+    fn push(&mut self, key: &str, value: Value) {
+        if let Some(Value::Array(items)) = self.doc.get_mut(key) {
+            items.push(value);
+        }
+    }
+
+    fn finish(self) {
+        if self.json {
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&Value::Object(self.doc)).unwrap_or_default()
+            );
         }
     }
 }
 
-fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
+/// How a file import writes compares with what is there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Absent,
+    /// It holds exactly what import would write.
+    Same,
+    /// It holds something else: never overwritten.
+    Other,
+}
+
+fn import_inner(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<Exit, Error> {
     let env = EnvReader::from_process();
     let destination = Destination::parse(&args.to)?;
     let from = args.from.clone().unwrap_or_else(|| cme_config_path(&env));
+    let default_toml = config_home(&env).join("cme-exec/config.toml");
+    // Absolute: the path printed at the end must still name the file from elsewhere.
     let toml_path = cli
         .config
-        .clone()
-        .unwrap_or_else(|| config_home(&env).join("cme-exec/config.toml"));
+        .as_deref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
+        .unwrap_or_else(|| default_toml.clone());
+    out.set("from", json!(from.display().to_string()));
+    out.set("config", json!(toml_path.display().to_string()));
+    out.set(
+        "base_config",
+        json!(base_path_for(&toml_path).display().to_string()),
+    );
     let plan = plan(&from, &destination, &toml_path)?;
     let total: usize = plan.instances.iter().map(|i| i.secrets.len()).sum();
-    crate::outln!(
-        "{}",
-        error::strip_controls(&format!(
-            "import: {}: {} instance{}, {total} secret field{}",
-            plan.from.display(),
-            plan.instances.len(),
-            if plan.instances.len() == 1 { "" } else { "s" },
-            if total == 1 { "" } else { "s" }
-        ))
-    );
+    let fields = |n: usize| format!("{n} secret field{}", if n == 1 { "" } else { "s" });
+    out.line(&format!(
+        "import: {}: {} instance{}, {}",
+        plan.from.display(),
+        plan.instances.len(),
+        if plan.instances.len() == 1 { "" } else { "s" },
+        fields(total)
+    ));
     if total == 0 {
-        crate::outln!(
+        out.line(&format!(
             "nothing to import: {} holds no secret field (username, api_token, pat, session_cookies)",
             plan.from.display()
-        );
+        ));
         return Ok(Exit::Success);
     }
 
     // Refuse before writing anything.
     let toml_state = existing(&plan.toml_path, plan.toml.as_bytes())?;
     let base_state = existing(&plan.base_path, &plan.base)?;
+    let files = [
+        (
+            &plan.base_path,
+            plan.base.as_slice(),
+            base_state,
+            "base_config",
+            "base config: the settings without auth",
+        ),
+        (
+            &plan.toml_path,
+            plan.toml.as_bytes(),
+            toml_state,
+            "config",
+            "cme-exec.toml",
+        ),
+    ];
+    let conflict = files
+        .iter()
+        .find(|(_, _, state, _, _)| *state == State::Other)
+        .map(|(path, ..)| (*path).clone());
     if args.dry_run {
-        for i in plan.instances.iter().filter(|i| !i.secrets.is_empty()) {
-            crate::outln!(
-                "{}",
-                error::strip_controls(&format!(
+        for i in &plan.instances {
+            let action = if i.secrets.is_empty() {
+                "none"
+            } else {
+                out.line(&format!(
                     "would write {} ({}) to {} {}",
                     i.place(),
                     i.field_names(),
                     destination.describe(),
                     i.at
-                ))
-            );
+                ));
+                "would_write"
+            };
+            out.push("instances", instance_json(i, action));
         }
-        for (path, state, what) in [
-            (
-                &plan.base_path,
-                base_state,
-                "the base config (the settings without auth)",
-            ),
-            (&plan.toml_path, toml_state, "cme-exec.toml"),
-        ] {
-            let verb = if state { "unchanged" } else { "would write" };
-            crate::outln!("{verb} {} ({what})", path.display());
+        for (path, _, state, key, what) in &files {
+            let shown = path.display();
+            let action = match state {
+                State::Absent => {
+                    out.line(&format!("would write {shown} ({what})"));
+                    "would_write"
+                }
+                State::Same => {
+                    out.line(&format!("unchanged {shown} ({what})"));
+                    "unchanged"
+                }
+                State::Other => {
+                    out.line(&format!(
+                        "would stop here: {shown} ({what}) exists with other content"
+                    ));
+                    "conflict"
+                }
+            };
+            out.push("files", file_json(path, key, action));
+        }
+        if let Some(path) = conflict {
+            return Err(exists_error(&path).hint(EXISTS_HINT));
         }
         if args.remove_secrets {
-            crate::outln!(
-                "would then remove {total} secret field{} from {} (mode {:04o} kept)",
-                if total == 1 { "" } else { "s" },
+            out.line(&format!(
+                "would then remove {} from {} (mode {:04o} kept)",
+                fields(total),
                 plan.from.display(),
                 plan.mode
-            );
+            ));
         }
-        crate::outln!("dry run: nothing was written");
+        out.line("dry run: nothing was written");
         return Ok(Exit::Success);
+    }
+    if let Some(path) = conflict {
+        return Err(Error::new(format!(
+            "{} exists with other content; nothing was written",
+            path.display()
+        ))
+        .hint(EXISTS_HINT));
     }
 
     let mut written: Vec<String> = Vec::new();
@@ -324,83 +466,147 @@ fn import_inner(cli: &Cli, args: &ImportArgs) -> Result<Exit, Error> {
         .map_err(|(e, done)| halfway(e, &done))?;
     for (i, changed) in plan.instances.iter().zip(&wrote) {
         if i.secrets.is_empty() {
-            crate::outln!(
-                "{}",
-                error::strip_controls(&format!("{}: no secret field; nothing to store", i.place()))
-            );
+            out.line(&format!("{}: no secret field; nothing to store", i.place()));
+            out.push("instances", instance_json(i, "none"));
             continue;
         }
         let verb = if *changed { "wrote" } else { "unchanged" };
-        let line = format!(
+        out.line(&format!(
             "{verb} {} ({}) -> {}",
             i.place(),
             i.field_names(),
             i.reference
-        );
-        crate::outln!("{}", error::strip_controls(&line));
+        ));
+        out.push("instances", instance_json(i, verb));
         if *changed {
             written.push(format!("{} in {}", i.at, destination.describe()));
         }
     }
-    for (path, bytes, state, what) in [
-        (
-            &plan.base_path,
-            plan.base.as_slice(),
-            base_state,
-            "base config",
-        ),
-        (
-            &plan.toml_path,
-            plan.toml.as_bytes(),
-            toml_state,
-            "cme-exec.toml",
-        ),
-    ] {
-        if state {
-            crate::outln!("unchanged {} ({what})", path.display());
+    for (path, bytes, state, key, what) in &files {
+        let what = if *key == "base_config" {
+            "base config"
+        } else {
+            what
+        };
+        if *state == State::Same {
+            out.line(&format!("unchanged {} ({what})", path.display()));
+            out.push("files", file_json(path, key, "unchanged"));
         } else {
             crate::atomic::write(path, bytes, 0o600, crate::atomic::Symlink::Refuse)
                 .map_err(|e| halfway(e, &written))?;
-            crate::outln!("wrote {} ({what})", path.display());
+            out.line(&format!("wrote {} ({what})", path.display()));
+            out.push("files", file_json(path, key, "wrote"));
             written.push(path.display().to_string());
         }
     }
 
     // Read everything back through the new configuration, as `run` will.
     verify(cli, &plan).map_err(|e| halfway(e, &written))?;
-    crate::outln!(
+    out.set("verified", Value::Bool(true));
+    out.line(&format!(
         "check: every field resolves through {} to the value imported",
         plan.toml_path.display()
-    );
+    ));
 
     if args.remove_secrets {
-        remove_secrets(&plan)?;
-        crate::outln!(
-            "removed {total} secret field{} from {} (mode {:04o} kept)",
-            if total == 1 { "" } else { "s" },
-            plan.from.display(),
-            plan.mode
+        let removal = remove_secrets(&plan, std::time::Duration::from_secs_f64(cli.timeout))?;
+        for w in &removal.warnings {
+            error::warn(w);
+        }
+        out.set(
+            "removed",
+            json!({
+                "fields": removal.removed,
+                "kept": removal.kept,
+                "mode": format!("{:04o}", removal.mode),
+                "warnings": removal.warnings,
+            }),
         );
+        if removal.removed > 0 {
+            out.line(&format!(
+                "removed {} from {} (mode {:04o} kept)",
+                fields(removal.removed),
+                plan.from.display(),
+                removal.mode
+            ));
+        }
+        if removal.kept > 0 {
+            out.line(&format!(
+                "{} still holds {} (named above){}",
+                plan.from.display(),
+                fields(removal.kept),
+                if removal.removed == 0 {
+                    "; nothing was removed"
+                } else {
+                    ""
+                }
+            ));
+        }
     } else {
-        crate::outln!(
+        out.line(&format!(
             "{} still holds the secrets: run again with --remove-secrets to remove them",
             plan.from.display()
-        );
+        ));
+    }
+    // cme-exec finds only its default path by itself: say how to use another one.
+    if plan.toml_path != default_toml {
+        let absolute = std::fs::canonicalize(&plan.toml_path)
+            .or_else(|_| std::path::absolute(&plan.toml_path))
+            .unwrap_or_else(|_| plan.toml_path.clone());
+        let value = absolute.display().to_string();
+        out.line(&format!(
+            "to use it: export CME_EXEC_CONFIG={}   (or cme-exec --config {} ...)",
+            shell_word(&value),
+            shell_word(&value)
+        ));
+        out.set("use", json!({ "CME_EXEC_CONFIG": value }));
     }
     Ok(Exit::Success)
 }
 
-/// `Ok(true)` when `path` holds exactly `bytes`; `Ok(false)` when it does not exist; an error
-/// when it holds something else (never overwritten).
-fn existing(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+const EXISTS_HINT: &str = "import into another file with --config NEW.toml (the base config is written beside it), or move the file away";
+
+fn exists_error(path: &Path) -> Error {
+    Error::new(format!(
+        "{} exists with other content: the import would stop there, before writing anything",
+        path.display()
+    ))
+}
+
+fn instance_json(i: &Instance, action: &str) -> Value {
+    json!({
+        "product": i.product.name(),
+        "url": i.url,
+        "fields": i.secrets.iter().map(|(f, _)| f.name()).collect::<Vec<_>>(),
+        "at": (!i.secrets.is_empty()).then_some(i.at.as_str()),
+        "reference": (!i.secrets.is_empty()).then_some(i.reference.as_str()),
+        "cloud_id": i.cloud_id,
+        "action": action,
+    })
+}
+
+fn file_json(path: &Path, what: &str, action: &str) -> Value {
+    json!({ "path": path.display().to_string(), "what": what, "action": action })
+}
+
+/// A path as one shell word: as is when it needs no quoting, else in single quotes.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/=:,+@%".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What is at `path`, compared with the `bytes` import would write there.
+fn existing(path: &Path, bytes: &[u8]) -> Result<State, Error> {
     match std::fs::read(path) {
-        Ok(old) if old == bytes => Ok(true),
-        Ok(_) => Err(Error::new(format!(
-            "{} exists with other content; nothing was written",
-            path.display()
-        ))
-        .hint("import into another file with --config NEW.toml (the base config is written beside it), or move the file away")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(old) if old == bytes => Ok(State::Same),
+        Ok(_) => Ok(State::Other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::Absent),
         Err(e) => Err(Error::new(format!("cannot read {}", path.display())).cause(e.to_string())),
     }
 }
@@ -510,13 +716,18 @@ fn plan(from: &Path, destination: &Destination, toml_path: &Path) -> Result<Plan
     // Only instances with a secret need a document; the others keep their cloud_id only.
     let base_path = base_path_for(toml_path);
     let mut base_doc = original.clone();
-    base_doc.remove("auth");
+    if let Some(mut auth) = base_doc.remove("auth") {
+        cme_exec_providers::payload::zeroize_value(&mut auth);
+    }
+    cme_exec_providers::payload::zeroize_value(&mut Value::Object(original));
     let mut base = serde_json::to_vec_pretty(&Value::Object(base_doc)).expect("JSON serialises");
     base.push(b'\n');
     let toml = render_toml(from, &base_path, &instances);
+    let real = std::fs::canonicalize(from)
+        .map_err(|e| Error::new(format!("cannot read {shown}")).cause(e.to_string()))?;
     Ok(Plan {
         from: from.to_owned(),
-        original,
+        real,
         mode: meta.mode() & 0o7777,
         instances,
         toml_path: toml_path.to_owned(),
@@ -717,29 +928,149 @@ fn verify(cli: &Cli, plan: &Plan) -> Result<(), Error> {
     }
 }
 
-/// Rewrites the original without its secret fields: atomically, its mode kept.
-fn remove_secrets(plan: &Plan) -> Result<(), Error> {
-    let mut doc = plan.original.clone();
+/// What `--remove-secrets` did.
+#[derive(Debug, Default)]
+struct Removal {
+    /// Secret fields removed from the file.
+    removed: usize,
+    /// Secret fields the file still holds.
+    kept: usize,
+    /// Why each kept field was kept (instance and field, never a value).
+    warnings: Vec<String>,
+    /// The file's mode, kept.
+    mode: u32,
+}
+
+/// Rewrites the original without the secret values that were imported and read back (every
+/// value of the plan: [`verify`] failed otherwise). Under the write-back lock, from the file as
+/// it is now: a field that is not in the plan, or whose value is not the one imported, is kept,
+/// and so is every other field of its instance (so that importing again stores them together).
+fn remove_secrets(plan: &Plan, wait: std::time::Duration) -> Result<Removal, Error> {
+    use crate::cme_config::writeback::{Locked, Purpose, Unread};
+    let shown = plan.from.display();
+    let untouched =
+        "the store and the new configuration are complete; the original still holds its secrets";
+    let locked = Locked::acquire(&plan.real, &plan.from, wait, Purpose::Import)
+        .map_err(|e| e.detail(untouched))?;
+    let current = match locked.read() {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Ok(Removal {
+                warnings: vec![format!(
+                    "{shown} was removed during the import; nothing was removed from it"
+                )],
+                ..Removal::default()
+            })
+        }
+        Err(why) => {
+            let e = match why {
+                Unread::Link => Error::new(format!(
+                    "{shown} was replaced by a symbolic link during the import; nothing was written through it"
+                )),
+                Unread::NotFile => Error::new(format!("{shown} is no longer a regular file")),
+                Unread::TooLarge => Error::new(format!("{shown} is larger than 4 MiB")),
+                Unread::Io(e) => Error::new(format!("cannot read {shown}")).cause(e.to_string()),
+            };
+            return Err(e.detail(untouched));
+        }
+    };
+    let mut doc = match serde_json::from_slice::<Value>(&current.bytes) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(Error::new(format!(
+                "{shown} changed during the import and is no longer a JSON object; it was left as it is"
+            ))
+            .detail(untouched))
+        }
+    };
+    let mut removal = Removal {
+        mode: current.mode,
+        ..Removal::default()
+    };
     if let Some(Value::Object(auth)) = doc.get_mut("auth") {
-        for (_, entries) in auth.iter_mut() {
-            if let Value::Object(entries) = entries {
-                for (_, entry) in entries.iter_mut() {
-                    if let Value::Object(entry) = entry {
-                        for f in SECRET_FIELDS {
-                            entry.remove(f.name());
+        for (product_name, entries) in auth.iter_mut() {
+            let Some(entries) = entries.as_object_mut() else {
+                continue;
+            };
+            let product = Product::from_name(product_name);
+            for (url, entry) in entries.iter_mut() {
+                let Some(entry) = entry.as_object_mut() else {
+                    continue;
+                };
+                let place = format!(
+                    "auth.{}[{:?}]",
+                    error::strip_controls(product_name),
+                    crate::config::redact_user_info(url)
+                );
+                let imported = product.and_then(|p| {
+                    let key = crate::cme_config::normalised_key(p, url);
+                    plan.instances.iter().find(|i| {
+                        i.product == p && crate::cme_config::normalised_key(p, &i.url) == key
+                    })
+                });
+                let held: Vec<Field> = SECRET_FIELDS
+                    .into_iter()
+                    .filter(|f| {
+                        entry
+                            .get(f.name())
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.trim().is_empty())
+                    })
+                    .collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let Some(instance) = imported else {
+                    for f in &held {
+                        removal.warnings.push(format!(
+                            "{place}.{} was added to {shown} during the import and was not imported; it is still there",
+                            f.name()
+                        ));
+                    }
+                    removal.kept += held.len();
+                    continue;
+                };
+                // Each held field: imported with exactly this value, or why not.
+                let mut reasons = Vec::new();
+                for f in &held {
+                    let now = entry.get(f.name()).and_then(Value::as_str).unwrap_or("");
+                    match instance.secrets.iter().find(|(g, _)| g == f) {
+                        Some((_, v)) if v.expose_secret() == now => {}
+                        Some(_) => reasons.push(format!(
+                            "{place}.{} changed in {shown} during the import: the store holds the value it had before; this instance's secret fields were kept in the file (run the import again to store the new value)",
+                            f.name()
+                        )),
+                        None => reasons.push(format!(
+                            "{place}.{} was added to {shown} during the import: this instance's secret fields were kept in the file (run the import again to store it)",
+                            f.name()
+                        )),
+                    }
+                }
+                if reasons.is_empty() {
+                    for f in &held {
+                        if let Some(mut v) = entry.remove(f.name()) {
+                            cme_exec_providers::payload::zeroize_value(&mut v);
                         }
                     }
+                    removal.removed += held.len();
+                } else {
+                    removal.warnings.extend(reasons);
+                    removal.kept += held.len();
                 }
             }
         }
     }
-    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).expect("JSON serialises");
-    bytes.push(b'\n');
-    crate::atomic::write(&plan.from, &bytes, plan.mode, crate::atomic::Symlink::Follow).map_err(
-        |e| {
-            e.detail("the store and the new configuration are complete; the original still holds its secrets")
-        },
-    )
+    let mut whole = Value::Object(doc);
+    let written = if removal.removed > 0 {
+        let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(&whole).expect("JSON serialises"));
+        bytes.push(b'\n');
+        locked.replace(&bytes, current.mode)
+    } else {
+        Ok(())
+    };
+    cme_exec_providers::payload::zeroize_value(&mut whole);
+    written.map_err(|e| e.detail(untouched))?;
+    Ok(removal)
 }
 
 /// A document's fields as a map, for writers that compare with what the store holds.
@@ -780,6 +1111,11 @@ mod tests {
             }
         );
         assert!(Destination::parse("s3://x").is_err());
+        for raw in ["vault://secret/data/cme", "vault://secret/data"] {
+            let e = Destination::parse(raw).unwrap_err().to_string();
+            assert!(e.contains("leave `data/` out of --to"), "{e}");
+        }
+        assert!(Destination::parse("vault://secret/database/cme").is_ok());
     }
 
     #[test]

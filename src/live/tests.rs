@@ -229,6 +229,7 @@ fn cme_tls_settings() {
         doc: doc.as_object().unwrap().clone(),
         mode: None,
         size_hint: 0,
+        origin: None,
     };
     let env = |vars: &[(&str, &str)]| {
         EnvReader::from_vars(vars.iter().map(|(k, v)| (k.into(), v.into())))
@@ -289,6 +290,7 @@ fn plain_http_only_to_loopback_or_where_allowed() {
         doc: serde_json::Map::new(),
         mode: None,
         size_hint: 0,
+        origin: None,
     };
     let env = EnvReader::from_vars([(
         "CME_EXEC_LIVE_ALLOW_HTTP".into(),

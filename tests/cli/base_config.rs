@@ -210,3 +210,66 @@ fn no_write_back_leaves_the_base_config_untouched() {
     );
     b.t.assert_clean();
 }
+
+/// A base config another local account controls decides where cme connects and how (here
+/// `verify_ssl: false`): a 0644 file owned by another account, or a file in a 0777 directory
+/// owned by another account, is refused before anything starts, naming the path, the owner and
+/// the fix. (Both used to be handed to the child.)
+#[test]
+fn a_base_config_another_account_controls_is_refused() {
+    const OTHER: u32 = 65534;
+    assert!(
+        crate::support::launch::is_root(),
+        "this test plays a second local account (uid {OTHER}) with chown and needs root. To fix: \
+         run the tests as root (CI does)"
+    );
+    let chown = |p: &std::path::Path| {
+        std::os::unix::fs::lchown(p, Some(OTHER), Some(OTHER))
+            .unwrap_or_else(|e| panic!("cannot chown {}: {e}", p.display()))
+    };
+    for case in ["their file", "their directory"] {
+        let b = basic_with_extra(
+            "https://company.atlassian.net",
+            "\n[cme]\nbase_config = \"theirs/app_data.json\"\n",
+        );
+        let t = &b.t;
+        let base = t.write_file(
+            "theirs/app_data.json",
+            r#"{"connection_config":{"verify_ssl":false}}"#,
+        );
+        let dir = base.parent().unwrap();
+        let (message, hint) = if case == "their file" {
+            chown(&base);
+            fs::set_permissions(&base, fs::Permissions::from_mode(0o644)).unwrap();
+            (
+                format!(
+                    "the base config {} belongs to another user (uid {OTHER}), who could change where cme sends the credentials",
+                    base.display()
+                ),
+                "hint: copy it into a file of your own (cp, then chmod 600) and point [cme] base_config (or CME_CONFIG_PATH) at the copy",
+            )
+        } else {
+            chown(dir);
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+            (
+                format!(
+                    "the base config {} is in {}, which belongs to another user (uid {OTHER}), who could replace it",
+                    base.display(),
+                    dir.display()
+                ),
+                "hint: move the base config into a directory of your own (mode 0700) and point [cme] base_config (or CME_CONFIG_PATH) at it",
+            )
+        };
+        let marker = t.out_dir().join("child-ran");
+        let child = t.script("touch", &scripts::touch(&marker));
+        let out = t.run_args(args!["--", child]);
+        out.assert_code(125);
+        out.assert_stderr_contains(&message)
+            .assert_stderr_contains(hint);
+        assert!(
+            !marker.exists(),
+            "{case}: the child ran\n{}",
+            out.describe()
+        );
+    }
+}

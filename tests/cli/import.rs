@@ -1,4 +1,4 @@
-//! `cme-exec import` (issue 10, part 3): a cme config written by real cme (`cme config set`, and
+//! `cme-exec import`: a cme config written by real cme (`cme config set`, and
 //! the auth entries cme's `config set` cannot address written as JSON), imported into files,
 //! OpenBao and moto; then real cme run through cme-exec sends the same credentials as plain cme
 //! did before the import, the original no longer holds any secret (`assert_clean` scans every
@@ -279,4 +279,329 @@ fn import_refuses_and_fails_without_touching_the_original() {
     assert_eq!(fs::read(&path).unwrap(), bytes, "the original was changed");
     assert!(!toml_path.exists());
     t.assert_clean();
+}
+
+/// An OpenBao stand-in that holds the first KV write until the test lets it go: the import is
+/// then waiting on its store, and the test edits `app_data.json` in that window (no timer: the
+/// stand-in says when the write arrived, the test says when to answer it).
+struct HeldStore {
+    standin: crate::support::openbao::StandIn,
+    arrived: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldStore {
+    fn start(bao: &OpenBao) -> HeldStore {
+        use crate::support::openbao::{Action, StandIn};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Mutex};
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (arrived_tx, release_rx) = (Mutex::new(arrived_tx), Mutex::new(release_rx));
+        let held = AtomicBool::new(false);
+        let upstream = bao.socket_addr();
+        let standin = StandIn::start(move |seen, _| {
+            let write = matches!(seen.method.as_str(), "POST" | "PUT")
+                && seen.path().starts_with("/v1/secret/data/");
+            if write && !held.swap(true, Ordering::SeqCst) {
+                let _ = arrived_tx.lock().unwrap().send(());
+                // Dropped sender (the test ended) ends the wait too.
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            Action::forward(upstream)
+        });
+        HeldStore {
+            standin,
+            arrived,
+            release,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.standin.url()
+    }
+
+    #[track_caller]
+    fn wait_for_the_write(&self, run: &Running) {
+        assert!(
+            self.arrived
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "the import never wrote to the store\n{}\n{}",
+            run.stderr_so_far(),
+            self.standin.summary()
+        );
+    }
+
+    fn answer(&self) {
+        self.release.send(()).unwrap();
+    }
+}
+
+/// `import --remove-secrets` while the user edits `app_data.json` (a token added during a
+/// slow import was lost): the file is read again under the write-back lock and only the values
+/// that were imported and read back are removed. A Jira PAT added while the store was
+/// answering stays in the file, and the import says so; a token that changed in the file while
+/// it was being imported is kept there (the store has the earlier one), and the import names it.
+#[test]
+fn remove_secrets_keeps_what_changed_during_the_import() {
+    let bao = OpenBao::start();
+    bao.policy(
+        "importer",
+        r#"path "secret/data/cme/*" { capabilities = ["create", "update", "read"] }"#,
+    );
+    const CONFLUENCE: &str = "https://company.atlassian.net";
+    const JIRA: &str = "https://jira.company.com";
+    for case in ["a PAT added", "the token changed"] {
+        let mut t = Test::new();
+        let user = t.sentinel("user");
+        let token = t.sentinel("token");
+        let jira_pat = t.sentinel("jira-pat");
+        let new_token = t.sentinel("new-token");
+        let vault_token = t.sentinel("vault-token");
+        bao.token_with_id(&vault_token, &["importer"]);
+        let store = HeldStore::start(&bao);
+        let path = t.cme_default_config();
+        let t = t
+            .env("VAULT_ADDR", store.url())
+            .env("VAULT_TOKEN", &vault_token)
+            .allow_secret_in(&path);
+        let original = json!({
+            "export": { "include_document_title": false },
+            "auth": { "confluence": { CONFLUENCE: { "username": user, "api_token": token, "cloud_id": "c-1" } } }
+        });
+        t.write_file(
+            "config/confluence-markdown-exporter/app_data.json",
+            serde_json::to_vec_pretty(&original).unwrap(),
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+
+        let run = t.spawn_args(["import", "--to", "vault://secret/cme", "--remove-secrets"]);
+        store.wait_for_the_write(&run);
+        // The user edits the file while the import waits for its store.
+        let mut edited = read_json(&path);
+        match case {
+            "a PAT added" => {
+                edited["auth"]["jira"] = json!({ JIRA: { "pat": jira_pat } });
+                edited["export"]["include_toc"] = json!(false);
+            }
+            _ => edited["auth"]["confluence"][CONFLUENCE]["api_token"] = json!(new_token),
+        }
+        fs::write(&path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+        store.answer();
+        let out = run.wait_timeout(std::time::Duration::from_secs(90));
+        out.assert_success();
+
+        let after = read_json(&path);
+        let entry = &after["auth"]["confluence"][CONFLUENCE];
+        assert_eq!(entry["cloud_id"], json!("c-1"), "{case}");
+        assert_eq!(after["export"]["include_document_title"], json!(false));
+        assert_eq!(mode_of(&path), 0o640, "{case}: the mode is kept");
+        let stored = bao.ok(
+            "GET",
+            "secret/data/cme/confluence-company.atlassian.net",
+            Value::Null,
+        );
+        assert_eq!(stored.pointer("/data/data/api_token"), Some(&json!(token)));
+        if case == "a PAT added" {
+            assert_eq!(
+                after["auth"]["jira"][JIRA]["pat"],
+                json!(jira_pat),
+                "{case}: the PAT added during the import was lost\n{}",
+                out.describe()
+            );
+            assert_eq!(after["export"]["include_toc"], json!(false), "{case}");
+            assert_eq!(entry.get("username"), None, "{case}: {}", out.describe());
+            assert_eq!(entry.get("api_token"), None, "{case}");
+            out.assert_stdout_contains(&format!(
+                "removed 2 secret fields from {} (mode 0640 kept)",
+                path.display()
+            ));
+            out.assert_stderr_contains(&format!(
+                "auth.jira[\"{JIRA}\"].pat was added to {} during the import and was not imported; it is still there",
+                path.display()
+            ));
+        } else {
+            assert_eq!(
+                entry["api_token"],
+                json!(new_token),
+                "{case}: the token changed during the import was lost\n{}",
+                out.describe()
+            );
+            // The instance keeps all its fields, so that importing again stores them together.
+            assert_eq!(entry["username"], json!(user), "{case}");
+            out.assert_stderr_contains(&format!(
+                "auth.confluence[\"{CONFLUENCE}\"].api_token changed in {} during the import: the store holds the value it had before; this instance's secret fields were kept in the file (run the import again to store the new value)",
+                path.display()
+            ));
+            out.assert_stdout_contains(&format!(
+                "{} still holds 2 secret fields (named above); nothing was removed",
+                path.display()
+            ));
+        }
+        t.assert_clean();
+    }
+}
+
+/// A cme config with one Confluence instance (user name and token) at cme's default place.
+fn one_instance(t: &mut Test) -> std::path::PathBuf {
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let doc = json!({
+        "export": { "include_document_title": false },
+        "auth": { "confluence": { "https://company.atlassian.net": { "username": user, "api_token": token } } }
+    });
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+}
+
+/// `--to vault://MOUNT/data/...` (KV v2's API path, as `vault kv put -output-curl-string` shows
+/// it) is refused with the hint reads give, before anything is contacted; `import --help` says
+/// where `-c` writes.
+#[test]
+fn import_refuses_a_kv2_api_path_and_help_says_where_it_writes() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    for format in ["text", "json"] {
+        let out = t.run_args([
+            "import",
+            "--to",
+            "vault://secret/data/cme",
+            "--format",
+            format,
+        ]);
+        out.assert_code(125);
+        out.assert_stderr_contains(
+            "--to \"vault://secret/data/cme\": `data/` is part of KV v2's API path, not of a vault:// address",
+        )
+        .assert_stderr_contains(
+            "hint: leave `data/` out of --to: cme-exec adds it for KV v2 (vault://secret/cme)",
+        );
+        if format == "json" {
+            let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+            assert_eq!(v["ok"], json!(false));
+            assert!(
+                v["error"].as_str().unwrap().contains("leave `data/` out"),
+                "{v}"
+            );
+        }
+    }
+    assert!(!t.config_home().join("cme-exec").exists());
+
+    let out = t.run_args(["import", "--help"]);
+    out.assert_success();
+    out.assert_stdout_contains(
+        "The new cme-exec.toml is written to -c/--config PATH when given, else to\n$XDG_CONFIG_HOME/cme-exec/config.toml",
+    )
+    .assert_stdout_contains("`export CME_EXEC_CONFIG=...`")
+    .assert_stdout_contains("--format <FORMAT>");
+}
+
+/// `--dry-run` shows the whole plan even when the config path exists with other content, says
+/// it would stop there, and exits 125 (what the import would do); nothing is written.
+#[test]
+fn import_dry_run_shows_the_plan_when_the_config_exists() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    let toml_path = t.write_file("config/cme-exec/config.toml", "# mine\n");
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+    let out = t.run_args(["import", "--to", &to, "--dry-run", "--remove-secrets"]);
+    out.assert_code(125);
+    out.assert_stdout_contains(&format!(
+        "would write [confluence.\"https://company.atlassian.net\"] (username, api_token) to file {}",
+        store
+            .join("confluence-company.atlassian.net.json")
+            .display()
+    ))
+    .assert_stdout_contains(&format!(
+        "would write {} (base config: the settings without auth)",
+        t.config_home().join("cme-exec/config.base.json").display()
+    ))
+    .assert_stdout_contains(&format!(
+        "would stop here: {} (cme-exec.toml) exists with other content",
+        toml_path.display()
+    ));
+    out.assert_stderr_contains(&format!(
+        "{} exists with other content: the import would stop there, before writing anything",
+        toml_path.display()
+    ))
+    .assert_stderr_contains("hint: import into another file with --config NEW.toml");
+    assert!(
+        !out.stdout.contains("dry run: nothing was written"),
+        "{}",
+        out.stdout
+    );
+    assert!(!store.exists());
+    assert_eq!(fs::read_to_string(&toml_path).unwrap(), "# mine\n");
+
+    let out = t.run_args(["import", "--to", &to, "--dry-run", "--format", "json"]);
+    out.assert_code(125);
+    let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(v["dry_run"], json!(true));
+    assert_eq!(v["instances"][0]["action"], json!("would_write"));
+    assert_eq!(v["files"][1]["action"], json!("conflict"), "{v}");
+    assert_eq!(
+        v["files"][1]["path"],
+        json!(toml_path.display().to_string())
+    );
+}
+
+/// Imported into a config elsewhere than the default (`-c team.toml`, relative to the working
+/// directory), the import ends with the absolute `export CME_EXEC_CONFIG=...` that uses it, and
+/// that line works; `--format json` reports the same as one document.
+#[test]
+fn import_elsewhere_ends_with_how_to_use_it() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    let store = t.path().join("secrets/store");
+    let to = format!("file://{}", store.display());
+    let out = t.run_args(["-c", "team.toml", "import", "--to", &to]);
+    out.assert_success();
+    let team = t.work_dir().join("team.toml");
+    let last = out.stdout.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "to use it: export CME_EXEC_CONFIG={p}   (or cme-exec --config {p} ...)",
+            p = team.display()
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = t.launch(["check"]).env("CME_EXEC_CONFIG", &team).run();
+    out.assert_success();
+
+    // The same again, as JSON: nothing changes, and the document says so.
+    let out = t.run_args(["-c", "team.toml", "import", "--to", &to, "--format", "json"]);
+    out.assert_success();
+    let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(v["config"], json!(team.display().to_string()));
+    assert_eq!(v["instances"][0]["product"], json!("confluence"));
+    assert_eq!(
+        v["instances"][0]["fields"],
+        json!(["username", "api_token"])
+    );
+    assert_eq!(v["instances"][0]["action"], json!("unchanged"));
+    assert_eq!(v["files"][0]["what"], json!("base_config"));
+    assert_eq!(v["files"][1]["action"], json!("unchanged"));
+    assert_eq!(v["verified"], json!(true));
+    assert_eq!(v["removed"], Value::Null);
+    assert_eq!(
+        v["use"],
+        json!({ "CME_EXEC_CONFIG": team.display().to_string() })
+    );
+
+    // At the default path there is nothing to export.
+    let out = t.run_args(["import", "--to", &to]);
+    out.assert_success();
+    assert!(!out.stdout.contains("CME_EXEC_CONFIG"), "{}", out.stdout);
 }

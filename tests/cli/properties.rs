@@ -390,6 +390,7 @@ proptest! {
             doc,
             mode: None,
             size_hint: 0,
+            origin: None,
         };
         let auth = auth_of(&instances);
         let bytes = cme_config::render(&base_config, &auth);

@@ -1,6 +1,8 @@
-//! Write-back never loses a change (issue 13): runs that save at the same time, a file edited
+//! Write-back never loses a change: runs that save at the same time, a file edited
 //! while a run is in progress, a conflicting edit of the same key, a broken or read-only file,
-//! and a lock left by a killed process. The child is the real cme (`cme config set`), as a
+//! and a lock left by a killed process. And it writes only into the file it loaded: a link or
+//! another account's file planted at its name during the run is left alone; a read-only mount
+//! and an unreadable file are named. The child is the real cme (`cme config set`), as a
 //! user would run it.
 
 use std::ffi::OsStr;
@@ -213,4 +215,294 @@ fn a_lock_left_by_a_killed_process_does_not_block() {
         out.describe()
     );
     b.t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write-back writes only into the file it loaded; a base config that cannot be saved is named
+// ---------------------------------------------------------------------------------------------
+
+/// The other local account these tests play (nobody).
+const OTHER: u32 = 65534;
+
+#[track_caller]
+fn needs_root(test: &str) {
+    assert!(
+        crate::support::launch::is_root(),
+        "{test} plays a second local account (uid {OTHER}) with chown and setpriv and needs root. \
+         To fix: run the tests as root (CI does)"
+    );
+}
+
+#[track_caller]
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("cannot chown {}: {e}", path.display()));
+}
+
+/// `setpriv` as the other account, no supplementary groups.
+fn as_other() -> Vec<String> {
+    vec![
+        "setpriv".into(),
+        format!("--reuid={OTHER}"),
+        format!("--regid={OTHER}"),
+        "--clear-groups".into(),
+    ]
+}
+
+/// Runs `sh -c script` as the other account, and fails the test when it fails.
+#[track_caller]
+fn run_as_other(script: &str) {
+    let out = Command::new(&as_other()[0])
+        .args(&as_other()[1..])
+        .args(["sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run setpriv: {e}. To fix: install util-linux (setpriv), run as root")
+        });
+    assert!(
+        out.status.success(),
+        "as uid {OTHER}: {script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The base config is in a directory its group can write (accepted: only a directory every user
+/// can write is refused), and another account of that group replaces `app_data.json` during the
+/// run: with a symbolic link to one of the user's files, or with a file of its own. Write-back
+/// writes neither through the link nor into the planted file; it names the keys not saved. (It
+/// used to follow the link and overwrite the user's file.)
+#[test]
+fn a_link_or_file_planted_during_the_run_is_left_alone() {
+    needs_root("writeback::a_link_or_file_planted_during_the_run_is_left_alone");
+    for case in ["a link", "a file of its own"] {
+        let b = crate::basic_with_extra(URL, "\n[cme]\nbase_config = \"shared/app_data.json\"\n");
+        let t = &b.t;
+        let shared = t.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        chown(&shared, 0, OTHER);
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o770)).unwrap();
+        let base = t.write_file("shared/app_data.json", r#"{"export":{"log_level":"INFO"}}"#);
+        let victim = t.write_file("out/victim.json", r#"{"mine": true}"#);
+        // The other account reaches the shared directory.
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+        let go = t.path().join("go");
+        let child = set_after_go(t, "set", &go, "export.include_toc=false");
+        let mut r = t.spawn_args([OsStr::new("--"), child.as_os_str()]);
+        r.wait_for_line("ready", Duration::from_secs(30));
+        let plant = if case == "a link" {
+            format!("ln -s {} .planted", sh_quote(&victim))
+        } else {
+            r#"printf '{"connection_config":{"verify_ssl":false}}' > .planted"#.to_owned()
+        };
+        run_as_other(&format!(
+            "cd {} && {plant} && mv -T .planted app_data.json",
+            sh_quote(&shared)
+        ));
+        fs::write(&go, "").unwrap();
+        let out = r.wait_timeout(Duration::from_secs(60));
+        out.assert_success();
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            r#"{"mine": true}"#,
+            "{case}: write-back wrote into the user's file through the link\n{}",
+            out.describe()
+        );
+        let why = if case == "a link" {
+            format!(
+                "the base config {} was replaced by a symbolic link during the run; nothing was written through it; it was left exactly as it is",
+                base.display()
+            )
+        } else {
+            assert_eq!(
+                fs::read_to_string(&base).unwrap(),
+                r#"{"connection_config":{"verify_ssl":false}}"#,
+                "{case}\n{}",
+                out.describe()
+            );
+            format!(
+                "the base config {} was replaced by another file during the run (not the one cme-exec read); it was left exactly as it is",
+                base.display()
+            )
+        };
+        out.assert_stderr_contains(&why)
+            .assert_stderr_contains("not saved: export.include_toc");
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}
+
+/// The base config's directory is a read-only mount (a private mount namespace: `unshare -m`
+/// and a read-only bind mount): write-back says so, names the keys not saved, and leaves the
+/// file byte for byte. (It used to fail on the lock file with a bare "Read-only file system".)
+#[test]
+fn a_base_config_on_a_read_only_filesystem_is_left_as_it_is() {
+    let ns = match crate::support::launch::mount_namespace() {
+        Ok(ns) => ns,
+        Err(why) => crate::support::launch::cannot_run(
+            "writeback::a_base_config_on_a_read_only_filesystem_is_left_as_it_is",
+            &why,
+        ),
+    };
+    let original = r#"{"export":{"log_level":"INFO"}}"#;
+    let (b, base) = with_base(original);
+    let dir = base.parent().unwrap();
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,ro,bind {d} || exit 99\nexec \"$@\"",
+        d = sh_quote(dir)
+    );
+    let mut wrapper: Vec<&str> = ns.to_vec();
+    wrapper.extend(["sh", "-c", &script, "sh"]);
+    let cme = Venv::get().cme();
+    let out =
+        b.t.launch([
+            OsStr::new("--"),
+            cme.as_os_str(),
+            OsStr::new("config"),
+            OsStr::new("set"),
+            OsStr::new("export.include_toc=false"),
+        ])
+        .wrapper(&wrapper)
+        .run();
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "the base config {} is on a read-only filesystem; it was left exactly as it is",
+        base.display()
+    ))
+    .assert_stderr_contains("not saved: export.include_toc");
+    assert_eq!(fs::read_to_string(&base).unwrap(), original);
+    b.t.assert_clean();
+}
+
+/// The user makes the base config unreadable (0200) during a run (cme-exec runs as a non-root
+/// account here: root reads any file): write-back says it cannot be read, names the keys not
+/// saved and leaves the file and its mode as they are.
+#[test]
+fn an_unreadable_base_config_is_left_as_it_is() {
+    needs_root("writeback::an_unreadable_base_config_is_left_as_it_is");
+    let original = r#"{"export":{"log_level":"INFO"}}"#;
+    let (b, base) = with_base(original);
+    let t = &b.t;
+    // Everything the run as the other account needs is its own.
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for p in [
+        t.config_path(),
+        t.path().join("secrets"),
+        b.token_file.clone(),
+        t.config_home(),
+        base.parent().unwrap().to_owned(),
+        base.clone(),
+    ] {
+        chown(&p, OTHER, OTHER);
+    }
+    for dir in ["work", "out", "run", "tmp"] {
+        chown(&t.path().join(dir), OTHER, OTHER);
+    }
+    let go = t.path().join("go");
+    // A shell child that rewrites the config it was given as cme would after `config set`
+    // (the other account may not reach the Python that runs cme).
+    let child = t.script(
+        "set",
+        &format!(
+            "#!/bin/sh\necho ready\nwhile [ ! -e {go} ]; do sleep 0.02; done\nprintf '%s' '{{\"export\":{{\"log_level\":\"INFO\",\"include_toc\":false}}}}' > \"$CME_CONFIG_PATH\"\n",
+            go = sh_quote(&go)
+        ),
+    );
+    let mut r = t
+        .launch([OsStr::new("--"), child.as_os_str()])
+        .wrapper(as_other())
+        .spawn();
+    r.wait_for_line("ready", Duration::from_secs(30));
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o200)).unwrap();
+    fs::write(&go, "").unwrap();
+    let out = r.wait_timeout(Duration::from_secs(60));
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "the base config {} cannot be read; it was left exactly as it is",
+        base.display()
+    ))
+    .assert_stderr_contains("Permission denied")
+    .assert_stderr_contains("not saved: export.include_toc");
+    assert_eq!(mode_of(&base), 0o200);
+    assert_eq!(fs::read_to_string(&base).unwrap(), original);
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    t.assert_clean();
+}
+
+/// The base config does not exist when the run starts, in a directory every user may write with
+/// the sticky bit (as `/tmp`, accepted: no one can replace another's file there), and another
+/// account creates it during the run. Write-back leaves that file alone: it belongs to another
+/// user. (It used to merge the run's change into it and take it over.)
+#[test]
+fn a_file_another_account_creates_during_the_run_is_left_alone() {
+    needs_root("writeback::a_file_another_account_creates_during_the_run_is_left_alone");
+    let b = crate::basic_with_extra(URL, "\n[cme]\nbase_config = \"sticky/app_data.json\"\n");
+    let t = &b.t;
+    let sticky = t.path().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let base = sticky.join("app_data.json");
+    let go = t.path().join("go");
+    let child = set_after_go(t, "set", &go, "export.include_toc=false");
+    let mut r = t.spawn_args([OsStr::new("--"), child.as_os_str()]);
+    r.wait_for_line("ready", Duration::from_secs(30));
+    let theirs = r#"{"connection_config":{"verify_ssl":false}}"#;
+    run_as_other(&format!("printf '%s' '{theirs}' > {}", sh_quote(&base)));
+    fs::write(&go, "").unwrap();
+    let out = r.wait_timeout(Duration::from_secs(60));
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "the base config {} now belongs to another user (uid {OTHER}); it was left exactly as it is",
+        base.display()
+    ))
+    .assert_stderr_contains("not saved: export.include_toc");
+    assert_eq!(fs::read_to_string(&base).unwrap(), theirs);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(&base).unwrap()),
+        OTHER
+    );
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// Root's files are trusted as the user's own: a run as a non-root account whose base config
+/// root created in the account's directory (`sudo cme config set ...`) uses it, and write-back
+/// saves into it.
+#[test]
+fn a_base_config_root_owns_serves_a_non_root_run() {
+    needs_root("writeback::a_base_config_root_owns_serves_a_non_root_run");
+    let original = r#"{"export":{"log_level":"INFO"}}"#;
+    let (b, base) = with_base(original);
+    let t = &b.t;
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o644)).unwrap();
+    for p in [
+        t.config_path(),
+        t.path().join("secrets"),
+        b.token_file.clone(),
+        t.config_home(),
+        base.parent().unwrap().to_owned(),
+    ] {
+        chown(&p, OTHER, OTHER);
+    }
+    for dir in ["work", "out", "run", "tmp"] {
+        chown(&t.path().join(dir), OTHER, OTHER);
+    }
+    let child = t.script(
+        "set",
+        "#!/bin/sh\nprintf '%s' '{\"export\":{\"log_level\":\"INFO\",\"include_toc\":false}}' > \"$CME_CONFIG_PATH\"\n",
+    );
+    let out = t
+        .launch([OsStr::new("--"), child.as_os_str()])
+        .wrapper(as_other())
+        .run();
+    out.assert_success();
+    assert!(!out.stderr.contains("warning"), "{}", out.describe());
+    assert_eq!(
+        read_json(&base),
+        json!({"export": {"log_level": "INFO", "include_toc": false}})
+    );
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    t.assert_clean();
 }
