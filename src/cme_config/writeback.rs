@@ -307,7 +307,9 @@ impl Locked {
         let st = nix::sys::stat::fstat(&dir).map_err(|e| {
             Error::new(format!("cannot inspect {}", dir_path.display())).cause(e.desc())
         })?;
-        base::check_dir_of(what, shown, &dir_path, st.st_uid, st.st_mode)?;
+        // `st_mode` is u16 on macOS, u32 on Linux.
+        #[allow(clippy::useless_conversion)]
+        base::check_dir_of(what, shown, &dir_path, st.st_uid, u32::from(st.st_mode))?;
         // Before the lock, whose file cannot be opened for writing there either.
         if read_only_filesystem(&dir) {
             return Err(Error::new(format!(
@@ -377,12 +379,12 @@ impl Locked {
             &self.dir,
             tmp.as_str(),
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode),
+            file_mode(mode),
         )
         .map_err(|e| fail(e.into()))?;
         // From here on the temporary file is ours, and removed if anything fails.
         let result = (|| -> std::io::Result<()> {
-            fchmod(&fd, Mode::from_bits_truncate(mode))?;
+            fchmod(&fd, file_mode(mode))?;
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)?;
             file.sync_all()?;
@@ -670,4 +672,10 @@ fn dotted(path: &[String]) -> String {
         }
     }
     s
+}
+
+/// Permission bits as nix takes them (`mode_t` is u16 on macOS, u32 on Linux; the bits fit).
+#[allow(clippy::unnecessary_cast)]
+fn file_mode(mode: u32) -> Mode {
+    Mode::from_bits_truncate(mode as nix::libc::mode_t)
 }
