@@ -293,26 +293,6 @@ fn parse_store(raw: &str) -> Result<Store, Error> {
     Err(bad(&format!("not a store cme-exec init knows{nearest}")))
 }
 
-/// The instance's name in a store: `company.atlassian.net`, `wiki.example.org-8443-confluence`.
-fn slug(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let mut s: String = rest
-        .trim_end_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while s.contains("--") {
-        s = s.replace("--", "-");
-    }
-    s.trim_matches('-').to_owned()
-}
-
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()
@@ -323,7 +303,7 @@ fn join(prefix: &str, name: &str) -> String {
 
 /// The reference of an instance's document (without `#KEY`).
 fn document(store: &Store, i: &Instance) -> String {
-    let name = slug(&i.url);
+    let name = config::slug(&i.url);
     match store {
         Store::Vault { mount, prefix } => format!("vault://{mount}/{}", join(prefix, &name)),
         Store::AwsSm { prefix } => format!("aws-sm://{}", join(prefix, &name)),
@@ -391,7 +371,7 @@ fn config_text(instances: &[Instance], store: &Store) -> String {
 /// argument: `-` makes `bao kv put` read it from stdin, the AWS CLI reads `file:///dev/stdin`,
 /// `cat` and `pass insert -m` read what is pasted until Ctrl-D.
 fn store_commands(store: &Store, i: &Instance, base_dir: &Path) -> Vec<String> {
-    let name = slug(&i.url);
+    let name = config::slug(&i.url);
     let json_hint = match i.auth {
         InitAuth::Token => r#"{"username": "you@example.com", "api_token": "..."}"#,
         InitAuth::Pat => r#"{"pat": "..."}"#,
@@ -564,7 +544,7 @@ mod tests {
             assert!(parsed.is_ok(), "{store}:\n{text}\n{:?}", parsed.err());
         }
         assert_eq!(
-            slug("https://jira.example.org:8443/jira"),
+            config::slug("https://jira.example.org:8443/jira"),
             "jira.example.org-8443-jira"
         );
     }

@@ -102,6 +102,28 @@ pub fn redact_user_info(raw: &str) -> String {
     }
 }
 
+/// An instance's name as a store document or file name (`import` and `init` name documents
+/// alike): host, port and path, anything else as `-`: `company.atlassian.net`,
+/// `wiki.example.org-8443-confluence`.
+pub fn slug(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let mut s: String = rest
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    s.trim_matches('-').to_owned()
+}
+
 /// Normalises an instance URL the way cme matches it: `scheme://host[:port][/context]`,
 /// lower-case host, no default port, no trailing slash.
 ///

@@ -18,7 +18,7 @@ use cme_exec_providers::{registry, toml_key, Problem, ProviderSettings, TableRea
 
 use crate::envnames as names;
 use crate::error::Error;
-pub use instance::{normalise_url, redact_user_info, Field, Product};
+pub use instance::{normalise_url, redact_user_info, slug, Field, Product};
 
 /// Where the configuration came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -191,26 +191,6 @@ impl Instance {
     }
 }
 
-/// A file name from an instance URL: host, port and path, with anything else as `-`.
-fn slug(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let mut s: String = rest
-        .trim_end_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while s.contains("--") {
-        s = s.replace("--", "-");
-    }
-    s.trim_matches('-').to_owned()
-}
-
 /// Where cme finds its config: `$CME_CONFIG_PATH` (as given, relative to the working
 /// directory), else `$XDG_CONFIG_HOME/confluence-markdown-exporter/app_data.json`.
 fn cme_config_path(env: &EnvReader) -> PathBuf {
@@ -684,7 +664,7 @@ fn plan(from: &Path, destination: &Destination, toml_path: &Path) -> Result<Plan
                     .and_then(Value::as_str)
                     .filter(|s| !s.trim().is_empty())
                     .map(str::to_owned);
-                let name = format!("{product_name}-{}", slug(url));
+                let name = format!("{product_name}-{}", crate::config::slug(url));
                 let (at, reference) = destination.place(&name);
                 instances.push(Instance {
                     product,
@@ -1121,11 +1101,11 @@ mod tests {
     #[test]
     fn slugs() {
         assert_eq!(
-            slug("https://Company.atlassian.net/"),
+            crate::config::slug("https://Company.atlassian.net/"),
             "company.atlassian.net"
         );
         assert_eq!(
-            slug("https://wiki.example.org:8443/confluence"),
+            crate::config::slug("https://wiki.example.org:8443/confluence"),
             "wiki.example.org-8443-confluence"
         );
     }
