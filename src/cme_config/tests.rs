@@ -727,3 +727,170 @@ fn a_fifo_at_the_base_configs_name_is_refused_without_waiting() {
     let err = without_blocking("loading", move || base::load(&at_load).err().unwrap());
     assert!(err.message().ends_with("is not a regular file"), "{err}");
 }
+
+/// 4 MiB exactly (the number, not the constant, so that a changed constant is noticed).
+#[test]
+fn the_base_config_limit_is_4_mib() {
+    assert_eq!(base::MAX_BASE_BYTES, 4 << 20);
+}
+
+/// A base config that exists but cannot be opened (a link that points at itself) is an error,
+/// never an empty base: only a file that is not there is one.
+#[test]
+fn a_base_config_that_cannot_be_opened_is_not_taken_for_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app_data.json");
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    let e = base::load(&path).err().expect("a link loop is refused");
+    assert_eq!(
+        e.message(),
+        format!("cannot read the base config {}", path.display())
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(!base::load(&path).unwrap().exists);
+}
+
+/// A base config given through a link: the directory of the link is checked too (whoever can
+/// write there can point the link elsewhere), not only the directory of the file.
+#[test]
+fn the_directory_of_a_link_to_the_base_config_is_checked_too() {
+    let top = tempfile::tempdir().unwrap();
+    let mine = top.path().join("mine");
+    let open = top.path().join("open");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::create_dir(&open).unwrap();
+    let real = mine.join("app_data.json");
+    std::fs::write(&real, r#"{"export": {"log_level": "INFO"}}"#).unwrap();
+    let link = open.join("app_data.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    chmod(&open, 0o777);
+    let e = base::load(&link)
+        .err()
+        .expect("the link's directory is open to all");
+    assert!(
+        e.message().contains(&format!(
+            "is in {}, which every user can write",
+            open.display()
+        )),
+        "{e}"
+    );
+    chmod(&open, 0o755);
+    let b = base::load(&link).unwrap();
+    assert_eq!(
+        b.origin.unwrap().real,
+        std::fs::canonicalize(&real).unwrap()
+    );
+}
+
+/// Something else than a directory (a file) put in place of the base config's directory during
+/// the run is named as such, not as a link.
+#[test]
+fn write_back_names_a_file_put_in_place_of_the_directory() {
+    let top = tempfile::tempdir().unwrap();
+    let shared = top.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let path = shared.join("app_data.json");
+    std::fs::write(&path, r#"{"export": {"log_level": "INFO"}}"#).unwrap();
+    let b = base::load(&path).unwrap();
+    let (handed, after) = run_with(&b, &[("include_toc", json!(false))]);
+    std::fs::rename(&shared, top.path().join("moved")).unwrap();
+    std::fs::write(&shared, "not a directory").unwrap();
+    let err = writeback::write_back(&b, &handed, &after, WAIT).unwrap_err();
+    assert_eq!(err.message(), format!("cannot open {}", shared.display()));
+    assert!(err.to_string().contains("Not a directory"), "{err}");
+}
+
+/// The command that saves a conflicting value quotes a string that cme would otherwise read as
+/// JSON or as a boolean.
+#[test]
+fn a_conflicts_save_command_keeps_a_string_a_string() {
+    let (_dir, path) = base_file(r#"{"export": {"log_level": "INFO", "output_path": "/a"}}"#);
+    let b = base::load(&path).unwrap();
+    for (value, command) in [
+        ("123", r#"cme config set 'export.output_path="123"'"#),
+        ("True", r#"cme config set 'export.output_path="True"'"#),
+        ("/x", "cme config set export.output_path=/x"),
+    ] {
+        let (handed, after) = run_with(&b, &[("output_path", json!(value))]);
+        std::fs::write(
+            &path,
+            r#"{"export": {"log_level": "INFO", "output_path": "/mine"}}"#,
+        )
+        .unwrap();
+        let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+        assert_eq!(report.conflicts.len(), 1, "{value}: {report:?}");
+        assert_eq!(report.conflicts[0].save_with, command, "{value}");
+    }
+}
+
+/// cme writes a `cloud_id` under its own spelling of the instance key; the base config spells
+/// it with a trailing slash: the `cloud_id` lands in that entry (no second one), and a
+/// `cloud_id` the file itself changed during the run is kept.
+#[test]
+fn a_cloud_id_lands_in_the_entry_as_the_base_config_spells_it() {
+    let (_dir, path) =
+        base_file(r#"{"auth": {"confluence": {"https://x.atlassian.net/": {"cloud_id": ""}}}}"#);
+    let b = base::load(&path).unwrap();
+    let a = auth(&[(
+        Product::Confluence,
+        "https://x.atlassian.net",
+        &[(Field::Username, "u"), (Field::ApiToken, "S3NT1NEL")],
+    )]);
+    let handed = render(&b, &a);
+    let mut after: Value = serde_json::from_slice(&handed).unwrap();
+    after["auth"]["confluence"]["https://x.atlassian.net"]["cloud_id"] = json!("c-1");
+    let after = serde_json::to_vec(&after).unwrap();
+    let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+    assert_eq!(
+        report.written,
+        ["auth.confluence[\"https://x.atlassian.net\"].cloud_id"]
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"auth": {"confluence": {"https://x.atlassian.net/": {"cloud_id": "c-1"}}}})
+    );
+
+    // The file's own cloud_id, changed during the run, wins.
+    let (_dir, path) =
+        base_file(r#"{"auth": {"confluence": {"https://x.atlassian.net/": {"cloud_id": ""}}}}"#);
+    let b = base::load(&path).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"auth": {"confluence": {"https://x.atlassian.net/": {"cloud_id": "mine"}}}}"#,
+    )
+    .unwrap();
+    let report = writeback::write_back(&b, &handed, &after, WAIT).unwrap();
+    assert!(report.written.is_empty(), "{report:?}");
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"auth": {"confluence": {"https://x.atlassian.net/": {"cloud_id": "mine"}}}})
+    );
+}
+
+/// The refusal's hint gives the reason that applies: a schema problem (cme would drop the whole
+/// file), a credential (it would stay in plain text), or both.
+#[test]
+fn a_refused_base_configs_hint_gives_the_reason_that_applies() {
+    for (doc, reason) in [
+        (
+            r#"{"export": {"log_level": "LOUD"}}"#,
+            "(cme would silently ignore the whole file)",
+        ),
+        (
+            r#"{"auth": {"jira": {"https://j.example.com": {"pat": "S3NT1NEL"}}}}"#,
+            "(a base config holds settings only: credentials come from your stores",
+        ),
+        (
+            r#"{"export": {"log_level": "LOUD"}, "auth": {"jira": {"https://j.example.com": {"pat": "S3NT1NEL"}}}}"#,
+            "(cme would silently ignore the whole file; and credentials come from your stores, never from this file)",
+        ),
+    ] {
+        let (_dir, path) = base_file(doc);
+        let e = base::load(&path).err().expect("refused").to_string();
+        assert!(e.contains(reason), "{doc}: {e}");
+        assert!(!e.contains("S3NT1NEL"), "{e}");
+    }
+}
