@@ -1,8 +1,9 @@
 //! Replacing a file atomically: a new file in the same directory (created exclusively, links
 //! not followed, the exact mode whatever the umask), every byte written and fsynced, renamed
 //! over the target, the directory fsynced. A reader sees the old file or the whole new one.
-//! Used by `render` and by write-back; `init` links instead of renaming, so that it never
-//! replaces a file.
+//! Used by `render`, `import` and the trust records (write-back replaces its file relative to
+//! the directory it opened, in `cme_config/writeback.rs`); `init` links instead of renaming, so
+//! that it never replaces a file.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -10,44 +11,25 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-/// What to do when the target is a symbolic link.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Symlink {
-    /// Refuse (`render`: secrets are never written through a link someone planted).
-    Refuse,
-    /// Replace the link's target (write-back: a base config kept as a dotfile link).
-    Follow,
-}
-
-/// Writes `bytes` to `path` atomically with permission bits `mode`.
-pub fn write(path: &Path, bytes: &[u8], mode: u32, symlink: Symlink) -> Result<(), Error> {
-    write_as(path, bytes, mode, symlink, false)
+/// Writes `bytes` to `path` atomically with permission bits `mode`. A symbolic link at `path` is
+/// refused: secrets are never written through a link someone planted.
+pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    write_as(path, bytes, mode, false)
 }
 
 /// [`write`] for a file that must not exist yet (`init`): the complete temporary file is
 /// hard-linked to `path`, which fails when anything (a file, a link) is already there, so
 /// nothing is ever replaced, even by a race. Its refusal's message starts with [`EXISTS`].
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    write_as(path, bytes, mode, Symlink::Refuse, true)
+    write_as(path, bytes, mode, true)
 }
 
 /// The message of [`write_new`]'s refusal starts with this.
 pub const EXISTS: &str = "refusing to replace";
 
-fn write_as(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    symlink: Symlink,
-    new: bool,
-) -> Result<(), Error> {
-    let target: PathBuf = match symlink {
-        Symlink::Follow => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
-        Symlink::Refuse => {
-            refuse_symlink(path)?;
-            path.to_owned()
-        }
-    };
+fn write_as(path: &Path, bytes: &[u8], mode: u32, new: bool) -> Result<(), Error> {
+    refuse_symlink(path)?;
+    let target: PathBuf = path.to_owned();
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -81,9 +63,8 @@ fn write_as(
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        if symlink == Symlink::Refuse {
-            refuse_symlink(&target).map_err(|e| std::io::Error::other(e.message().to_owned()))?;
-        }
+        // Again just before the rename: a link planted while the file was written.
+        refuse_symlink(&target).map_err(|e| std::io::Error::other(e.message().to_owned()))?;
         if new {
             std::fs::hard_link(&tmp, &target)?;
             std::fs::remove_file(&tmp)?;

@@ -52,8 +52,7 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
     // Missing parent directories are created (mode 0700, like a private directory), as cme
     // itself does for its config, and said: a misspelt directory is then seen, not silent.
     let missing = missing_ancestors(&args.output);
-    atomic::write(&args.output, &config, args.mode, atomic::Symlink::Refuse)
-        .map_err(|e| (Exit::Failed, e))?;
+    atomic::write(&args.output, &config, args.mode).map_err(|e| (Exit::Failed, e))?;
     warn_if_others_can_read(&args.output, args.mode);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|d| d.display().to_string()).collect();

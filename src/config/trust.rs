@@ -208,7 +208,6 @@ pub fn record(
         &record,
         record_text(canonical, &content_hash(bytes), files).as_bytes(),
         0o600,
-        crate::atomic::Symlink::Refuse,
     )?;
     Ok(record)
 }
@@ -228,7 +227,6 @@ pub fn follow_own_write(env: &EnvReader, canonical: &Path, file: &Path) -> Resul
         &record_path(env, canonical)?,
         record_text(Path::new(&r.path), &r.hash, &r.files).as_bytes(),
         0o600,
-        crate::atomic::Symlink::Refuse,
     )
 }
 

@@ -68,7 +68,7 @@ impl Writer {
                 return Ok(false);
             }
         }
-        crate::atomic::write(&path, doc, 0o600, crate::atomic::Symlink::Refuse)?;
+        crate::atomic::write(&path, doc, 0o600)?;
         Ok(true)
     }
 }

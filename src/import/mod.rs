@@ -472,8 +472,7 @@ fn import_inner(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<Exit, Err
             out.line(&format!("unchanged {} ({what})", path.display()));
             out.push("files", file_json(path, key, "unchanged"));
         } else {
-            crate::atomic::write(path, bytes, 0o600, crate::atomic::Symlink::Refuse)
-                .map_err(|e| halfway(e, &written))?;
+            crate::atomic::write(path, bytes, 0o600).map_err(|e| halfway(e, &written))?;
             out.line(&format!("wrote {} ({what})", path.display()));
             out.push("files", file_json(path, key, "wrote"));
             written.push(path.display().to_string());
