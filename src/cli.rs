@@ -321,8 +321,10 @@ pub struct ImportArgs {
     pub from: Option<PathBuf>,
 
     /// Where the secrets go: file:///DIR (0600 files in a 0700 directory), vault://MOUNT/PREFIX
-    /// (one KV v2 document per instance; VAULT_ADDR, VAULT_TOKEN) or aws-sm://PREFIX/ (one
-    /// secret per instance; the AWS SDK's default chain).
+    /// (one KV document per instance; VAULT_ADDR, VAULT_TOKEN, ... as for reads),
+    /// aws-sm://PREFIX/ (one secret per instance; the AWS SDK's default chain), or NAME://...
+    /// for a [providers.NAME] table of one of these kinds in the cme-exec.toml import writes
+    /// (its address, CA, auth and agent settings apply, as for reads).
     #[arg(long, value_name = "URL")]
     pub to: String,
 

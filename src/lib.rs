@@ -4,7 +4,8 @@
 //! Layout: [`cli`] parses arguments; [`config`] reads `cme-exec.toml`; [`resolve`] fetches
 //! every reference through the providers crate; [`cme_config`] builds cme's config and writes
 //! back what cme changed; [`handover`] puts the config where cme finds it; [`child`] runs the
-//! command; [`commands`] ties them together; [`exit`] is the exit code.
+//! command; [`session`] loads and resolves for the commands; [`commands`] ties them together;
+//! [`exit`] is the exit code.
 
 pub mod atomic;
 pub mod child;
@@ -17,12 +18,12 @@ pub mod error;
 pub mod exit;
 pub mod expiry;
 pub mod handover;
-pub mod import;
 pub mod live;
 pub mod mask;
 mod platform;
 pub mod progress;
 pub mod resolve;
+pub mod session;
 pub mod state;
 pub mod stdout;
 

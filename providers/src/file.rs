@@ -46,6 +46,9 @@ use crate::secure_fs::{
 use crate::table::TableReader;
 use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
+/// Writing documents for `import`: `file/write.rs`.
+mod write;
+
 /// `kind = "file"`: always built in.
 pub const KIND: Kind = Kind::new("file");
 
@@ -69,6 +72,14 @@ impl Backend for FileBackend {
 
     fn check_document(&self, doc: &Document) -> Result<(), String> {
         check_document(doc)
+    }
+
+    fn destination(
+        &self,
+        scheme: &str,
+        location: &str,
+    ) -> Option<Result<crate::provider::Destination, FetchError>> {
+        Some(write::destination(scheme, location))
     }
 }
 
@@ -142,6 +153,14 @@ impl Provider for FileProvider {
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
         let path = self.path_of(doc);
         read_path(&path)
+    }
+
+    async fn write(
+        &self,
+        location: &str,
+        fields: &crate::provider::Fields,
+    ) -> Result<bool, FetchError> {
+        write::write(&self.root.join(location), fields)
     }
 }
 

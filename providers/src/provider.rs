@@ -1,13 +1,18 @@
-//! What every backend implements: [`Provider`] (one configured store that fetches documents)
-//! and [`Backend`] (how a kind of store is configured), and [`fetch_concurrently`], the one
-//! bounded concurrent loop that the default [`Provider::fetch_many`] and overriding backends
-//! share. Backends import this module; it imports no backend.
+//! What every backend implements: [`Provider`] (one configured store that fetches documents,
+//! and writes them when its backend can) and [`Backend`] (how a kind of store is configured),
+//! [`fetch_concurrently`], the one bounded concurrent loop that the default
+//! [`Provider::fetch_many`] and overriding backends share, and what writing takes:
+//! [`Destination`] (where `import` puts documents) and [`Fields`] (one document to store).
+//! Backends import this module; it imports no backend.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::kind::Kind;
 use crate::payload::Payload;
@@ -62,9 +67,103 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// Stores `fields` as the document at `location` (a [`Destination::place`]), unless the
+    /// store already holds exactly these fields: `Ok(true)` when it wrote, `Ok(false)` when it
+    /// left the document alone (no new version). Implemented by the backends whose
+    /// [`Backend::destination`] answers; the others keep this refusal.
+    async fn write(&self, location: &str, fields: &Fields) -> Result<bool, FetchError> {
+        let _ = (location, fields);
+        Err(FetchError::invalid(format!(
+            "a {} provider cannot store documents",
+            self.kind()
+        )))
+    }
+
     /// Called once when the run ends, whatever the exit path: revoke what the provider
     /// obtained (a Vault login token, for instance).
     async fn finish(&self) {}
+}
+
+/// Where `import --to SCHEME://LOCATION` puts documents, as the backend checked LOCATION: one
+/// document per name, at `BASE` + name + `SUFFIX` (`/run/s/` + name + `.json`, `secret/cme/` +
+/// name, `prod/cme/` + name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// What the store is, for messages: `file`, `Vault KV v2`, `AWS Secrets Manager`.
+    pub store: &'static str,
+    base: String,
+    suffix: &'static str,
+}
+
+impl Destination {
+    pub fn new(store: &'static str, base: impl Into<String>, suffix: &'static str) -> Self {
+        Destination {
+            store,
+            base: base.into(),
+            suffix,
+        }
+    }
+
+    /// The location of the document named `name` (what [`Provider::write`] and a reference
+    /// `SCHEME://LOCATION` take).
+    pub fn place(&self, name: &str) -> String {
+        format!("{}{name}{}", self.base, self.suffix)
+    }
+}
+
+/// One document to store: string fields in order (`{"username": ..., "api_token": ...}`).
+/// No `Debug`: it holds secrets.
+#[derive(Default)]
+pub struct Fields(Vec<(String, SecretString)>);
+
+impl Fields {
+    pub fn new() -> Self {
+        Fields(Vec::new())
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: SecretString) {
+        self.0.push((name.into(), value));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SecretString)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The document as one line of JSON in a wiped buffer, fields in order, with a trailing
+    /// newline: the same bytes for the same fields, so that a second import finds them equal.
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(256));
+        out.push(b'{');
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let name = serde_json::to_string(name).expect("a string serialises");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            let quoted = Zeroizing::new(
+                serde_json::to_string(value.expose_secret()).expect("a string serialises"),
+            );
+            out.extend_from_slice(quoted.as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    /// Whether a document read from the store holds exactly these fields: the same names, each
+    /// with the same string, and nothing else.
+    pub fn same_as(&self, held: &serde_json::Map<String, Value>) -> bool {
+        held.len() == self.0.len()
+            && self.0.iter().all(|(name, value)| {
+                held.get(name)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v == value.expose_secret())
+            })
+    }
 }
 
 /// Runs `fetch` for every item, at most `concurrency` at a time, and returns the answers in the
@@ -124,6 +223,15 @@ pub trait Backend: Sync {
 
     /// Checks a reference's location and parameters, in every build, before anything is fetched.
     fn check_document(&self, doc: &Document) -> Result<(), String>;
+
+    /// Whether `import` can store documents here: `None` when the backend cannot write (the
+    /// default); else where `SCHEME://LOCATION` puts them, or why LOCATION is not a
+    /// destination. Checked in every build, before anything is read or written; the writing
+    /// itself is [`Provider::write`].
+    fn destination(&self, scheme: &str, location: &str) -> Option<Result<Destination, FetchError>> {
+        let _ = (scheme, location);
+        None
+    }
 }
 
 /// One provider's parsed settings. Never holds a secret (settings name where secrets are).

@@ -1,6 +1,7 @@
 //! Every backend, listed once ([`BACKENDS`]), and what is done through the list: finding a
 //! backend by its kind, parsing `[providers.NAME]`, the settings of a built-in scheme, checking
-//! a reference, building a provider, and the backends of this build (`--version`).
+//! a reference, the destinations `import` can write to, building a provider, and the backends
+//! of this build (`--version`).
 //!
 //! Adding a backend: a module (file or folder) under `providers/src/` with its [`Backend`],
 //! settings and left-out stub, one line in [`BACKENDS`] (and `pub mod` in `lib.rs`), one line in
@@ -10,7 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::provider::{Backend, BackendSettings, Provider};
+use crate::provider::{Backend, BackendSettings, Destination, Provider};
 use crate::table::TableReader;
 use crate::{aws_sm, aws_ssm, command, env, file, vault};
 use crate::{Context, Document, FetchError, Kind};
@@ -51,6 +52,15 @@ pub fn builtin_schemes() -> Vec<&'static str> {
         .collect()
 }
 
+/// The kinds `import` can store documents in, for messages (`file, vault, aws-sm`).
+pub fn writable_kinds() -> Vec<&'static str> {
+    BACKENDS
+        .iter()
+        .filter(|b| b.destination("x", "/x").is_some())
+        .map(|b| b.kind().name())
+        .collect()
+}
+
 /// `+vault -aws-sm ...`: the backends with a feature and whether this build has them.
 pub fn features_line() -> String {
     let parts: Vec<String> = BACKENDS
@@ -87,6 +97,16 @@ impl Kind {
     /// reference is a configuration error before anything is fetched (and in every build).
     pub fn check_document(self, doc: &Document) -> Result<(), String> {
         self.backend().check_document(doc)
+    }
+
+    /// Where `import --to SCHEME://LOCATION` puts documents in a store of this kind, or why
+    /// not; `None` when this kind cannot store documents ([`Backend::destination`]).
+    pub fn destination(
+        self,
+        scheme: &str,
+        location: &str,
+    ) -> Option<Result<Destination, FetchError>> {
+        self.backend().destination(scheme, location)
     }
 }
 

@@ -361,7 +361,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
 ///
 /// Linux sends it when the *thread* that forked the child exits, not the process: the child is
 /// spawned by [`run`] on the thread that also waits for it (the current-thread runtime of
-/// `commands::runtime`, driven by `block_on` on the main thread), so that thread lives exactly
+/// `session::runtime`, driven by `block_on` on the main thread), so that thread lives exactly
 /// as long as the wait. If cme-exec died between the fork and the `prctl`, the child was
 /// already re-parented and no signal will come: it checks its parent after the call and exits.
 ///

@@ -13,14 +13,14 @@ pub fn check(cli: &Cli, args: &CheckArgs) -> Exit {
     if args.offline {
         return offline(cli, args);
     }
-    let (prepared, resolution) = match super::prepare_and_resolve(cli, true, |e| {
+    let (prepared, resolution) = match crate::session::prepare_and_resolve(cli, true, |e| {
         report_error(args.format, &e.to_string())
     }) {
         Ok(r) => r,
         Err(exit) => return exit,
     };
     let live = if args.live {
-        match super::live_blocking(cli, &prepared, &resolution) {
+        match crate::session::live_blocking(cli, &prepared, &resolution) {
             Ok(reports) => Some(reports),
             Err((exit, e)) => {
                 report_error(args.format, &e.to_string());
@@ -211,7 +211,7 @@ fn print_text(r: &Resolution, live: Option<&[Report]>, args: &CheckArgs) {
     }
     if let Some(reports) = live {
         let ok = reports.iter().filter(|x| x.is_ok()).count();
-        let not_called = super::unresolved_instances(r).len();
+        let not_called = crate::session::unresolved_instances(r).len();
         let mut line = format!(
             "live: {ok} of {} instance{} authenticated",
             reports.len(),
@@ -245,7 +245,7 @@ fn print_live_text(r: &Resolution, reports: &[Report]) {
             }
         }
     }
-    for (product, url) in super::unresolved_instances(r) {
+    for (product, url) in crate::session::unresolved_instances(r) {
         let place = format!("[{product}.\"{url}\"]");
         crate::outln!(
             "{}",
@@ -365,13 +365,13 @@ impl Offline {
     }
 }
 
-/// `check --offline`: [`super::prepare`] (the config with every reference and scheme checked,
+/// `check --offline`: [`crate::session::prepare`] (the config with every reference and scheme checked,
 /// trust, the base config against cme's schema, the config's and base config's permissions),
 /// then each reference by what needs no store: the file provider's files by their metadata.
 /// No provider is built, so nothing is contacted and no credential is needed.
 fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
     use crate::config::FieldSpec;
-    let prepared = match super::prepare(cli) {
+    let prepared = match crate::session::prepare(cli) {
         Ok(p) => p,
         Err(e) => {
             report_error(args.format, &e.to_string());

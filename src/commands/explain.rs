@@ -26,7 +26,7 @@ use crate::exit::Exit;
 use crate::resolve::{Auth, InstanceAuth, Origin, Value};
 
 pub fn explain(cli: &Cli, args: &ReportArgs) -> Exit {
-    let (prepared, resolution) = match super::prepare_and_resolve(cli, false, |_| {}) {
+    let (prepared, resolution) = match crate::session::prepare_and_resolve(cli, false, |_| {}) {
         Ok(r) => r,
         Err(exit) => return exit,
     };

@@ -30,8 +30,8 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
     if !to_stdout {
         atomic::refuse_symlink(&args.output).map_err(|e| (Exit::Failed, e))?;
     }
-    let prepared = super::prepare(cli).map_err(|e| (Exit::Failed, e))?;
-    let resolution = super::resolve_blocking(cli, &prepared, false)?;
+    let prepared = crate::session::prepare(cli).map_err(|e| (Exit::Failed, e))?;
+    let resolution = crate::session::resolve_blocking(cli, &prepared, false)?;
     if !resolution.is_ok() {
         return Err((Exit::Failed, resolution.error()));
     }

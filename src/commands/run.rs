@@ -27,7 +27,7 @@ fn failed(e: Error) -> (Exit, Error) {
 }
 
 fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
-    let prepared = super::prepare(cli).map_err(failed)?;
+    let prepared = crate::session::prepare(cli).map_err(failed)?;
     let policy = EnvPolicy {
         empty: args.empty_env,
         keep: args.keep_env.clone(),
@@ -48,13 +48,13 @@ fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
 
     let live = args
         .check_live
-        .then(|| super::live_settings(cli, &prepared));
-    let rt = super::runtime().map_err(failed)?;
+        .then(|| crate::session::live_settings(cli, &prepared));
+    let rt = crate::session::runtime().map_err(failed)?;
     rt.block_on(async {
         let mut signals = Signals::install().map_err(|e| {
             failed(Error::new("cannot install signal handlers").cause(e.to_string()))
         })?;
-        let options = super::options(cli, false);
+        let options = crate::session::options(cli, false);
         let resolver = resolve::Resolver::new(&prepared.config, &prepared.ctx);
         let resolution = tokio::select! {
             r = resolver.resolve(&options) => Ok(r),
@@ -91,7 +91,7 @@ fn run_inner(cli: &Cli, args: &RunArgs) -> Result<Exit, (Exit, Error)> {
 /// Everything after a complete resolution: hand-over, the child, write-back, cleanup.
 async fn run_child(
     args: &RunArgs,
-    prepared: &super::Prepared,
+    prepared: &crate::session::Prepared,
     program: &std::path::Path,
     policy: &EnvPolicy,
     signals: &mut Signals,

@@ -1,10 +1,12 @@
 //! The provider conformance suite (issue 14, item 7): every backend, against its real store, gives
 //! the same answers to the same situations: a missing document, a missing key, a non-string
 //! value at a key, an empty value, an oversize document, one document asked for by two fields
-//! (fetched once), and a store that does not answer within the deadline.
+//! (fetched once), and a store that does not answer within the deadline. A backend that can
+//! store documents writes one with `import` and reads it back: written once, left alone when it
+//! holds the same fields, replaced when they change; one that cannot is refused by name.
 //!
 //! A backend joins with one line in [`STORES`] (and an implementation of [`Store`] here, which
-//! says how to put a document into its store and how to make it hang).
+//! says how to put a document into its store, how to make it hang, and where `import` writes).
 
 use std::path::PathBuf;
 
@@ -44,6 +46,9 @@ trait Store {
     /// A store that never answers: the variables that point a run at it, and the reference to
     /// read there; `None` for a store that cannot hang (a file, the environment).
     fn hanging(&mut self) -> Option<(Vec<(String, String)>, String)>;
+    /// Where `import --to` writes in this store; `Err` with a `--to` its backend must refuse,
+    /// for a backend that cannot store documents.
+    fn destination(&self, t: &Test) -> Result<String, String>;
 }
 
 /// A FaultServer that reads each request and never answers.
@@ -84,6 +89,9 @@ impl Store for EnvStore {
     fn hanging(&mut self) -> Option<(Vec<(String, String)>, String)> {
         None
     }
+    fn destination(&self, _t: &Test) -> Result<String, String> {
+        Err("env://CME_CONFORMANCE".into())
+    }
 }
 
 struct FileStore;
@@ -107,6 +115,12 @@ impl Store for FileStore {
     }
     fn hanging(&mut self) -> Option<(Vec<(String, String)>, String)> {
         None
+    }
+    fn destination(&self, t: &Test) -> Result<String, String> {
+        Ok(format!(
+            "file://{}",
+            t.path().join("secrets/written").display()
+        ))
     }
 }
 
@@ -151,6 +165,9 @@ impl Store for CommandStore {
     }
     fn hanging(&mut self) -> Option<(Vec<(String, String)>, String)> {
         Some((Vec::new(), "store:hang".into()))
+    }
+    fn destination(&self, _t: &Test) -> Result<String, String> {
+        Err("store://written".into())
     }
 }
 
@@ -208,6 +225,9 @@ impl Store for VaultStore {
         let env = vec![("VAULT_ADDR".to_owned(), server.url())];
         self.silent = Some(server);
         Some((env, "vault://secret/conformance/good".into()))
+    }
+    fn destination(&self, _t: &Test) -> Result<String, String> {
+        Ok("vault://secret/conformance/written".into())
     }
 }
 
@@ -311,6 +331,12 @@ impl Store for AwsStore {
             Aws::Ssm => "aws-ssm:///conformance/good",
         };
         Some((env, reference.into()))
+    }
+    fn destination(&self, _t: &Test) -> Result<String, String> {
+        match self.which {
+            Aws::Sm => Ok("aws-sm://conformance/written/".into()),
+            Aws::Ssm => Err("aws-ssm:///conformance/written".into()),
+        }
     }
 }
 
@@ -421,5 +447,63 @@ fn conformance(kind: &str, mut store: Box<dyn Store>) {
                 .any(|w| line.contains(w)),
         "{kind}: a silent store ends at the deadline: {line}"
     );
+    t.assert_clean();
+}
+
+#[test]
+fn every_writable_backend_writes_what_it_reads_back() {
+    for (kind, make) in STORES {
+        write_then_read(kind, make());
+    }
+}
+
+/// `import` into the store, then `check` through the references it wrote; again (nothing
+/// written), and with a changed value (written, read back).
+fn write_then_read(kind: &str, mut store: Box<dyn Store>) {
+    eprintln!("write, then read: {kind}");
+    let mut t = Test::new();
+    let app_data = t.cme_default_config();
+    let cme_config = |token: &str| {
+        json!({ "auth": { "confluence": { "https://a.example.com": {
+            "username": "me@example.com", "api_token": token
+        } } } })
+        .to_string()
+    };
+    let first = t.sentinel("written-token");
+    let second = t.sentinel("rewritten-token");
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        cme_config(&first),
+    );
+    let (t, providers) = store.prepare(t);
+    let mut t = t.allow_secret_in(&app_data);
+    if !providers.is_empty() {
+        t = t.config_toml(&providers);
+    }
+    let to = match store.destination(&t) {
+        Ok(to) => to,
+        Err(to) => {
+            let out = t.run_args(["import", "--to", &to]);
+            out.assert_code(125);
+            out.assert_stderr_contains("cannot store documents");
+            return;
+        }
+    };
+    let import = |verb: &str| {
+        let out = t.run_args(["import", "--to", &to]);
+        out.assert_success();
+        out.assert_stdout_contains(&format!(
+            "{verb} [confluence.\"https://a.example.com\"] (username, api_token)"
+        ))
+        .assert_stdout_contains("check: every field resolves");
+        t.run_args(["check"]).assert_success();
+    };
+    import("wrote");
+    import("unchanged");
+    t.write_file(
+        "config/confluence-markdown-exporter/app_data.json",
+        cme_config(&second),
+    );
+    import("wrote");
     t.assert_clean();
 }

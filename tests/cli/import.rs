@@ -605,3 +605,143 @@ fn import_elsewhere_ends_with_how_to_use_it() {
     out.assert_success();
     assert!(!out.stdout.contains("CME_EXEC_CONFIG"), "{}", out.stdout);
 }
+
+/// AppRole over the CLI (a TLS server takes no plain HTTP calls): role `cme` with the
+/// `importer` policy, its role id and a custom secret id; returns (role_id, secret_id), the
+/// secret id a sentinel of `t`.
+fn approle_over_tls(bao: &OpenBao, t: &mut Test) -> (String, String) {
+    bao.cli_ok(
+        &["policy", "write", "importer", "-"],
+        Some(r#"path "secret/data/cme/*" { capabilities = ["create", "update", "read"] }"#),
+    );
+    bao.cli_ok(&["auth", "enable", "approle"], None);
+    bao.cli_ok(
+        &[
+            "write",
+            "auth/approle/role/cme",
+            "token_policies=importer",
+            "token_ttl=5m",
+        ],
+        None,
+    );
+    let role_id = format!("role-{}", crate::support::secrets::random_hex());
+    bao.cli_ok(
+        &[
+            "write",
+            "auth/approle/role/cme/role-id",
+            &format!("role_id={role_id}"),
+        ],
+        None,
+    );
+    let secret_id = t.sentinel("secret-id");
+    bao.cli_ok(
+        &[
+            "write",
+            "auth/approle/role/cme/custom-secret-id",
+            "secret_id=-",
+        ],
+        Some(&secret_id),
+    );
+    (role_id, secret_id)
+}
+
+/// The accessors of every token the server holds now.
+fn accessors_over_tls(bao: &OpenBao) -> Value {
+    let out = bao.cli_ok(&["list", "-format=json", "auth/token/accessors"], None);
+    serde_json::from_str(&out).expect("bao lists accessors as JSON")
+}
+
+/// `--to NAME://...` writes through the `[providers.NAME]` table of the config it writes, with
+/// the table's address, CA and auth: OpenBao over TLS (its CA in `ca_cert`, no VAULT_* variable
+/// set) and an AppRole login whose token is revoked at the end. The table stays at the top of
+/// the new config, `check` reads every value back through it, and a second run changes nothing.
+#[test]
+fn import_through_a_declared_provider_with_a_ca_and_approle() {
+    let bao = OpenBao::start_tls();
+    let mut t = Test::new();
+    let (role_id, secret_id) = approle_over_tls(&bao, &mut t);
+    let original = one_instance(&mut t);
+    let token = read_json(&original)["auth"]["confluence"]["https://company.atlassian.net"]
+        ["api_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = t
+        .allow_secret_in(&original)
+        .env("CME_TEST_SECRET_ID", &secret_id);
+    let providers = format!(
+        "[providers.bao]\nkind = \"vault\"\naddress = {}\nca_cert = {}\nauth = {{ method = \"approle\", role_id = {}, secret_id_env = \"CME_TEST_SECRET_ID\" }}\n",
+        q(&bao.address()),
+        q(&bao.ca_cert().display().to_string()),
+        q(&role_id)
+    );
+    let toml_path = t.write_file("config/cme-exec/config.toml", &providers);
+    let before = accessors_over_tls(&bao);
+
+    let out = t.run_args(["import", "--to", "bao://secret/cme"]);
+    out.assert_success();
+    out.assert_stdout_contains(
+        "wrote [confluence.\"https://company.atlassian.net\"] (username, api_token) -> bao://secret/cme/confluence-company.atlassian.net",
+    );
+    let stored: Value = serde_json::from_str(&bao.cli_ok(
+        &[
+            "kv",
+            "get",
+            "-format=json",
+            "-mount=secret",
+            "cme/confluence-company.atlassian.net",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(stored.pointer("/data/data/api_token"), Some(&json!(token)));
+    let toml = fs::read_to_string(&toml_path).unwrap();
+    assert!(
+        toml.starts_with(&providers),
+        "the table was not kept:\n{toml}"
+    );
+    assert!(
+        toml.contains("from = \"bao://secret/cme/confluence-company.atlassian.net\""),
+        "{toml}"
+    );
+    assert_eq!(
+        accessors_over_tls(&bao),
+        before,
+        "an AppRole login token still exists"
+    );
+    t.run_args(["check"]).assert_success();
+
+    let out = t.run_args(["import", "--to", "bao://secret/cme"]);
+    out.assert_success();
+    out.assert_stdout_contains("unchanged [confluence.\"https://company.atlassian.net\"]");
+    assert_eq!(fs::read_to_string(&toml_path).unwrap(), toml);
+    t.assert_clean();
+}
+
+/// A scheme whose kind cannot store documents is refused by name, before anything is read.
+#[test]
+fn import_refuses_a_provider_that_cannot_store_documents() {
+    let mut t = Test::new();
+    let original = one_instance(&mut t);
+    let t = t.allow_secret_in(&original);
+    t.write_file(
+        "config/cme-exec/config.toml",
+        "[providers.pass]\nkind = \"command\"\ncommand = [\"pass\", \"show\", \"{path}\"]\n",
+    );
+    for (to, why) in [
+        ("env://X", "a provider of kind env cannot store documents"),
+        (
+            "pass://cme",
+            "a provider of kind command cannot store documents",
+        ),
+        (
+            "nope://x",
+            "unknown destination: `nope` is neither a [providers.nope] table",
+        ),
+    ] {
+        let out = t.run_args(["import", "--to", to]);
+        out.assert_code(125);
+        out.assert_stderr_contains(&format!("--to {to:?}: {why}"))
+            .assert_stderr_contains("hint: use file:///DIR");
+    }
+}

@@ -60,7 +60,7 @@ pub(super) fn build(
     }))
 }
 
-struct AwsSmProvider {
+pub(super) struct AwsSmProvider {
     name: String,
     settings: Settings,
     /// The Secrets Manager endpoint when one is configured (setting, then the SDK's variables).
@@ -91,6 +91,12 @@ impl AwsSmProvider {
             sdk,
             clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The client for `region` (or the provider's), the configuration loaded on first use.
+    pub(super) async fn client_for(&self, region: Option<&str>) -> Result<Client, FetchError> {
+        let loaded = self.loaded().await?;
+        self.client(loaded, region)
     }
 
     /// The client for an ARN's region, or the provider's region.
@@ -129,7 +135,7 @@ impl AwsSmProvider {
     }
 
     /// `GetSecretValue` for one target.
-    async fn get(&self, client: &Client, target: &Target) -> Fetched {
+    pub(super) async fn get(&self, client: &Client, target: &Target) -> Fetched {
         let _waiting = progress::begin("AWS Secrets Manager", &self.endpoint_name(), MAX_ATTEMPTS);
         let mut request = client.get_secret_value().secret_id(&target.secret_id);
         match &target.version {
@@ -262,7 +268,12 @@ impl AwsSmProvider {
         out
     }
 
-    fn sdk_error<E>(&self, op: &str, target: &Target, err: SdkError<E, HttpResponse>) -> FetchError
+    pub(super) fn sdk_error<E>(
+        &self,
+        op: &str,
+        target: &Target,
+        err: SdkError<E, HttpResponse>,
+    ) -> FetchError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -311,7 +322,7 @@ impl AwsSmProvider {
         sdk::transport_failure(err, endpoint, &self.settings, &self.ctx, &SERVICE)
     }
 
-    fn endpoint_name(&self) -> String {
+    pub(super) fn endpoint_name(&self) -> String {
         match &self.endpoint {
             Some(e) => e.clone(),
             None => "AWS Secrets Manager".to_owned(),
@@ -464,6 +475,14 @@ fn too_large(target: &Target) -> FetchError {
 impl Provider for AwsSmProvider {
     fn kind(&self) -> Kind {
         super::KIND
+    }
+
+    async fn write(
+        &self,
+        location: &str,
+        fields: &crate::provider::Fields,
+    ) -> Result<bool, FetchError> {
+        super::write::write(self, location, fields).await
     }
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {

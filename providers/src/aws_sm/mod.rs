@@ -47,9 +47,12 @@
 
 #[cfg(feature = "aws-sm")]
 mod client;
+#[cfg(feature = "aws-sm")]
+mod write;
 
 use std::sync::Arc;
 
+use crate::provider::Destination;
 use crate::table::TableReader;
 use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
@@ -269,6 +272,28 @@ impl Backend for AwsSmBackend {
     fn check_document(&self, doc: &Document) -> Result<(), String> {
         check_document(doc)
     }
+
+    fn destination(&self, scheme: &str, location: &str) -> Option<Result<Destination, FetchError>> {
+        Some(destination(scheme, location))
+    }
+}
+
+/// `import --to SCHEME://PREFIX`: one secret per name, named `PREFIX` + name (`prod/cme/` +
+/// `confluence-company.atlassian.net`). An empty prefix is allowed; the names then stand alone.
+pub fn destination(scheme: &str, prefix: &str) -> Result<Destination, FetchError> {
+    let bad = || {
+        FetchError::invalid(format!(
+            "expected {scheme}://PREFIX/ (a secret name prefix)"
+        ))
+    };
+    if prefix.starts_with('/') || prefix.starts_with("arn:") || prefix.len() > 400 {
+        return Err(bad());
+    }
+    if !prefix.is_empty() {
+        // The prefix with a name after it must be a valid secret name.
+        check_name(&format!("{prefix}x")).map_err(|why| bad().with_hint(why))?;
+    }
+    Ok(Destination::new("AWS Secrets Manager", prefix, ""))
 }
 
 impl BackendSettings for Settings {

@@ -425,9 +425,18 @@ impl VaultProvider {
         })
     }
 
+    /// The provider's name (its scheme), for logs.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The run's token, obtained on first use (one login per provider per run, whatever the
     /// number of reads; a failed login is not retried by every read).
-    async fn session(&self) -> Result<Arc<Session>, FetchError> {
+    pub(super) async fn session(&self) -> Result<Arc<Session>, FetchError> {
         if !self.login_started.swap(true, Ordering::SeqCst) {
             let (login, transport, auth, ctx, name) = (
                 Arc::clone(&self.login),
@@ -470,7 +479,7 @@ impl VaultProvider {
 
     /// Splits a location into (mount, path): the longest `kv_mounts` entry it starts with,
     /// else its first segment.
-    fn split<'d>(&self, location: &'d str) -> (&'d str, &'d str, Option<KvVersion>) {
+    pub(super) fn split<'d>(&self, location: &'d str) -> (&'d str, &'d str, Option<KvVersion>) {
         for (mount, version) in &self.kv_mounts {
             if let Some(rest) = location
                 .strip_prefix(mount.as_str())
@@ -487,7 +496,7 @@ impl VaultProvider {
 
     /// The KV version of `mount`: configured, or detected once per mount per run through
     /// `sys/internal/ui/mounts/MOUNT`, the preflight the vault CLI's `kv` commands use.
-    async fn kv_version_of(
+    pub(super) async fn kv_version_of(
         &self,
         mount: &str,
         configured: Option<KvVersion>,
@@ -573,7 +582,7 @@ impl VaultProvider {
         }
     }
 
-    async fn read(&self, doc: &Document) -> Result<Payload, FetchError> {
+    pub(super) async fn read(&self, doc: &Document) -> Result<Payload, FetchError> {
         let (mount, path, configured) = self.split(&doc.location);
         let version = match doc.param("version") {
             Some(v) => Some(
@@ -978,6 +987,14 @@ impl Provider for VaultProvider {
 
     async fn fetch(&self, doc: &Document) -> Result<Payload, FetchError> {
         self.read(doc).await
+    }
+
+    async fn write(
+        &self,
+        location: &str,
+        fields: &crate::provider::Fields,
+    ) -> Result<bool, FetchError> {
+        super::write::write(self, location, fields).await
     }
 
     /// Over `https://`, before the server has answered anything in this run, the first

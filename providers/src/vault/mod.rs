@@ -42,6 +42,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::provider::Destination;
 use crate::table::{Problem, TableReader};
 use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
 
@@ -51,6 +52,8 @@ mod auth;
 mod client;
 #[cfg(feature = "vault")]
 mod http;
+#[cfg(feature = "vault")]
+mod write;
 
 /// Every environment variable the provider reads, in one place.
 pub mod names {
@@ -934,6 +937,35 @@ impl Backend for VaultBackend {
     fn check_document(&self, doc: &Document) -> Result<(), String> {
         check_document(doc)
     }
+
+    fn destination(&self, scheme: &str, location: &str) -> Option<Result<Destination, FetchError>> {
+        Some(destination(scheme, location))
+    }
+}
+
+/// `import --to SCHEME://MOUNT/PREFIX`: one document per name at `MOUNT/PREFIX/NAME`, in KV v2
+/// or v1 (the mount's version is configured or detected as for reads). `data/`, which KV v2's
+/// API inserts, is not part of it.
+pub fn destination(scheme: &str, location: &str) -> Result<Destination, FetchError> {
+    let rest = location.trim_matches('/');
+    let (mount, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if mount.is_empty() || rest.contains(['?', '#']) || check_mount_like(rest).is_err() {
+        return Err(FetchError::invalid(format!(
+            "expected {scheme}://MOUNT/PREFIX (a KV mount and a path in it)"
+        )));
+    }
+    if let Some(after) = prefix
+        .strip_prefix("data")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        return Err(FetchError::invalid(format!(
+            "`data/` is part of KV v2's API path, not of a {scheme}:// address"
+        ))
+        .with_hint(format!(
+            "leave `data/` out of --to: cme-exec adds it for KV v2 ({scheme}://{mount}{after})"
+        )));
+    }
+    Ok(Destination::new("Vault KV", format!("{rest}/"), ""))
 }
 
 impl BackendSettings for Settings {
