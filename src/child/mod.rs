@@ -4,6 +4,7 @@
 //! `child.rs` is the model). Rationale for the process group and the terminal is in
 //! [`terminal`].
 
+pub mod mask;
 pub mod signals;
 pub mod startup;
 pub mod terminal;
@@ -22,8 +23,8 @@ use std::sync::{mpsc, Arc};
 use nix::sys::signal::{kill, killpg, Signal};
 use zeroize::Zeroizing;
 
-use crate::mask::Lazy;
 use crate::resolve::Auth;
+use mask::Lazy;
 use nix::unistd::Pid;
 
 use crate::envnames as names;
@@ -170,7 +171,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Copies `from` to `to` through the mask, until EOF. Signals `done` when finished.
 fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Lazy>, done: mpsc::Sender<()>) {
     // Outer `None`: no output yet; inner `None`: nothing to mask.
-    let mut stream: Option<Option<crate::mask::Stream<'_>>> = None;
+    let mut stream: Option<Option<mask::Stream<'_>>> = None;
     let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -179,7 +180,7 @@ fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Lazy>, done: mpsc::
             Ok(n) => {
                 // The automaton, at the first output (see `Lazy`).
                 if stream.is_none() {
-                    stream = Some(masker.get().map(crate::mask::Masker::stream));
+                    stream = Some(masker.get().map(mask::Masker::stream));
                 }
                 match stream.as_mut().and_then(Option::as_mut) {
                     Some(s) => s.feed(&buf[..n], &mut out),
@@ -279,7 +280,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     if let Some(mask) = &spec.mask {
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
-        let masker = Arc::new(Lazy::new(crate::mask::values_of(mask.auth)));
+        let masker = Arc::new(Lazy::new(mask::values_of(mask.auth)));
         if let Some(out) = child.stdout.take() {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));

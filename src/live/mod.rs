@@ -232,7 +232,7 @@ pub struct Credential {
 /// A field's value as cme would use it: CR and LF removed; empty counts as unset.
 fn field(instance: &InstanceAuth, f: Field) -> Option<Zeroizing<String>> {
     let v = instance.fields.get(&f)?;
-    let cleaned = crate::mask::as_cme_sends(v.secret.expose_secret());
+    let cleaned = crate::child::mask::as_cme_sends(v.secret.expose_secret());
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
