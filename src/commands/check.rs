@@ -388,10 +388,9 @@ fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
         let settings = config.provider_for(&r.document.scheme);
         match settings
             .as_ref()
-            .and_then(|s| s.downcast::<cme_exec_providers::file::FileSettings>())
+            .and_then(|s| s.check_offline(&prepared.ctx, &r.document))
         {
-            Some(file) => cme_exec_providers::file::check_offline(file, &prepared.ctx, &r.document)
-                .map(|note| format!("not read (--offline); {note}")),
+            Some(outcome) => outcome.map(|note| format!("not read (--offline); {note}")),
             None => Ok("not fetched (--offline)".to_owned()),
         }
     };

@@ -331,11 +331,7 @@ impl<'c> Resolver<'c> {
             docs.iter()
                 .filter(move |d| matches!(fetched.get(*d), Some(Ok(_))))
                 .map(move |d| async move {
-                    let label = match p.kind() {
-                        cme_exec_providers::vault::KIND => "Vault custom_metadata",
-                        cme_exec_providers::aws_sm::KIND => "AWS tag",
-                        _ => "store metadata",
-                    };
+                    let label = p.kind().expiry_source();
                     match tokio::time::timeout_at(deadline, p.expiry(d, options.identities)).await {
                         Ok(Ok(Some(at))) => Some((d.clone(), (at, label))),
                         Ok(Err(e)) => {

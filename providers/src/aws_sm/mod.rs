@@ -269,6 +269,10 @@ impl Backend for AwsSmBackend {
     fn check_document(&self, doc: &Document) -> Result<(), String> {
         check_document(doc)
     }
+
+    fn expiry_source(&self) -> &'static str {
+        "AWS tag"
+    }
 }
 
 impl BackendSettings for Settings {
@@ -303,10 +307,6 @@ impl BackendSettings for Settings {
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, self, ctx)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

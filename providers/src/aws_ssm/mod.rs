@@ -122,10 +122,6 @@ impl BackendSettings for Settings {
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, &self.0, ctx)
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// What a reference names.

@@ -307,9 +307,8 @@ fn method_keys(method: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads (the binary's list of
-/// known `CME_EXEC_*` names includes them).
-pub fn auth_variable_names() -> Vec<String> {
+/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads.
+fn auth_variable_names() -> Vec<String> {
     let mut out: Vec<String> = METHODS
         .iter()
         .flat_map(|m| method_keys(m).iter())
@@ -951,6 +950,21 @@ impl Backend for VaultBackend {
     fn check_document(&self, doc: &Document) -> Result<(), String> {
         check_document(doc)
     }
+
+    fn expiry_source(&self) -> &'static str {
+        "Vault custom_metadata"
+    }
+
+    /// The built-in provider's `CME_EXEC_VAULT_*` settings, every `CME_EXEC_VAULT_AUTH_<KEY>`
+    /// included.
+    fn env_names(&self) -> Vec<String> {
+        let mut out = vec![
+            names::CME_EXEC_VAULT_AUTH.to_owned(),
+            names::CME_EXEC_VAULT_KV_VERSION.to_owned(),
+        ];
+        out.extend(auth_variable_names());
+        out
+    }
 }
 
 impl BackendSettings for Settings {
@@ -1010,10 +1024,6 @@ impl BackendSettings for Settings {
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, self, ctx)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 
