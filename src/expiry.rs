@@ -90,15 +90,15 @@ pub fn now() -> i64 {
 }
 
 /// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` or space) or a plain `YYYY-MM-DD`
-/// (midnight UTC), read by the `time` crate (already in the tree through the AWS SDK).
+/// (midnight UTC), read by the `time` crate (which the AWS SDK builds anyway).
 pub fn parse(s: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     use time::{Date, OffsetDateTime};
     // `time` takes any character between the date and the time; only these are RFC 3339's.
     match s.as_bytes().get(10) {
         None => {
-            let format = time::format_description::parse_borrowed::<2>("[year]-[month]-[day]")
-                .ok()?;
+            let format =
+                time::format_description::parse_borrowed::<2>("[year]-[month]-[day]").ok()?;
             let date = Date::parse(s, &format).ok()?;
             Some(date.midnight().assume_utc().unix_timestamp())
         }
