@@ -216,7 +216,7 @@ pub enum Command {
 pub struct RunArgs {
     /// How cme gets its config: an in-memory file (Linux), a private temporary file (the
     /// default on macOS), or environment variables (weakest: readable in /proc/PID/environ).
-    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = crate::platform::DEFAULT_VIA)]
+    #[arg(long, env = names::CME_EXEC_VIA, hide_env_values = true, value_enum, default_value_t = Via::DEFAULT)]
     pub via: Via,
 
     /// With --via file: the directory to create the private directory in

@@ -103,7 +103,6 @@ const INSTALLER_NAMES: [&str; 6] = [
 
 /// Every `CME_EXEC_*` name cme-exec reads (and the installer's, which it accepts and ignores).
 pub fn known_names() -> Vec<String> {
-    use cme_exec_providers::vault::names as vault;
     let mut out: Vec<String> = [
         CME_EXEC_CONFIG,
         CME_EXEC_VIA,
@@ -112,13 +111,12 @@ pub fn known_names() -> Vec<String> {
         CME_EXEC_FINGERPRINT_KEY_FILE,
         CME_EXEC_CME_VERSION,
         CME_EXEC_LIVE_ALLOW_HTTP,
-        vault::CME_EXEC_VAULT_AUTH,
-        vault::CME_EXEC_VAULT_KV_VERSION,
     ]
     .map(str::to_owned)
     .into();
     out.extend(env_only_names());
-    out.extend(cme_exec_providers::vault::auth_variable_names());
+    // The backends' own (`CME_EXEC_VAULT_AUTH`, ...), whether or not this build has them.
+    out.extend(cme_exec_providers::registry::env_names());
     out.extend(INSTALLER_NAMES.map(str::to_owned));
     out
 }

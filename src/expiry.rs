@@ -89,82 +89,24 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` or space) or a plain `YYYY-MM-DD`.
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` or space) or a plain `YYYY-MM-DD`
+/// (midnight UTC), read by the `time` crate (which the AWS SDK builds anyway).
 pub fn parse(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = s.get(from..from + len)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())
-            .flatten()
-    };
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let date = days_from_civil(year, month, day) * 86_400;
-    if b.len() == 10 {
-        return Some(date);
-    }
-    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 20 || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, m, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
+    use time::format_description::well_known::Rfc3339;
+    use time::{Date, OffsetDateTime};
+    // `time` takes any character between the date and the time; only these are RFC 3339's.
+    match s.as_bytes().get(10) {
+        None => {
+            let format =
+                time::format_description::parse_borrowed::<2>("[year]-[month]-[day]").ok()?;
+            let date = Date::parse(s, &format).ok()?;
+            Some(date.midnight().assume_utc().unix_timestamp())
         }
-        if i == start {
-            return None;
-        }
+        Some(b'T' | b't' | b' ') => OffsetDateTime::parse(s, &Rfc3339)
+            .ok()
+            .map(OffsetDateTime::unix_timestamp),
+        Some(_) => None,
     }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let o = oh * 3600 + om * 60;
-            if *sign == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return None,
-    };
-    Some(date + h * 3600 + m * 60 + sec.min(59) - offset)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -195,10 +137,8 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
-        assert_eq!(
-            parse("2028-02-29"),
-            Some(days_from_civil(2028, 2, 29) * 86_400)
-        );
+        assert_eq!(parse("2028-02-29"), Some(1_835_395_200));
+        assert_eq!(parse("2027-03-01X08:30:00Z"), None);
     }
 
     #[test]

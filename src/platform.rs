@@ -2,7 +2,7 @@
 //!
 //! Linux-only pieces and why they are Linux-only:
 //! - `--via memfd` (`src/handover/memfd.rs`): `memfd_create` and `/proc/self/fd` exist only on
-//!   Linux. Elsewhere the default hand-over is `--via file` ([`DEFAULT_VIA`]).
+//!   Linux ([`HAS_MEMFD`]). Elsewhere the default hand-over is `--via file`.
 //! - `PR_SET_DUMPABLE` (`prctl`): Linux only. macOS gets `PT_DENY_ATTACH` and a zero core limit.
 //! - The tmpfs check of `--via file` (`statfs` magic numbers): Linux only; macOS has no tmpfs in
 //!   `$TMPDIR`, see [`is_in_memory`].
@@ -12,19 +12,14 @@
 //!
 //! PID 1 reaping (`src/child/mod.rs`, `waitpid(-1)`) needs no `cfg`: it is portable, and only
 //! matters in a Linux container where cme-exec is PID 1.
+//!
+//! This module answers questions about the system and knows nothing of cme-exec's own types:
+//! the hand-over picks its default from [`HAS_MEMFD`], not the other way round.
 
 use std::os::fd::OwnedFd;
 
-use crate::handover::Via;
-
-/// The hand-over used when `--via` is not given: the anonymous memory file where it exists.
-#[cfg(target_os = "linux")]
-pub const DEFAULT_VIA: Via = Via::Memfd;
-/// The hand-over used when `--via` is not given: no memfd here, so a 0600 file in a private 0700
-/// directory (under `$TMPDIR`, which macOS makes private to the user), removed on every exit and
-/// swept by the next run after a SIGKILL. It survives cme's many re-reads of its config.
-#[cfg(not(target_os = "linux"))]
-pub const DEFAULT_VIA: Via = Via::File;
+/// Whether anonymous memory files (`memfd_create`, reachable as `/proc/self/fd/N`) exist here.
+pub const HAS_MEMFD: bool = cfg!(target_os = "linux");
 
 /// No core dumps, no debugger or ptrace attaching by other processes of the same user.
 #[cfg(target_os = "linux")]

@@ -403,10 +403,6 @@ impl BackendSettings for Settings {
             one_at_a_time: tokio::sync::Mutex::new(()),
         }))
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 fn stdin_is_terminal() -> bool {

@@ -48,10 +48,6 @@ impl BackendSettings for EnvSettings {
     fn build(&self, _name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         Ok(Arc::new(EnvProvider::new(ctx)))
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 pub fn check_document(doc: &Document) -> Result<(), String> {

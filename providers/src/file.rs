@@ -103,8 +103,12 @@ impl BackendSettings for FileSettings {
         Ok(Arc::new(FileProvider::new(self, ctx)))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn check_offline(
+        &self,
+        ctx: &Arc<Context>,
+        doc: &Document,
+    ) -> Option<Result<String, FetchError>> {
+        Some(check_offline(self, ctx, doc))
     }
 }
 

@@ -370,58 +370,24 @@ fn parse_dotenv(text: &str) -> Result<SecretMap, SelectError> {
     Ok(map)
 }
 
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+/// The error for a dotenv file that cannot be read at `line` (never with a value in it).
+fn bad_dotenv(line: usize, what: &str) -> SelectError {
+    SelectError::invalid(format!(
+        "the document is not a valid dotenv file (line {line}: {what})"
+    ))
+}
+
 fn parse_dotenv_into(text: &str, map: &mut Map<String, Value>) -> Result<(), SelectError> {
     let mut chars = text.chars().peekable();
     let mut line = 1usize;
-    let bad = |line: usize, what: &str| {
-        Err(SelectError::invalid(format!(
-            "the document is not a valid dotenv file (line {line}: {what})"
-        )))
-    };
     loop {
-        // Skip blank space and comment lines.
-        while let Some(&c) = chars.peek() {
-            if c == '\n' {
-                line += 1;
-                chars.next();
-            } else if c.is_whitespace() {
-                chars.next();
-            } else if c == '#' {
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
-            } else {
-                break;
-            }
-        }
+        skip_blank_and_comment_lines(&mut chars, &mut line);
         if chars.peek().is_none() {
             break;
         }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == '\n' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        let mut key = key.trim().to_owned();
-        if let Some(k) = key.strip_prefix("export ") {
-            key = k.trim().to_owned();
-        }
-        if chars.next() != Some('=') {
-            return bad(line, "expected KEY=VALUE");
-        }
-        let key_ok = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !key_ok {
-            return bad(line, "a key must be letters, digits, `_`, `.` or `-`");
-        }
+        let key = dotenv_key(&mut chars, line)?;
         while chars.peek().is_some_and(|&c| c == ' ' || c == '\t') {
             chars.next();
         }
@@ -429,77 +395,143 @@ fn parse_dotenv_into(text: &str, map: &mut Map<String, Value>) -> Result<(), Sel
         let mut value = String::with_capacity(text.len());
         match chars.peek() {
             Some('\'') | Some('"') => {
-                let quote = chars.next().unwrap_or('"');
-                let mut closed = false;
-                while let Some(c) = chars.next() {
-                    if c == quote {
-                        closed = true;
-                        break;
-                    }
-                    if c == '\n' {
-                        line += 1;
-                    }
-                    if c == '\\' && quote == '"' {
-                        match chars.next() {
-                            Some('n') => value.push('\n'),
-                            Some('r') => value.push('\r'),
-                            Some('t') => value.push('\t'),
-                            Some(c @ ('"' | '\\' | '$')) => value.push(c),
-                            Some(c) => {
-                                value.push('\\');
-                                value.push(c);
-                            }
-                            None => break,
-                        }
-                    } else {
-                        value.push(c);
-                    }
-                }
-                if !closed {
+                if let Err(e) = quoted_dotenv_value(&mut chars, &mut line, &mut value) {
                     value.zeroize();
-                    return bad(line, "unterminated quoted value");
-                }
-                // Only a comment may follow a quoted value.
-                while let Some(&c) = chars.peek() {
-                    if c == '\n' {
-                        break;
-                    }
-                    if c == '#' {
-                        while chars.peek().is_some_and(|&c| c != '\n') {
-                            chars.next();
-                        }
-                        break;
-                    }
-                    if !c.is_whitespace() {
-                        value.zeroize();
-                        return bad(line, "unexpected text after a quoted value");
-                    }
-                    chars.next();
+                    return Err(e);
                 }
             }
-            _ => {
-                let mut prev_space = false;
-                while let Some(&c) = chars.peek() {
-                    if c == '\n' || (c == '#' && prev_space) {
-                        break;
-                    }
-                    prev_space = c == ' ' || c == '\t';
-                    value.push(c);
-                    chars.next();
-                }
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
-                let trimmed = value.trim_end().len();
-                value.truncate(trimmed);
-            }
+            _ => unquoted_dotenv_value(&mut chars, &mut value),
         }
         if let Some(mut old) = map.insert(key.clone(), Value::String(value)) {
             zeroize_value(&mut old);
-            return bad(line, &format!("key `{key}` is given twice"));
+            return Err(bad_dotenv(line, &format!("key `{key}` is given twice")));
         }
     }
     Ok(())
+}
+
+/// Skips blank space and comment lines, counting lines.
+fn skip_blank_and_comment_lines(chars: &mut Chars<'_>, line: &mut usize) {
+    while let Some(&c) = chars.peek() {
+        if c == '\n' {
+            *line += 1;
+            chars.next();
+        } else if c.is_whitespace() {
+            chars.next();
+        } else if c == '#' {
+            while chars.peek().is_some_and(|&c| c != '\n') {
+                chars.next();
+            }
+        } else {
+            break;
+        }
+    }
+}
+
+/// `KEY=` or `export KEY=`: the key, checked, with the `=` read.
+fn dotenv_key(chars: &mut Chars<'_>, line: usize) -> Result<String, SelectError> {
+    let mut key = String::new();
+    while let Some(&c) = chars.peek() {
+        if c == '=' || c == '\n' {
+            break;
+        }
+        key.push(c);
+        chars.next();
+    }
+    let mut key = key.trim().to_owned();
+    if let Some(k) = key.strip_prefix("export ") {
+        key = k.trim().to_owned();
+    }
+    if chars.next() != Some('=') {
+        return Err(bad_dotenv(line, "expected KEY=VALUE"));
+    }
+    let key_ok = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !key_ok {
+        return Err(bad_dotenv(
+            line,
+            "a key must be letters, digits, `_`, `.` or `-`",
+        ));
+    }
+    Ok(key)
+}
+
+/// A value in single quotes (literal) or double quotes (escapes), which may span lines, and
+/// what follows it on its line (only a comment may). The caller wipes `value` on an error.
+fn quoted_dotenv_value(
+    chars: &mut Chars<'_>,
+    line: &mut usize,
+    value: &mut String,
+) -> Result<(), SelectError> {
+    let quote = chars.next().unwrap_or('"');
+    let mut closed = false;
+    while let Some(c) = chars.next() {
+        if c == quote {
+            closed = true;
+            break;
+        }
+        if c == '\n' {
+            *line += 1;
+        }
+        if c == '\\' && quote == '"' {
+            match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('r') => value.push('\r'),
+                Some('t') => value.push('\t'),
+                Some(c @ ('"' | '\\' | '$')) => value.push(c),
+                Some(c) => {
+                    value.push('\\');
+                    value.push(c);
+                }
+                None => break,
+            }
+        } else {
+            value.push(c);
+        }
+    }
+    if !closed {
+        return Err(bad_dotenv(*line, "unterminated quoted value"));
+    }
+    // Only a comment may follow a quoted value.
+    while let Some(&c) = chars.peek() {
+        if c == '\n' {
+            break;
+        }
+        if c == '#' {
+            while chars.peek().is_some_and(|&c| c != '\n') {
+                chars.next();
+            }
+            break;
+        }
+        if !c.is_whitespace() {
+            return Err(bad_dotenv(*line, "unexpected text after a quoted value"));
+        }
+        chars.next();
+    }
+    Ok(())
+}
+
+/// An unquoted value: the rest of the line up to a ` #` comment, trimmed at its end.
+fn unquoted_dotenv_value(chars: &mut Chars<'_>, value: &mut String) {
+    let mut prev_space = false;
+    while let Some(&c) = chars.peek() {
+        if c == '\n' || (c == '#' && prev_space) {
+            break;
+        }
+        prev_space = c == ' ' || c == '\t';
+        value.push(c);
+        chars.next();
+    }
+    while chars.peek().is_some_and(|&c| c != '\n') {
+        chars.next();
+    }
+    let trimmed = value.trim_end().len();
+    value.truncate(trimmed);
 }
 
 #[cfg(test)]

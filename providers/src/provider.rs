@@ -232,6 +232,18 @@ pub trait Backend: Sync {
         let _ = (scheme, location);
         None
     }
+
+    /// Where [`Provider::expiry`] finds a document's expiry, for `check`'s expiry line
+    /// (`Vault custom_metadata`, `AWS tag`).
+    fn expiry_source(&self) -> &'static str {
+        "store metadata"
+    }
+
+    /// The `CME_EXEC_*` variables the backend reads itself (its built-in provider's settings),
+    /// in every build: the binary refuses other `CME_EXEC_*` names as typos.
+    fn env_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One provider's parsed settings. Never holds a secret (settings name where secrets are).
@@ -256,8 +268,16 @@ pub trait BackendSettings: Send + Sync {
     /// in its own module).
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError>;
 
-    /// For tests and callers that need the backend's own settings type.
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// `check --offline`: what can be said of a reference without contacting the store and
+    /// without reading a secret (a note, or an error); `None` when nothing can.
+    fn check_offline(
+        &self,
+        ctx: &Arc<Context>,
+        doc: &Document,
+    ) -> Option<Result<String, FetchError>> {
+        let _ = (ctx, doc);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -61,6 +61,11 @@ pub fn writable_kinds() -> Vec<&'static str> {
         .collect()
 }
 
+/// The `CME_EXEC_*` variables the backends read themselves, in every build.
+pub fn env_names() -> Vec<String> {
+    BACKENDS.iter().flat_map(|b| b.env_names()).collect()
+}
+
 /// `+vault -aws-sm ...`: the backends with a feature and whether this build has them.
 pub fn features_line() -> String {
     let parts: Vec<String> = BACKENDS
@@ -107,6 +112,11 @@ impl Kind {
         location: &str,
     ) -> Option<Result<Destination, FetchError>> {
         self.backend().destination(scheme, location)
+    }
+
+    /// Where this kind of store keeps a document's expiry, for messages.
+    pub fn expiry_source(self) -> &'static str {
+        self.backend().expiry_source()
     }
 }
 
@@ -156,9 +166,13 @@ impl ProviderSettings {
         self.settings.local_programs()
     }
 
-    /// The backend's own settings type.
-    pub fn downcast<T: 'static>(&self) -> Option<&T> {
-        self.settings.as_any().downcast_ref()
+    /// `check --offline`: what can be said of a reference without the store, if anything.
+    pub fn check_offline(
+        &self,
+        ctx: &Arc<Context>,
+        doc: &Document,
+    ) -> Option<Result<String, FetchError>> {
+        self.settings.check_offline(ctx, doc)
     }
 }
 

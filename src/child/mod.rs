@@ -4,12 +4,14 @@
 //! `child.rs` is the model). Rationale for the process group and the terminal is in
 //! [`terminal`].
 
+pub mod mask;
 pub mod signals;
 pub mod startup;
 pub mod terminal;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,8 @@ use std::sync::{mpsc, Arc};
 use nix::sys::signal::{kill, killpg, Signal};
 use zeroize::Zeroizing;
 
-use crate::mask::Lazy;
 use crate::resolve::Auth;
+use mask::Lazy;
 use nix::unistd::Pid;
 
 use crate::envnames as names;
@@ -170,7 +172,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Copies `from` to `to` through the mask, until EOF. Signals `done` when finished.
 fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Lazy>, done: mpsc::Sender<()>) {
     // Outer `None`: no output yet; inner `None`: nothing to mask.
-    let mut stream: Option<Option<crate::mask::Stream<'_>>> = None;
+    let mut stream: Option<Option<mask::Stream<'_>>> = None;
     let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -179,7 +181,7 @@ fn pump(mut from: impl Read, mut to: impl Write, masker: Arc<Lazy>, done: mpsc::
             Ok(n) => {
                 // The automaton, at the first output (see `Lazy`).
                 if stream.is_none() {
-                    stream = Some(masker.get().map(crate::mask::Masker::stream));
+                    stream = Some(masker.get().map(mask::Masker::stream));
                 }
                 match stream.as_mut().and_then(Option::as_mut) {
                     Some(s) => s.feed(&buf[..n], &mut out),
@@ -217,6 +219,37 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         .as_ref()
         .filter(|t| t.is_foreground())
         .map(Terminal::fd);
+    let mut cmd = command(&spec, take_terminal);
+    let mut child = cmd.spawn().map_err(|e| {
+        let exit = match e.kind() {
+            std::io::ErrorKind::NotFound => Exit::NotFound,
+            _ => Exit::CannotExecute,
+        };
+        (
+            exit,
+            Error::new(format!("cannot start {}", spec.program.display())).cause(e.to_string()),
+        )
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Also from this side, so neither order of parent and child can leave a gap.
+    let _ = nix::unistd::setpgid(pid, pid);
+    if let (Some(t), Some(_)) = (&terminal, take_terminal) {
+        t.hand_to(pid);
+    }
+    let (done, pumps) = start_pumps(&mut child, spec.mask.as_ref());
+    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
+    std::mem::forget(child);
+    let status = wait(pid, terminal.as_ref(), signals, spec.grace).await;
+    if let Some(t) = &terminal {
+        t.take_back_from(pid);
+    }
+    drain(&done, pumps);
+    Ok(status)
+}
+
+/// The command to start: in a process group of its own, with the spec's environment only,
+/// its masked streams piped, and the hook that runs in the child between fork and exec.
+fn command(spec: &Spec<'_>, take_terminal: Option<RawFd>) -> std::process::Command {
     let mut cmd = std::process::Command::new(spec.program);
     cmd.arg0(&spec.argv[0])
         .args(&spec.argv[1..])
@@ -258,28 +291,21 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
             cmd.stderr(Stdio::piped());
         }
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        let exit = match e.kind() {
-            std::io::ErrorKind::NotFound => Exit::NotFound,
-            _ => Exit::CannotExecute,
-        };
-        (
-            exit,
-            Error::new(format!("cannot start {}", spec.program.display())).cause(e.to_string()),
-        )
-    })?;
-    let pid = Pid::from_raw(child.id() as i32);
-    // Also from this side, so neither order of parent and child can leave a gap.
-    let _ = nix::unistd::setpgid(pid, pid);
-    if let (Some(t), Some(_)) = (&terminal, take_terminal) {
-        t.hand_to(pid);
-    }
+    cmd
+}
+
+/// With `--mask`, a thread per piped stream copies it through the mask. Returns where they
+/// say they are done, and how many there are.
+fn start_pumps(
+    child: &mut std::process::Child,
+    mask: Option<&Mask<'_>>,
+) -> (mpsc::Receiver<()>, usize) {
     let (done_tx, done_rx) = mpsc::channel();
     let mut pumps = 0;
-    if let Some(mask) = &spec.mask {
+    if let Some(mask) = mask {
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
-        let masker = Arc::new(Lazy::new(crate::mask::values_of(mask.auth)));
+        let masker = Arc::new(Lazy::new(mask::values_of(mask.auth)));
         if let Some(out) = child.stdout.take() {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));
@@ -291,14 +317,21 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
             pumps += 1;
         }
     }
-    drop(done_tx);
-    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
-    std::mem::forget(child);
+    (done_rx, pumps)
+}
 
+/// Waits for the child to exit, forwarding signals to it; after a terminating one, kills its
+/// process group once `grace` is over.
+async fn wait(
+    pid: Pid,
+    terminal: Option<&Terminal>,
+    signals: &mut Signals,
+    grace: Duration,
+) -> Exit {
     let mut grace_deadline: Option<tokio::time::Instant> = None;
-    let status = loop {
-        if let Some(exit) = reap(pid, terminal.as_ref()) {
-            break exit;
+    loop {
+        if let Some(exit) = reap(pid, terminal) {
+            return exit;
         }
         let sleep = async {
             match grace_deadline {
@@ -313,14 +346,14 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
                         tracing::debug!(signal = %sig, "forwarding to the child");
                         let _ = sig.send_to(pid);
                         if signals::is_terminating(sig) && grace_deadline.is_none() {
-                            grace_deadline = Some(tokio::time::Instant::now() + spec.grace);
+                            grace_deadline = Some(tokio::time::Instant::now() + grace);
                         }
                     }
                     // Continued while the child runs (`fg` after a stop of cme-exec alone,
                     // `kill -CONT`): if that made cme-exec the foreground job, the child gets
                     // the terminal. (`fg` of a running job sends no signal: see `stopped`.)
                     Event::Continued => {
-                        if let Some(t) = &terminal {
+                        if let Some(t) = terminal {
                             t.hand_to(pid);
                         }
                     }
@@ -333,21 +366,21 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
                 grace_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
             }
         }
-    };
-    if let Some(t) = &terminal {
-        t.take_back_from(pid);
     }
+}
+
+/// Waits, at most [`DRAIN_TIMEOUT`] in all, for the output filters to pass on what is left.
+fn drain(done: &mpsc::Receiver<()>, pumps: usize) {
     let drain_until = std::time::Instant::now() + DRAIN_TIMEOUT;
     for _ in 0..pumps {
         let left = drain_until.saturating_duration_since(std::time::Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
+        if done.recv_timeout(left).is_err() {
             tracing::warn!(
                 "the child's output is still open (a background process?); not waiting for it"
             );
             break;
         }
     }
-    Ok(status)
 }
 
 /// In the child, between fork and exec: SIGKILL when cme-exec is gone, so that a SIGKILLed

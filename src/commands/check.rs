@@ -370,7 +370,6 @@ impl Offline {
 /// then each reference by what needs no store: the file provider's files by their metadata.
 /// No provider is built, so nothing is contacted and no credential is needed.
 fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
-    use crate::config::FieldSpec;
     let prepared = match crate::session::prepare(cli) {
         Ok(p) => p,
         Err(e) => {
@@ -383,15 +382,34 @@ fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
             };
         }
     };
-    let config = &prepared.config;
+    let lines = offline_lines(&prepared.config, &prepared.ctx);
+    let providers = offline_providers(&prepared.config);
+    let ok = lines.iter().all(|l| l.outcome.is_ok());
+    match args.format {
+        Format::Text => print_offline_text(&lines, &providers),
+        Format::Json => print_offline_json(&lines, &providers, ok),
+    }
+    if ok {
+        Exit::Success
+    } else {
+        Exit::CheckFailed
+    }
+}
+
+/// One line per reference and literal field, in the config's order, each with what can be
+/// said of it without contacting its store.
+fn offline_lines(
+    config: &crate::config::Config,
+    ctx: &std::sync::Arc<cme_exec_providers::Context>,
+) -> Vec<Offline> {
+    use crate::config::FieldSpec;
     let check_reference = |r: &cme_exec_providers::Reference| {
         let settings = config.provider_for(&r.document.scheme);
         match settings
             .as_ref()
-            .and_then(|s| s.downcast::<cme_exec_providers::file::FileSettings>())
+            .and_then(|s| s.check_offline(ctx, &r.document))
         {
-            Some(file) => cme_exec_providers::file::check_offline(file, &prepared.ctx, &r.document)
-                .map(|note| format!("not read (--offline); {note}")),
+            Some(outcome) => outcome.map(|note| format!("not read (--offline); {note}")),
             None => Ok("not fetched (--offline)".to_owned()),
         }
     };
@@ -423,6 +441,11 @@ fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
             });
         }
     }
+    lines
+}
+
+/// The providers the references use, as (name, kind), sorted: none is contacted.
+fn offline_providers(config: &crate::config::Config) -> Vec<(String, String)> {
     let mut providers: Vec<(String, String)> = config
         .references()
         .iter()
@@ -435,74 +458,68 @@ fn offline(cli: &Cli, args: &CheckArgs) -> Exit {
         })
         .collect();
     providers.sort();
-    let ok = lines.iter().all(|l| l.outcome.is_ok());
-    match args.format {
-        Format::Text => {
-            let width = lines.iter().map(|l| l.place().len()).max().unwrap_or(0);
-            let source_width = lines.iter().map(|l| l.source.len()).max().unwrap_or(0);
-            for l in &lines {
-                let verdict = match &l.outcome {
-                    Ok(note) if note == "ok" => "ok".to_owned(),
-                    Ok(note) => format!("ok; {note}"),
-                    Err(e) => match e.hint() {
-                        Some(h) => format!("FAILED: {} (hint: {h})", e.message()),
-                        None => format!("FAILED: {}", e.message()),
-                    },
-                };
-                let line = format!(
-                    "{:width$}  {:source_width$}  {verdict}",
-                    l.place(),
-                    l.source
-                );
-                crate::outln!("{}", error::strip_controls(&line));
-            }
-            for (name, kind) in &providers {
-                crate::outln!(
-                    "{}",
-                    error::strip_controls(&format!(
-                        "provider {name} ({kind}): not contacted (--offline)"
-                    ))
-                );
-            }
-            let failed = lines.iter().filter(|l| l.outcome.is_err()).count();
-            if failed == 0 {
-                crate::outln!(
-                    "offline: all {} well-formed; no store contacted, nothing fetched",
-                    lines.len()
-                );
-            } else {
-                crate::outln!("offline: {failed} of {} failed", lines.len());
-            }
-        }
-        Format::Json => {
-            let fields: Vec<_> = lines
-                .iter()
-                .map(|l| {
-                    json!({
-                        "product": l.product.map(|p| p.name()),
-                        "url": l.url,
-                        "field": l.subject,
-                        "source": l.source,
-                        "ok": l.outcome.is_ok(),
-                        "fetched": false,
-                        "note": l.outcome.as_ref().ok(),
-                        "error": l.outcome.as_ref().err().map(|e| e.message().to_owned()),
-                        "hint": l.outcome.as_ref().err().and_then(|e| e.hint().map(str::to_owned)),
-                    })
-                })
-                .collect();
-            let providers: Vec<_> = providers
-                .iter()
-                .map(|(name, kind)| json!({ "name": name, "kind": kind, "contacted": false }))
-                .collect();
-            let out =
-                json!({ "ok": ok, "offline": true, "fields": fields, "providers": providers });
-            crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        }
+    providers
+}
+
+fn print_offline_text(lines: &[Offline], providers: &[(String, String)]) {
+    let width = lines.iter().map(|l| l.place().len()).max().unwrap_or(0);
+    let source_width = lines.iter().map(|l| l.source.len()).max().unwrap_or(0);
+    for l in lines {
+        let verdict = match &l.outcome {
+            Ok(note) if note == "ok" => "ok".to_owned(),
+            Ok(note) => format!("ok; {note}"),
+            Err(e) => match e.hint() {
+                Some(h) => format!("FAILED: {} (hint: {h})", e.message()),
+                None => format!("FAILED: {}", e.message()),
+            },
+        };
+        let line = format!(
+            "{:width$}  {:source_width$}  {verdict}",
+            l.place(),
+            l.source
+        );
+        crate::outln!("{}", error::strip_controls(&line));
     }
-    if ok {
-        Exit::Success
+    for (name, kind) in providers {
+        crate::outln!(
+            "{}",
+            error::strip_controls(&format!(
+                "provider {name} ({kind}): not contacted (--offline)"
+            ))
+        );
+    }
+    let failed = lines.iter().filter(|l| l.outcome.is_err()).count();
+    if failed == 0 {
+        crate::outln!(
+            "offline: all {} well-formed; no store contacted, nothing fetched",
+            lines.len()
+        );
     } else {
-        Exit::CheckFailed
+        crate::outln!("offline: {failed} of {} failed", lines.len());
     }
+}
+
+fn print_offline_json(lines: &[Offline], providers: &[(String, String)], ok: bool) {
+    let fields: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            json!({
+                "product": l.product.map(|p| p.name()),
+                "url": l.url,
+                "field": l.subject,
+                "source": l.source,
+                "ok": l.outcome.is_ok(),
+                "fetched": false,
+                "note": l.outcome.as_ref().ok(),
+                "error": l.outcome.as_ref().err().map(|e| e.message().to_owned()),
+                "hint": l.outcome.as_ref().err().and_then(|e| e.hint().map(str::to_owned)),
+            })
+        })
+        .collect();
+    let providers: Vec<_> = providers
+        .iter()
+        .map(|(name, kind)| json!({ "name": name, "kind": kind, "contacted": false }))
+        .collect();
+    let out = json!({ "ok": ok, "offline": true, "fields": fields, "providers": providers });
+    crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }

@@ -20,6 +20,7 @@ use crate::cme_config;
 use crate::config::Product;
 use crate::envnames as names;
 use crate::error::Error;
+use crate::platform;
 use crate::resolve::Auth;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +31,18 @@ pub enum Via {
     File,
     /// `CME_AUTH__CONFLUENCE`/`CME_AUTH__JIRA` variables (weakest: readable in /proc/PID/environ).
     Env,
+}
+
+impl Via {
+    /// The hand-over used when `--via` is not given: the anonymous memory file where it exists.
+    /// Elsewhere (macOS) a 0600 file in a private 0700 directory (under `$TMPDIR`, which macOS
+    /// makes private to the user), removed on every exit and swept by the next run after a
+    /// SIGKILL. It survives cme's many re-reads of its config.
+    pub const DEFAULT: Via = if platform::HAS_MEMFD {
+        Via::Memfd
+    } else {
+        Via::File
+    };
 }
 
 /// A config handed over for one run. Dropping it removes what it made.

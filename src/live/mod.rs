@@ -232,7 +232,7 @@ pub struct Credential {
 /// A field's value as cme would use it: CR and LF removed; empty counts as unset.
 fn field(instance: &InstanceAuth, f: Field) -> Option<Zeroizing<String>> {
     let v = instance.fields.get(&f)?;
-    let cleaned = crate::mask::as_cme_sends(v.secret.expose_secret());
+    let cleaned = crate::child::mask::as_cme_sends(v.secret.expose_secret());
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
@@ -490,88 +490,109 @@ pub fn classify(
         ));
     }
     match status {
-        200..=299 => {
-            if reason.contains("AUTHENTICATED_FAILED") {
-                return Err(unauthorized(what, auth, status));
-            }
-            let Ok(body) = serde_json::from_slice::<Value>(&answer.body) else {
-                let html = answer
-                    .header("content-type")
-                    .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
-                return Err(Problem::new(
-                    Some(status),
-                    format!(
-                        "{status}, but the answer is not {what}'s JSON{}",
-                        if html { " (an HTML page: a login page or a proxy's)" } else { "" }
-                    ),
-                    Some("check the instance URL (its context path, e.g. /confluence) and, for session_cookies, that the session is still valid"),
-                ));
-            };
-            let text = |k: &str| {
-                body.get(k)
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(crate::error::strip_controls)
-            };
-            let anonymous = body.get("type").and_then(Value::as_str) == Some("anonymous")
-                || (text("accountId").is_none()
-                    && text("userKey").is_none()
-                    && text("key").is_none()
-                    && text("username").is_none()
-                    && text("name").is_none());
-            if anonymous {
-                return Err(if auth == AuthKind::None {
-                    Problem::new(
-                        Some(status),
-                        format!(
-                            "{what} answered as it answers an anonymous user: cme would send no \
-                             credentials (api_token without username, or no field set)"
-                        ),
-                        Some("set username and api_token (Cloud), pat (Data Center) or session_cookies"),
-                    )
-                } else {
-                    Problem::new(
-                        Some(status),
-                        format!(
-                            "{what} answered as it answers an anonymous user: the credentials \
-                             ({}) were sent and not accepted",
-                            auth.name()
-                        ),
-                        Some("the site ignored them: check that the instance URL is the site the credentials belong to (another site's token is ignored, not refused), and whether the site's single sign-on (SSO) keeps this account from logging in with them"),
-                    )
-                });
-            }
-            Ok(Account {
-                account_id: text("accountId").or_else(|| text("userKey")).or_else(|| text("key")),
-                display_name: text("displayName"),
-            })
+        200..=299 if reason.contains("AUTHENTICATED_FAILED") => {
+            Err(unauthorized(what, auth, status))
         }
-        300..=399 => {
-            let location = answer.header("location").map(shown_location);
-            let to = location.clone().unwrap_or_else(|| "(no Location)".into());
-            let login = location.as_deref().is_some_and(|l| {
-                let l = l.to_ascii_lowercase();
-                ["login", "sso", "saml", "signin", "auth"].iter().any(|w| l.contains(w))
-            });
-            if login {
-                Err(Problem::new(
-                    Some(status),
-                    format!("{status}: redirected to a login page ({to}); not followed"),
-                    Some(match auth {
-                        AuthKind::Cookie => "the session cookies have expired: copy fresh ones from a logged-in browser",
-                        _ => "the site sends API calls to its single sign-on login: use an API token or a personal access token",
-                    }),
-                ))
-            } else {
-                Err(Problem::new(
-                    Some(status),
-                    format!("{status}: redirected to {to}; not followed (credentials are never sent elsewhere)"),
-                    Some("use the address the site redirects to as the instance URL"),
-                ))
-            }
-        }
+        200..=299 => account(what, auth, answer),
+        300..=399 => Err(redirected(auth, answer)),
         401 => Err(unauthorized(what, auth, status)),
-        403 => Err(Problem::new(
+        _ => Err(refused(product, what, gateway, status)),
+    }
+}
+
+/// A 2xx answer: the account it names, or why it names none (not JSON, an anonymous user).
+fn account(what: &str, auth: AuthKind, answer: &Answer) -> Result<Account, Problem> {
+    let status = answer.status;
+    let Ok(body) = serde_json::from_slice::<Value>(&answer.body) else {
+        let html = answer
+            .header("content-type")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
+        return Err(Problem::new(
+            Some(status),
+            format!(
+                "{status}, but the answer is not {what}'s JSON{}",
+                if html { " (an HTML page: a login page or a proxy's)" } else { "" }
+            ),
+            Some("check the instance URL (its context path, e.g. /confluence) and, for session_cookies, that the session is still valid"),
+        ));
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(crate::error::strip_controls)
+    };
+    let anonymous = body.get("type").and_then(Value::as_str) == Some("anonymous")
+        || (text("accountId").is_none()
+            && text("userKey").is_none()
+            && text("key").is_none()
+            && text("username").is_none()
+            && text("name").is_none());
+    if anonymous {
+        return Err(if auth == AuthKind::None {
+            Problem::new(
+                Some(status),
+                format!(
+                    "{what} answered as it answers an anonymous user: cme would send no \
+                     credentials (api_token without username, or no field set)"
+                ),
+                Some("set username and api_token (Cloud), pat (Data Center) or session_cookies"),
+            )
+        } else {
+            Problem::new(
+                Some(status),
+                format!(
+                    "{what} answered as it answers an anonymous user: the credentials \
+                     ({}) were sent and not accepted",
+                    auth.name()
+                ),
+                Some("the site ignored them: check that the instance URL is the site the credentials belong to (another site's token is ignored, not refused), and whether the site's single sign-on (SSO) keeps this account from logging in with them"),
+            )
+        });
+    }
+    Ok(Account {
+        account_id: text("accountId")
+            .or_else(|| text("userKey"))
+            .or_else(|| text("key")),
+        display_name: text("displayName"),
+    })
+}
+
+/// A 3xx answer, never followed: to a login page, or elsewhere.
+fn redirected(auth: AuthKind, answer: &Answer) -> Problem {
+    let status = answer.status;
+    let location = answer.header("location").map(shown_location);
+    let to = location.clone().unwrap_or_else(|| "(no Location)".into());
+    let login = location.as_deref().is_some_and(|l| {
+        let l = l.to_ascii_lowercase();
+        ["login", "sso", "saml", "signin", "auth"]
+            .iter()
+            .any(|w| l.contains(w))
+    });
+    if login {
+        Problem::new(
+            Some(status),
+            format!("{status}: redirected to a login page ({to}); not followed"),
+            Some(match auth {
+                AuthKind::Cookie => "the session cookies have expired: copy fresh ones from a logged-in browser",
+                _ => "the site sends API calls to its single sign-on login: use an API token or a personal access token",
+            }),
+        )
+    } else {
+        Problem::new(
+            Some(status),
+            format!(
+                "{status}: redirected to {to}; not followed (credentials are never sent elsewhere)"
+            ),
+            Some("use the address the site redirects to as the instance URL"),
+        )
+    }
+}
+
+/// Any other status than 2xx, 3xx and 401: forbidden, not found, rate limited, a server error.
+fn refused(product: Product, what: &str, gateway: bool, status: u16) -> Problem {
+    match status {
+        403 => Problem::new(
             Some(status),
             format!(
                 "403 Forbidden: {what} knows the credentials but refuses this call"
@@ -580,8 +601,8 @@ pub fn classify(
                 Product::Confluence => "a scoped API token needs the scope read:confluence-user (and the scopes of the export); or the account has no access to Confluence",
                 Product::Jira => "a scoped API token needs the scope read:jira-user (and read:jira-work); or the account has no access to Jira",
             }),
-        )),
-        404 | 410 => Err(Problem::new(
+        ),
+        404 | 410 => Problem::new(
             Some(status),
             if gateway {
                 format!("{status}: the gateway knows no {what} site under this cloud_id")
@@ -593,13 +614,13 @@ pub fn classify(
             } else {
                 "check the instance URL (site name, context path such as /confluence or /jira); a scoped API token needs cloud_id set"
             }),
-        )),
-        429 => Err(Problem::new(Some(status), "429: rate limited; try again later", None)),
-        _ => Err(Problem::new(
+        ),
+        429 => Problem::new(Some(status), "429: rate limited; try again later", None),
+        _ => Problem::new(
             Some(status),
             format!("{status}: {what} did not answer the call"),
             (status >= 500).then_some("a server-side problem: try again later"),
-        )),
+        ),
     }
 }
 

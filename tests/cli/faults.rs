@@ -33,7 +33,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const MARGIN: Duration = Duration::from_secs(2);
 /// The vault provider's documented default: `max_retries = 2`, so three attempts.
 const ATTEMPTS: usize = 3;
-/// `src/resolve.rs`: how many documents one provider fetches at the same time.
+/// `src/resolve/mod.rs`: how many documents one provider fetches at the same time.
 const CONCURRENCY: usize = 16;
 
 /// A TOML basic string.

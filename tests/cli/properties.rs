@@ -14,9 +14,9 @@ use proptest::test_runner::Config;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+use cme_exec::child::mask::Masker;
 use cme_exec::cme_config::{self, BaseConfig};
 use cme_exec::config::{normalise_url, Field, Product};
-use cme_exec::mask::Masker;
 use cme_exec::resolve::{Auth, InstanceAuth, Origin, Value as Resolved};
 use cme_exec_providers::reference::{Key, Reference};
 

@@ -3,10 +3,13 @@
 //! either feature the SDK's configuration ([`sdk`]), loaded once per run for every AWS provider
 //! with the same settings (one credential chain, one AssumeRole, one answer to a failure),
 //! the trust rule for ambient credentials, the identity for `check`, and the words for what the
-//! SDK could not do ([`diagnose`]).
+//! SDK could not do ([`diagnose`]), and the dedupe, fetch and map-back of `fetch_many`
+//! ([`fetch`]).
 
 #[cfg(feature = "aws")]
 pub mod diagnose;
+#[cfg(feature = "aws")]
+pub mod fetch;
 #[cfg(feature = "aws")]
 pub mod sdk;
 
@@ -54,6 +57,32 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
+    /// One line for `trust` and `Debug`, for a provider of `kind` (`aws-sm`, `aws-ssm`).
+    pub fn describe(&self, kind: &str) -> String {
+        let mut s = format!(
+            "kind {kind}, endpoint {}",
+            self.endpoint_url
+                .as_deref()
+                .unwrap_or("AWS's regional endpoint (or AWS_ENDPOINT_URL*)")
+        );
+        if let Some(r) = &self.region {
+            s.push_str(&format!(", region {r}"));
+        }
+        if let Some(p) = &self.profile {
+            s.push_str(&format!(", profile {p}"));
+        }
+        if let Some(r) = &self.role_arn {
+            s.push_str(&format!(", assumes {r}"));
+        }
+        if self.use_ambient_credentials {
+            s.push_str(", use_ambient_credentials");
+        }
+        if self.allow_http {
+            s.push_str(", allow_http");
+        }
+        s
+    }
+
     /// Where the credentials come from and where they go, for `trust`.
     pub fn details(&self) -> Vec<String> {
         let mut out = vec![match &self.profile {

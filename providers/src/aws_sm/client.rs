@@ -31,6 +31,7 @@ use zeroize::Zeroize as _;
 
 use super::{parse_target, Settings, Target, Version};
 use crate::aws_shared::diagnose;
+use crate::aws_shared::fetch::fetch_deduplicated;
 use crate::aws_shared::sdk::{self, Service, MAX_ATTEMPTS, OPERATION_TIMEOUT};
 use crate::payload::{Format, Payload, MAX_DOCUMENT_BYTES};
 use crate::{progress, Context, Document, ErrorKind, FetchError, Identity, Kind, Provider};
@@ -497,50 +498,20 @@ impl Provider for AwsSmProvider {
         docs: &[Document],
         concurrency: usize,
     ) -> Vec<Result<Payload, FetchError>> {
-        // 1. References to targets; equal targets are one request.
-        let mut targets: Vec<Result<Target, FetchError>> = Vec::with_capacity(docs.len());
-        for doc in docs {
-            targets.push(parse_target(doc).map_err(FetchError::invalid));
-        }
-        let mut distinct: BTreeMap<Target, Option<Fetched>> = BTreeMap::new();
-        for t in targets.iter().flatten() {
-            distinct.insert(t.clone(), None);
-        }
-
-        // 2. Fetch them.
-        if !distinct.is_empty() {
-            match self.loaded().await {
-                Err(e) => {
-                    for slot in distinct.values_mut() {
-                        *slot = Some(Err(e.clone()));
-                    }
-                }
-                Ok(loaded) => {
-                    let results = self
-                        .fetch_targets(loaded, distinct.keys().cloned().collect(), concurrency)
-                        .await;
-                    for (t, r) in results {
-                        distinct.insert(t, Some(r));
-                    }
-                }
-            }
-        }
-
-        // 3. One payload per document.
-        targets
-            .into_iter()
-            .map(|t| {
-                let t = t?;
-                match distinct.get(&t) {
-                    Some(Some(Ok(text))) => Ok(Payload::Text {
-                        value: text.clone(),
-                        format: Format::Unknown,
-                    }),
-                    Some(Some(Err(e))) => Err(e.clone()),
-                    _ => Err(FetchError::invalid(format!("secret {t} was not fetched"))),
-                }
-            })
-            .collect()
+        fetch_deduplicated(
+            docs,
+            parse_target,
+            |targets| async move {
+                let loaded = self.loaded().await?;
+                Ok(self.fetch_targets(loaded, targets, concurrency).await)
+            },
+            |text: &SecretString| Payload::Text {
+                value: text.clone(),
+                format: Format::Unknown,
+            },
+            |t| format!("secret {t} was not fetched"),
+        )
+        .await
     }
 
     /// The `expires_at` tag, from `DescribeSecret`: a request of its own, so only for `check`.

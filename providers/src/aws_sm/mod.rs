@@ -273,6 +273,10 @@ impl Backend for AwsSmBackend {
         check_document(doc)
     }
 
+    fn expiry_source(&self) -> &'static str {
+        "AWS tag"
+    }
+
     fn destination(&self, scheme: &str, location: &str) -> Option<Result<Destination, FetchError>> {
         Some(destination(scheme, location))
     }
@@ -298,28 +302,7 @@ pub fn destination(scheme: &str, prefix: &str) -> Result<Destination, FetchError
 
 impl BackendSettings for Settings {
     fn describe(&self) -> String {
-        let mut s = format!(
-            "kind aws-sm, endpoint {}",
-            self.endpoint_url
-                .as_deref()
-                .unwrap_or("AWS's regional endpoint (or AWS_ENDPOINT_URL*)")
-        );
-        if let Some(r) = &self.region {
-            s.push_str(&format!(", region {r}"));
-        }
-        if let Some(p) = &self.profile {
-            s.push_str(&format!(", profile {p}"));
-        }
-        if let Some(r) = &self.role_arn {
-            s.push_str(&format!(", assumes {r}"));
-        }
-        if self.use_ambient_credentials {
-            s.push_str(", use_ambient_credentials");
-        }
-        if self.allow_http {
-            s.push_str(", allow_http");
-        }
-        s
+        Settings::describe(self, KIND.name())
     }
 
     fn details(&self) -> Vec<String> {
@@ -328,10 +311,6 @@ impl BackendSettings for Settings {
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, self, ctx)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

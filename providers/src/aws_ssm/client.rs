@@ -5,7 +5,6 @@
 //! `GetParametersByPath`, all of it concurrently (at most `concurrency` calls at a time).
 //! Errors carry the AWS error code and AWS's message (which never holds a parameter's value).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,6 +19,7 @@ use tokio::sync::OnceCell;
 use zeroize::Zeroize as _;
 
 use super::{parse_target, Target, BATCH_MAX};
+use crate::aws_shared::fetch::fetch_deduplicated;
 use crate::aws_shared::sdk::{self, Service, MAX_ATTEMPTS, OPERATION_TIMEOUT};
 use crate::aws_shared::{diagnose, AwsSettings};
 use crate::payload::{Format, Payload, SecretMap, MAX_DOCUMENT_BYTES};
@@ -67,6 +67,46 @@ enum Got {
 type Fetched = Result<Got, FetchError>;
 
 impl SsmProvider {
+    /// Plain names in batches of [`BATCH_MAX`]; names with a selector and paths one by one;
+    /// all concurrently.
+    async fn fetch_targets(
+        &self,
+        client: &Client,
+        targets: Vec<Target>,
+        concurrency: usize,
+    ) -> Vec<(Target, Fetched)> {
+        let (plain, singles): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| matches!(t, Target::Name(n) if !super::has_selector(n)));
+        let names: Vec<String> = plain
+            .into_iter()
+            .filter_map(|t| match t {
+                Target::Name(n) => Some(n),
+                Target::Path { .. } => None,
+            })
+            .collect();
+        let batches: Vec<Vec<String>> = names.chunks(BATCH_MAX).map(<[String]>::to_vec).collect();
+        let (batch_results, single_results) = futures::join!(
+            crate::fetch_concurrently(&batches, concurrency, |b| self.get_names(client, b)),
+            crate::fetch_concurrently(&singles, concurrency, |t| async move {
+                match t {
+                    Target::Path { path, recursive } => {
+                        self.get_path(client, path, *recursive).await
+                    }
+                    Target::Name(n) => self.get_selected(client, n).await,
+                }
+            }),
+        );
+        let mut out = Vec::new();
+        for (batch, results) in batches.iter().zip(batch_results) {
+            for (name, r) in batch.iter().zip(results) {
+                out.push((Target::Name(name.clone()), r));
+            }
+        }
+        out.extend(singles.into_iter().zip(single_results));
+        out
+    }
+
     async fn client(&self) -> Result<&(SdkConfig, Client), FetchError> {
         let state = self
             .state
@@ -358,79 +398,23 @@ impl Provider for SsmProvider {
         docs: &[Document],
         concurrency: usize,
     ) -> Vec<Result<Payload, FetchError>> {
-        // 1. References to targets; equal targets are one request.
-        let targets: Vec<Result<Target, FetchError>> = docs
-            .iter()
-            .map(|d| parse_target(d).map_err(FetchError::invalid))
-            .collect();
-        let mut distinct: BTreeMap<Target, Option<Fetched>> = BTreeMap::new();
-        for t in targets.iter().flatten() {
-            distinct.insert(t.clone(), None);
-        }
-
-        // 2. Names in batches of BATCH_MAX, paths one by one, all concurrently.
-        if !distinct.is_empty() {
-            match self.client().await {
-                Err(e) => {
-                    for slot in distinct.values_mut() {
-                        *slot = Some(Err(e.clone()));
-                    }
-                }
-                Ok((_, client)) => {
-                    // Plain names in batches; names with a selector and paths one by one.
-                    let (plain, singles): (Vec<Target>, Vec<Target>) = distinct
-                        .keys()
-                        .cloned()
-                        .partition(|t| matches!(t, Target::Name(n) if !super::has_selector(n)));
-                    let names: Vec<String> = plain
-                        .into_iter()
-                        .filter_map(|t| match t {
-                            Target::Name(n) => Some(n),
-                            Target::Path { .. } => None,
-                        })
-                        .collect();
-                    let batches: Vec<Vec<String>> =
-                        names.chunks(BATCH_MAX).map(<[String]>::to_vec).collect();
-                    let (batch_results, single_results) = futures::join!(
-                        crate::fetch_concurrently(&batches, concurrency, |b| self
-                            .get_names(client, b)),
-                        crate::fetch_concurrently(&singles, concurrency, |t| async move {
-                            match t {
-                                Target::Path { path, recursive } => {
-                                    self.get_path(client, path, *recursive).await
-                                }
-                                Target::Name(n) => self.get_selected(client, n).await,
-                            }
-                        }),
-                    );
-                    for (batch, results) in batches.iter().zip(batch_results) {
-                        for (name, r) in batch.iter().zip(results) {
-                            distinct.insert(Target::Name(name.clone()), Some(r));
-                        }
-                    }
-                    for (t, r) in singles.into_iter().zip(single_results) {
-                        distinct.insert(t, Some(r));
-                    }
-                }
-            }
-        }
-
-        // 3. One payload per document.
-        targets
-            .into_iter()
-            .map(|t| {
-                let t = t?;
-                match distinct.get(&t) {
-                    Some(Some(Ok(Got::Text(text)))) => Ok(Payload::Text {
-                        value: text.clone(),
-                        format: Format::Unknown,
-                    }),
-                    Some(Some(Ok(Got::Object(map)))) => Ok(Payload::Object(map.clone())),
-                    Some(Some(Err(e))) => Err(e.clone()),
-                    _ => Err(FetchError::invalid(format!("{t} was not fetched"))),
-                }
-            })
-            .collect()
+        fetch_deduplicated(
+            docs,
+            parse_target,
+            |targets| async move {
+                let (_, client) = self.client().await?;
+                Ok(self.fetch_targets(client, targets, concurrency).await)
+            },
+            |got: &Got| match got {
+                Got::Text(text) => Payload::Text {
+                    value: text.clone(),
+                    format: Format::Unknown,
+                },
+                Got::Object(map) => Payload::Object(map.clone()),
+            },
+            |t| format!("{t} was not fetched"),
+        )
+        .await
     }
 
     async fn identity(&self) -> Result<Option<Identity>, FetchError> {

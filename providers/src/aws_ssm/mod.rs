@@ -90,29 +90,7 @@ pub struct Settings(pub AwsSettings);
 
 impl BackendSettings for Settings {
     fn describe(&self) -> String {
-        let a = &self.0;
-        let mut s = format!(
-            "kind aws-ssm, endpoint {}",
-            a.endpoint_url
-                .as_deref()
-                .unwrap_or("AWS's regional endpoint (or AWS_ENDPOINT_URL*)")
-        );
-        if let Some(r) = &a.region {
-            s.push_str(&format!(", region {r}"));
-        }
-        if let Some(p) = &a.profile {
-            s.push_str(&format!(", profile {p}"));
-        }
-        if let Some(r) = &a.role_arn {
-            s.push_str(&format!(", assumes {r}"));
-        }
-        if a.use_ambient_credentials {
-            s.push_str(", use_ambient_credentials");
-        }
-        if a.allow_http {
-            s.push_str(", allow_http");
-        }
-        s
+        self.0.describe(KIND.name())
     }
 
     fn details(&self) -> Vec<String> {
@@ -121,10 +99,6 @@ impl BackendSettings for Settings {
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, &self.0, ctx)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

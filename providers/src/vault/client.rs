@@ -159,6 +159,28 @@ fn check_ambient_token_address(
     )))
 }
 
+/// Where the provider sends its requests, and where that was configured.
+struct Endpoint {
+    url: super::Address,
+    /// Whether it is a Vault Agent's or OpenBao Proxy's (`VAULT_AGENT_ADDR`): without an `auth`
+    /// of its own, the agent adds its token and cme-exec sends none.
+    at_agent: bool,
+}
+
+/// The TLS material of an https:// address: trust roots, client identity, verification.
+struct TlsSettings {
+    ca_certs: Vec<reqwest::Certificate>,
+    identity: Option<zeroize::Zeroizing<Vec<u8>>>,
+    skip_verify: bool,
+}
+
+/// How long a request may take and how often it is retried.
+struct Timing {
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: u32,
+}
+
 impl VaultProvider {
     pub fn build(
         name: &str,
@@ -172,85 +194,8 @@ impl VaultProvider {
         env.mark_consumed(names::BAO_TOKEN);
 
         let place = format!("[providers.{name}]");
-        let settings = if settings.declared {
-            settings.clone()
-        } else {
-            Settings::from_environment(env).map_err(|problems| {
-                let list: Vec<String> = problems
-                    .iter()
-                    .map(|p| match &p.key {
-                        Some(k) => format!("{}: {}", k, p.message),
-                        None => p.message.clone(),
-                    })
-                    .collect();
-                FetchError::invalid(format!(
-                    "the built-in vault provider's settings from the environment: {}",
-                    list.join("; ")
-                ))
-                .with_hint(format!(
-                    "see {}",
-                    crate::docs_url("providers/vault.md#without-a-config-file")
-                ))
-            })?
-        };
-        // Paths in the config file are relative to its directory; paths in variables to the
-        // working directory, as the vault CLI reads them.
-        let config_path = |p: &Path| auth::resolve_path(&ctx.base_dir, p);
-
-        // A Vault Agent or OpenBao Proxy comes first, as in the vault CLI.
-        let address = from_settings_or_env(
-            settings.address.clone(),
-            "address",
-            env,
-            &[
-                names::VAULT_AGENT_ADDR,
-                names::BAO_AGENT_ADDR,
-                names::VAULT_ADDR,
-                names::BAO_ADDR,
-            ],
-            |s| Ok(s.to_owned()),
-        )?
-        .ok_or_else(|| {
-            FetchError::invalid(format!(
-                "no Vault address for the vault provider `{name}`: set `address` in {place}, or VAULT_ADDR (VAULT_AGENT_ADDR for a Vault Agent or OpenBao Proxy)"
-            ))
-            .with_hint("cme-exec never falls back to http://127.0.0.1:8200, which on a shared machine may be someone else's server")
-        })?;
-        let url = super::parse_address(&address.value, settings.allow_http).map_err(|e| {
-            let e = crate::net::place_allow_http(&e, name, "vault", settings.declared);
-            FetchError::invalid(format!("{}: {e}", address.from))
-        })?;
-        // The agent's address (from VAULT_AGENT_ADDR, or a table's address that it names):
-        // without an `auth` of its own, the agent adds its token and cme-exec sends none.
-        let at_agent = match address.from {
-            names::VAULT_AGENT_ADDR | names::BAO_AGENT_ADDR => true,
-            "address" => [names::VAULT_AGENT_ADDR, names::BAO_AGENT_ADDR]
-                .iter()
-                .find_map(|v| env.var(v))
-                .is_some_and(|agent| url.is(&agent)),
-            _ => false,
-        };
-        if settings.declared && settings.auth.is_none() && address.from == "address" && !at_agent {
-            check_ambient_token_address(name, &place, &url, env)?;
-        }
-        if matches!(url, super::Address::Unix(_)) {
-            let tls_keys = [
-                ("ca_cert", settings.ca_cert.is_some()),
-                ("ca_path", settings.ca_path.is_some()),
-                ("client_cert", settings.client_cert.is_some()),
-                ("client_key", settings.client_key.is_some()),
-                ("tls_skip_verify", settings.tls_skip_verify.is_some()),
-            ];
-            if let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
-                return Err(FetchError::invalid(format!(
-                    "{place} {key} with the address {} ({}): {}",
-                    url.show(),
-                    address.from,
-                    super::UNIX_NO_TLS
-                )));
-            }
-        }
-
+        let settings = effective_settings(settings, env)?;
+        let endpoint = endpoint(name, &place, &settings, env)?;
         let namespace = from_settings_or_env(
             settings.namespace.clone(),
             "namespace",
@@ -260,145 +205,21 @@ impl VaultProvider {
         )?
         .map(|s| s.value)
         .filter(|s| !s.is_empty());
-
-        // The TLS variables apply only to an https:// address: a socket has no TLS, and the
-        // environment's VAULT_CACERT may well be for another server.
-        let https = matches!(&url, super::Address::Url(u) if u.scheme() == "https");
-        let mut ca_certs = Vec::new();
-        let ca_cert = from_settings_or_env(
-            settings.ca_cert.as_deref().map(config_path),
-            "ca_cert",
-            env,
-            &[names::VAULT_CACERT, names::BAO_CACERT],
-            parse_path,
-        )?;
-        let ca_path = from_settings_or_env(
-            settings.ca_path.as_deref().map(config_path),
-            "ca_path",
-            env,
-            &[names::VAULT_CAPATH, names::BAO_CAPATH],
-            parse_path,
-        )?;
-        if https {
-            if let Some(c) = &ca_cert {
-                ca_certs.extend(read_pem_bundle(&c.value, c.from)?);
-            }
-            if let Some(dir) = &ca_path {
-                ca_certs.extend(read_pem_dir(&dir.value, dir.from)?);
-            }
-        }
-        let client_cert = from_settings_or_env(
-            settings.client_cert.as_deref().map(config_path),
-            "client_cert",
-            env,
-            &[names::VAULT_CLIENT_CERT, names::BAO_CLIENT_CERT],
-            parse_path,
-        )?;
-        let client_key = from_settings_or_env(
-            settings.client_key.as_deref().map(config_path),
-            "client_key",
-            env,
-            &[names::VAULT_CLIENT_KEY, names::BAO_CLIENT_KEY],
-            parse_path,
-        )?;
-        let identity = match (&client_cert, &client_key) {
-            (Some(cert), Some(key)) if https => {
-                let mut pem = auth::read_small_file(&cert.value, MAX_PEM_BYTES, cert.from)?;
-                pem.push(b'\n');
-                pem.extend_from_slice(&auth::read_small_file(&key.value, MAX_PEM_BYTES, key.from)?);
-                Some(pem)
-            }
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(FetchError::invalid(
-                    "a client certificate needs both client_cert and client_key \
-                     (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)",
-                ))
-            }
-            _ => None,
-        };
-        let skip_verify = from_settings_or_env(
-            settings.tls_skip_verify,
-            "tls_skip_verify",
-            env,
-            &[names::VAULT_SKIP_VERIFY, names::BAO_SKIP_VERIFY],
-            parse_go_bool,
-        )?;
-        let skip_verify = match skip_verify {
-            Some(s) if s.value && https => {
-                warn(&format!(
-                    "TLS certificate verification is off for the vault provider `{name}` ({}): \
-                     anyone on the network path can read the Vault token and every secret",
-                    s.from
-                ));
-                true
-            }
-            _ => false,
-        };
-        let timeout = from_settings_or_env(
-            settings.timeout.map(Duration::from_secs),
-            "timeout",
-            env,
-            &[names::VAULT_CLIENT_TIMEOUT, names::BAO_CLIENT_TIMEOUT],
-            parse_duration,
-        )?
-        .map_or(DEFAULT_TIMEOUT, |s| s.value);
-        let connect_timeout = settings
-            .connect_timeout
-            .map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs)
-            .min(timeout);
-        let max_retries = from_settings_or_env(
-            settings.max_retries,
-            "max_retries",
-            env,
-            &[names::VAULT_MAX_RETRIES, names::BAO_MAX_RETRIES],
-            |s| {
-                s.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n <= 10)
-                    .ok_or_else(|| "expected a number from 0 to 10".to_owned())
-            },
-        )?
-        .map_or(DEFAULT_MAX_RETRIES, |s| s.value);
-
-        let auth = match settings.auth.clone() {
-            Some(auth) => auth,
-            None if at_agent => Auth::Agent,
-            None => Auth::default(),
-        };
-        // A login through the agent: the agent logs in itself, and one that forces its own
-        // token (`use_auto_auth_token = "force"`) would turn this run's revoke-self at exit into
-        // a revocation of the agent's token, which every other run shares.
-        if at_agent && auth.mount().is_some() {
-            return Err(FetchError::invalid(format!(
-                "the vault provider `{name}`: its address is the Vault agent's \
-                 (VAULT_AGENT_ADDR or BAO_AGENT_ADDR), and auth method \"{}\" would log in \
-                 through the agent and revoke that token through it at exit",
-                auth.method()
-            ))
-            .with_hint(
-                "through an agent or proxy with auto-auth, use auth = { method = \"agent\" } (or \
-                 no auth); to log in yourself, give the Vault server's address instead",
-            ));
-        }
-        let auth = resolve_auth_paths(auth, settings.declared.then_some(ctx.base_dir.as_path()));
-        // Mark the variables the auth method reads as credentials now, so that the child
-        // never gets them even if the run stops before logging in.
-        for name in secret_variables(&auth) {
-            env.mark_consumed(name);
-        }
+        let tls = tls_settings(name, &settings, ctx, &endpoint.url)?;
+        let timing = timing(&settings, env)?;
+        let auth = choose_auth(name, &settings, ctx, endpoint.at_agent)?;
 
         let transport = Transport::new(
-            &url,
+            &endpoint.url,
             Some("v1"),
             namespace.clone(),
             http::Options {
-                connect_timeout,
-                timeout,
-                max_retries,
-                ca_certs,
-                identity,
-                skip_verify,
+                connect_timeout: timing.connect_timeout,
+                timeout: timing.timeout,
+                max_retries: timing.max_retries,
+                ca_certs: tls.ca_certs,
+                identity: tls.identity,
+                skip_verify: tls.skip_verify,
                 deadline: Some(read_deadline(ctx.timeout)),
             },
         )?;
@@ -412,7 +233,7 @@ impl VaultProvider {
             name: name.to_owned(),
             ctx: ctx.clone(),
             transport: Arc::new(transport),
-            address: url.show(),
+            address: endpoint.url.show(),
             namespace,
             auth: Arc::new(auth),
             kv_version: settings.kv_version,
@@ -814,6 +635,266 @@ fn deletion_of(body: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
+}
+/// The provider's settings: its table's, or for the built-in provider (no table) the
+/// environment's.
+fn effective_settings(settings: &Settings, env: &crate::EnvReader) -> Result<Settings, FetchError> {
+    if settings.declared {
+        return Ok(settings.clone());
+    }
+    Settings::from_environment(env).map_err(|problems| {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| match &p.key {
+                Some(k) => format!("{}: {}", k, p.message),
+                None => p.message.clone(),
+            })
+            .collect();
+        FetchError::invalid(format!(
+            "the built-in vault provider's settings from the environment: {}",
+            list.join("; ")
+        ))
+        .with_hint(format!(
+            "see {}",
+            crate::docs_url("providers/vault.md#without-a-config-file")
+        ))
+    })
+}
+
+/// The address, checked: allowed scheme, the ambient token only for the environment's own
+/// address, no TLS settings for a socket.
+fn endpoint(
+    name: &str,
+    place: &str,
+    settings: &Settings,
+    env: &crate::EnvReader,
+) -> Result<Endpoint, FetchError> {
+    // A Vault Agent or OpenBao Proxy comes first, as in the vault CLI.
+    let address = from_settings_or_env(
+        settings.address.clone(),
+        "address",
+        env,
+        &[
+            names::VAULT_AGENT_ADDR,
+            names::BAO_AGENT_ADDR,
+            names::VAULT_ADDR,
+            names::BAO_ADDR,
+        ],
+        |s| Ok(s.to_owned()),
+    )?
+    .ok_or_else(|| {
+        FetchError::invalid(format!(
+            "no Vault address for the vault provider `{name}`: set `address` in {place}, or VAULT_ADDR (VAULT_AGENT_ADDR for a Vault Agent or OpenBao Proxy)"
+        ))
+        .with_hint("cme-exec never falls back to http://127.0.0.1:8200, which on a shared machine may be someone else's server")
+    })?;
+    let url = super::parse_address(&address.value, settings.allow_http).map_err(|e| {
+        let e = crate::net::place_allow_http(&e, name, "vault", settings.declared);
+        FetchError::invalid(format!("{}: {e}", address.from))
+    })?;
+    // The agent's address (from VAULT_AGENT_ADDR, or a table's address that it names):
+    // without an `auth` of its own, the agent adds its token and cme-exec sends none.
+    let at_agent = match address.from {
+        names::VAULT_AGENT_ADDR | names::BAO_AGENT_ADDR => true,
+        "address" => [names::VAULT_AGENT_ADDR, names::BAO_AGENT_ADDR]
+            .iter()
+            .find_map(|v| env.var(v))
+            .is_some_and(|agent| url.is(&agent)),
+        _ => false,
+    };
+    if settings.declared && settings.auth.is_none() && address.from == "address" && !at_agent {
+        check_ambient_token_address(name, place, &url, env)?;
+    }
+    if matches!(url, super::Address::Unix(_)) {
+        let tls_keys = [
+            ("ca_cert", settings.ca_cert.is_some()),
+            ("ca_path", settings.ca_path.is_some()),
+            ("client_cert", settings.client_cert.is_some()),
+            ("client_key", settings.client_key.is_some()),
+            ("tls_skip_verify", settings.tls_skip_verify.is_some()),
+        ];
+        if let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
+            return Err(FetchError::invalid(format!(
+                "{place} {key} with the address {} ({}): {}",
+                url.show(),
+                address.from,
+                super::UNIX_NO_TLS
+            )));
+        }
+    }
+    Ok(Endpoint { url, at_agent })
+}
+
+/// CA certificates, the client certificate and key, and whether verification is off: read
+/// and applied only for an https:// address (a socket has no TLS, and the environment's
+/// VAULT_CACERT may well be for another server), but checked for every address.
+fn tls_settings(
+    name: &str,
+    settings: &Settings,
+    ctx: &Context,
+    url: &super::Address,
+) -> Result<TlsSettings, FetchError> {
+    let env = &ctx.env;
+    // Paths in the config file are relative to its directory; paths in variables to the
+    // working directory, as the vault CLI reads them.
+    let config_path = |p: &Path| auth::resolve_path(&ctx.base_dir, p);
+    let https = matches!(url, super::Address::Url(u) if u.scheme() == "https");
+    let mut ca_certs = Vec::new();
+    let ca_cert = from_settings_or_env(
+        settings.ca_cert.as_deref().map(config_path),
+        "ca_cert",
+        env,
+        &[names::VAULT_CACERT, names::BAO_CACERT],
+        parse_path,
+    )?;
+    let ca_path = from_settings_or_env(
+        settings.ca_path.as_deref().map(config_path),
+        "ca_path",
+        env,
+        &[names::VAULT_CAPATH, names::BAO_CAPATH],
+        parse_path,
+    )?;
+    if https {
+        if let Some(c) = &ca_cert {
+            ca_certs.extend(read_pem_bundle(&c.value, c.from)?);
+        }
+        if let Some(dir) = &ca_path {
+            ca_certs.extend(read_pem_dir(&dir.value, dir.from)?);
+        }
+    }
+    let identity = client_identity(settings, env, &config_path, https)?;
+    let skip_verify = from_settings_or_env(
+        settings.tls_skip_verify,
+        "tls_skip_verify",
+        env,
+        &[names::VAULT_SKIP_VERIFY, names::BAO_SKIP_VERIFY],
+        parse_go_bool,
+    )?;
+    let skip_verify = match skip_verify {
+        Some(s) if s.value && https => {
+            warn(&format!(
+                "TLS certificate verification is off for the vault provider `{name}` ({}): \
+                 anyone on the network path can read the Vault token and every secret",
+                s.from
+            ));
+            true
+        }
+        _ => false,
+    };
+    Ok(TlsSettings {
+        ca_certs,
+        identity,
+        skip_verify,
+    })
+}
+
+/// The client certificate followed by its key (PEM), read only for an https:// address; one
+/// without the other is an error whatever the address.
+fn client_identity(
+    settings: &Settings,
+    env: &crate::EnvReader,
+    config_path: &dyn Fn(&Path) -> PathBuf,
+    https: bool,
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, FetchError> {
+    let client_cert = from_settings_or_env(
+        settings.client_cert.as_deref().map(config_path),
+        "client_cert",
+        env,
+        &[names::VAULT_CLIENT_CERT, names::BAO_CLIENT_CERT],
+        parse_path,
+    )?;
+    let client_key = from_settings_or_env(
+        settings.client_key.as_deref().map(config_path),
+        "client_key",
+        env,
+        &[names::VAULT_CLIENT_KEY, names::BAO_CLIENT_KEY],
+        parse_path,
+    )?;
+    match (&client_cert, &client_key) {
+        (Some(cert), Some(key)) if https => {
+            let mut pem = auth::read_small_file(&cert.value, MAX_PEM_BYTES, cert.from)?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&auth::read_small_file(&key.value, MAX_PEM_BYTES, key.from)?);
+            Ok(Some(pem))
+        }
+        (Some(_), None) | (None, Some(_)) => Err(FetchError::invalid(
+            "a client certificate needs both client_cert and client_key \
+             (VAULT_CLIENT_CERT and VAULT_CLIENT_KEY)",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The per-request timeout, the connect timeout (never longer) and the number of retries.
+fn timing(settings: &Settings, env: &crate::EnvReader) -> Result<Timing, FetchError> {
+    let timeout = from_settings_or_env(
+        settings.timeout.map(Duration::from_secs),
+        "timeout",
+        env,
+        &[names::VAULT_CLIENT_TIMEOUT, names::BAO_CLIENT_TIMEOUT],
+        parse_duration,
+    )?
+    .map_or(DEFAULT_TIMEOUT, |s| s.value);
+    let connect_timeout = settings
+        .connect_timeout
+        .map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs)
+        .min(timeout);
+    let max_retries = from_settings_or_env(
+        settings.max_retries,
+        "max_retries",
+        env,
+        &[names::VAULT_MAX_RETRIES, names::BAO_MAX_RETRIES],
+        |s| {
+            s.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 10)
+                .ok_or_else(|| "expected a number from 0 to 10".to_owned())
+        },
+    )?
+    .map_or(DEFAULT_MAX_RETRIES, |s| s.value);
+    Ok(Timing {
+        timeout,
+        connect_timeout,
+        max_retries,
+    })
+}
+
+/// The auth method (the agent's token at an agent's address when none is configured), its
+/// paths made absolute, and the variables it reads marked as credentials.
+fn choose_auth(
+    name: &str,
+    settings: &Settings,
+    ctx: &Context,
+    at_agent: bool,
+) -> Result<Auth, FetchError> {
+    let auth = match settings.auth.clone() {
+        Some(auth) => auth,
+        None if at_agent => Auth::Agent,
+        None => Auth::default(),
+    };
+    // A login through the agent: the agent logs in itself, and one that forces its own
+    // token (`use_auto_auth_token = "force"`) would turn this run's revoke-self at exit into
+    // a revocation of the agent's token, which every other run shares.
+    if at_agent && auth.mount().is_some() {
+        return Err(FetchError::invalid(format!(
+            "the vault provider `{name}`: its address is the Vault agent's \
+             (VAULT_AGENT_ADDR or BAO_AGENT_ADDR), and auth method \"{}\" would log in \
+             through the agent and revoke that token through it at exit",
+            auth.method()
+        ))
+        .with_hint(
+            "through an agent or proxy with auto-auth, use auth = { method = \"agent\" } (or \
+             no auth); to log in yourself, give the Vault server's address instead",
+        ));
+    }
+    let auth = resolve_auth_paths(auth, settings.declared.then_some(ctx.base_dir.as_path()));
+    // Mark the variables the auth method reads as credentials now, so that the child
+    // never gets them even if the run stops before logging in.
+    for name in secret_variables(&auth) {
+        ctx.env.mark_consumed(name);
+    }
+    Ok(auth)
 }
 
 /// Makes the config file's relative credential paths absolute (`base_dir` is `None` for the

@@ -310,9 +310,8 @@ fn method_keys(method: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads (the binary's list of
-/// known `CME_EXEC_*` names includes them).
-pub fn auth_variable_names() -> Vec<String> {
+/// Every `CME_EXEC_VAULT_AUTH_<KEY>` variable the built-in provider reads.
+fn auth_variable_names() -> Vec<String> {
     let mut out: Vec<String> = METHODS
         .iter()
         .flat_map(|m| method_keys(m).iter())
@@ -523,162 +522,184 @@ impl Settings {
 
 /// Parses the `auth` table; `None` when it is unusable (the problems say why).
 fn parse_auth(r: &mut TableReader<'_, '_>) -> Option<Auth> {
-    let Some(method) = r.string("method") else {
-        r.problem(
-            Some("method"),
-            "missing: give method = \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\"",
-        );
-        // The other keys are not reported as unknown when the method is what's missing.
-        for m in METHODS {
-            for key in method_keys(m) {
-                r.allow(key);
-            }
-        }
-        return None;
-    };
-    if !METHODS.contains(&method.as_str()) {
-        r.problem(
-            Some("method"),
-            "unknown method (expected \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\")",
-        );
-        for m in METHODS {
-            for key in method_keys(m) {
-                r.allow(key);
-            }
-        }
-        return None;
-    }
+    let method = auth_method(r)?;
     let mut ok = true;
-    let mut mount = |r: &mut TableReader<'_, '_>, default: &str| -> String {
-        match r.non_empty_string("mount") {
-            Some(m) => {
-                let m = m.trim_matches('/').to_owned();
-                if let Err(e) = check_mount_like(&m) {
-                    r.problem(Some("mount"), e);
-                    ok = false;
-                }
-                m
-            }
-            None => default.to_owned(),
-        }
-    };
     let auth = match method.as_str() {
-        "token" => {
-            let source = one_source(r, "token_file", "token_env");
-            source.map(|source| Auth::Token { source })
-        }
+        "token" => one_source(r, "token_file", "token_env").map(|source| Auth::Token { source }),
         "approle" => {
-            let mount = mount(r, "approle");
-            let literal = r.non_empty_string("role_id");
-            let from = one_source(r, "role_id_file", "role_id_env");
-            let role_id = match (literal, from) {
-                (Some(l), Some(None)) => Some(RoleId::Literal(l)),
-                (None, Some(Some(s))) => Some(RoleId::From(s)),
-                (None, Some(None)) => {
-                    r.problem(
-                        Some("role_id"),
-                        "missing: give role_id, role_id_file or role_id_env",
-                    );
-                    None
-                }
-                (Some(_), Some(Some(_))) => {
-                    r.problem(
-                        Some("role_id"),
-                        "give one of role_id, role_id_file and role_id_env",
-                    );
-                    None
-                }
-                (_, None) => None,
-            };
-            let secret_id = one_source(r, "secret_id_file", "secret_id_env");
-            match (role_id, secret_id) {
-                (Some(role_id), Some(secret_id)) => Some(Auth::AppRole {
-                    mount,
-                    role_id,
-                    secret_id,
-                }),
-                _ => None,
-            }
+            let mount = auth_mount(r, "approle", &mut ok);
+            approle_auth(r, mount)
         }
         "kubernetes" => {
-            let mount = mount(r, "kubernetes");
-            let role = r.non_empty_string("role");
-            if role.is_none() {
-                r.problem(Some("role"), "missing: the Vault role to log in with");
-            }
-            let token_file = r
-                .path_buf("token_file")
-                .unwrap_or_else(|| PathBuf::from(KUBERNETES_TOKEN_FILE));
-            role.map(|role| Auth::Kubernetes {
-                mount,
-                role,
-                token_file,
-            })
+            let mount = auth_mount(r, "kubernetes", &mut ok);
+            kubernetes_auth(r, mount)
         }
         "jwt" => {
-            let mount = mount(r, "jwt");
-            let role = r.non_empty_string("role");
-            let from = one_source(r, "jwt_file", "jwt_env");
-            let github = r.bool("github_actions").unwrap_or(false);
-            let audience = r.non_empty_string("audience");
-            if audience.is_some() && !github {
-                r.problem(
-                    Some("audience"),
-                    "only used with github_actions = true (GitLab sets the audience in `id_tokens`)",
-                );
-            }
-            let jwt = match (from, github) {
-                (Some(Some(s)), false) => Some(JwtSource::From(s)),
-                (Some(None), true) => Some(JwtSource::GithubActions { audience }),
-                (Some(None), false) => {
-                    r.problem(
-                        None,
-                        "auth method \"jwt\" needs jwt_file, jwt_env or github_actions = true",
-                    );
-                    None
-                }
-                (Some(Some(_)), true) => {
-                    r.problem(
-                        Some("github_actions"),
-                        "give one of jwt_file, jwt_env and github_actions",
-                    );
-                    None
-                }
-                (None, _) => None,
-            };
-            jwt.map(|jwt| Auth::Jwt { mount, role, jwt })
+            let mount = auth_mount(r, "jwt", &mut ok);
+            jwt_auth(r, mount)
         }
         "userpass" => {
-            let mount = mount(r, "userpass");
-            let username = r.non_empty_string("username");
-            if username.is_none() {
-                r.problem(Some("username"), "missing");
-            }
-            let password = match one_source(r, "password_file", "password_env") {
-                Some(Some(s)) => Some(s),
-                Some(None) => {
-                    r.problem(
-                        Some("password_file"),
-                        "missing: give password_file or password_env (never the password itself)",
-                    );
-                    None
-                }
-                None => None,
-            };
-            match (username, password) {
-                (Some(username), Some(password)) => Some(Auth::Userpass {
-                    mount,
-                    username,
-                    password,
-                }),
-                _ => None,
-            }
+            let mount = auth_mount(r, "userpass", &mut ok);
+            userpass_auth(r, mount)
         }
         "agent" => Some(Auth::Agent),
         _ => unreachable!("checked against METHODS"),
     };
-    // Keys of another method: say so instead of "unknown key".
-    let own = method_keys(&method);
+    report_keys_of_other_methods(r, &method);
+    if ok {
+        auth
+    } else {
+        None
+    }
+}
+
+/// The `method` key, one of [`METHODS`]; `None` (with a problem) when it is missing or unknown.
+fn auth_method(r: &mut TableReader<'_, '_>) -> Option<String> {
+    let problem = match r.string("method") {
+        Some(method) if METHODS.contains(&method.as_str()) => return Some(method),
+        Some(_) => "unknown method (expected \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\")",
+        None => "missing: give method = \"token\", \"approle\", \"kubernetes\", \"jwt\", \"userpass\" or \"agent\"",
+    };
+    r.problem(Some("method"), problem);
+    // The other keys are not reported as unknown when the method is what's unusable.
+    for m in METHODS {
+        for key in method_keys(m) {
+            r.allow(key);
+        }
+    }
+    None
+}
+
+/// The `mount` key without its slashes, else the method's default mount; clears `ok` (with a
+/// problem) when it is not a usable mount.
+fn auth_mount(r: &mut TableReader<'_, '_>, default: &str, ok: &mut bool) -> String {
+    match r.non_empty_string("mount") {
+        Some(m) => {
+            let m = m.trim_matches('/').to_owned();
+            if let Err(e) = check_mount_like(&m) {
+                r.problem(Some("mount"), e);
+                *ok = false;
+            }
+            m
+        }
+        None => default.to_owned(),
+    }
+}
+
+/// `method = "approle"`: a role ID (literal, file or variable) and a secret ID (file or variable).
+fn approle_auth(r: &mut TableReader<'_, '_>, mount: String) -> Option<Auth> {
+    let literal = r.non_empty_string("role_id");
+    let from = one_source(r, "role_id_file", "role_id_env");
+    let role_id = match (literal, from) {
+        (Some(l), Some(None)) => Some(RoleId::Literal(l)),
+        (None, Some(Some(s))) => Some(RoleId::From(s)),
+        (None, Some(None)) => {
+            r.problem(
+                Some("role_id"),
+                "missing: give role_id, role_id_file or role_id_env",
+            );
+            None
+        }
+        (Some(_), Some(Some(_))) => {
+            r.problem(
+                Some("role_id"),
+                "give one of role_id, role_id_file and role_id_env",
+            );
+            None
+        }
+        (_, None) => None,
+    };
+    let secret_id = one_source(r, "secret_id_file", "secret_id_env");
+    match (role_id, secret_id) {
+        (Some(role_id), Some(secret_id)) => Some(Auth::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        }),
+        _ => None,
+    }
+}
+
+/// `method = "kubernetes"`: a role, and the service account token file (the pod's by default).
+fn kubernetes_auth(r: &mut TableReader<'_, '_>, mount: String) -> Option<Auth> {
+    let role = r.non_empty_string("role");
+    if role.is_none() {
+        r.problem(Some("role"), "missing: the Vault role to log in with");
+    }
+    let token_file = r
+        .path_buf("token_file")
+        .unwrap_or_else(|| PathBuf::from(KUBERNETES_TOKEN_FILE));
+    role.map(|role| Auth::Kubernetes {
+        mount,
+        role,
+        token_file,
+    })
+}
+
+/// `method = "jwt"`: a JWT from a file or variable, or GitHub Actions' OIDC token.
+fn jwt_auth(r: &mut TableReader<'_, '_>, mount: String) -> Option<Auth> {
+    let role = r.non_empty_string("role");
+    let from = one_source(r, "jwt_file", "jwt_env");
+    let github = r.bool("github_actions").unwrap_or(false);
+    let audience = r.non_empty_string("audience");
+    if audience.is_some() && !github {
+        r.problem(
+            Some("audience"),
+            "only used with github_actions = true (GitLab sets the audience in `id_tokens`)",
+        );
+    }
+    let jwt = match (from, github) {
+        (Some(Some(s)), false) => Some(JwtSource::From(s)),
+        (Some(None), true) => Some(JwtSource::GithubActions { audience }),
+        (Some(None), false) => {
+            r.problem(
+                None,
+                "auth method \"jwt\" needs jwt_file, jwt_env or github_actions = true",
+            );
+            None
+        }
+        (Some(Some(_)), true) => {
+            r.problem(
+                Some("github_actions"),
+                "give one of jwt_file, jwt_env and github_actions",
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    jwt.map(|jwt| Auth::Jwt { mount, role, jwt })
+}
+
+/// `method = "userpass"`: a username, and the password from a file or variable.
+fn userpass_auth(r: &mut TableReader<'_, '_>, mount: String) -> Option<Auth> {
+    let username = r.non_empty_string("username");
+    if username.is_none() {
+        r.problem(Some("username"), "missing");
+    }
+    let password = match one_source(r, "password_file", "password_env") {
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            r.problem(
+                Some("password_file"),
+                "missing: give password_file or password_env (never the password itself)",
+            );
+            None
+        }
+        None => None,
+    };
+    match (username, password) {
+        (Some(username), Some(password)) => Some(Auth::Userpass {
+            mount,
+            username,
+            password,
+        }),
+        _ => None,
+    }
+}
+
+/// Keys of another method than `method`: say so instead of "unknown key".
+fn report_keys_of_other_methods(r: &mut TableReader<'_, '_>, method: &str) {
+    let own = method_keys(method);
     // Once per key: `token_file` is a key of two methods (token, kubernetes).
     let mut reported: Vec<&str> = Vec::new();
     for other in METHODS {
@@ -713,11 +734,6 @@ fn parse_auth(r: &mut TableReader<'_, '_>) -> Option<Auth> {
                 );
             }
         }
-    }
-    if ok {
-        auth
-    } else {
-        None
     }
 }
 
@@ -938,6 +954,21 @@ impl Backend for VaultBackend {
         check_document(doc)
     }
 
+    fn expiry_source(&self) -> &'static str {
+        "Vault custom_metadata"
+    }
+
+    /// The built-in provider's `CME_EXEC_VAULT_*` settings, every `CME_EXEC_VAULT_AUTH_<KEY>`
+    /// included.
+    fn env_names(&self) -> Vec<String> {
+        let mut out = vec![
+            names::CME_EXEC_VAULT_AUTH.to_owned(),
+            names::CME_EXEC_VAULT_KV_VERSION.to_owned(),
+        ];
+        out.extend(auth_variable_names());
+        out
+    }
+
     fn destination(&self, scheme: &str, location: &str) -> Option<Result<Destination, FetchError>> {
         Some(destination(scheme, location))
     }
@@ -1025,10 +1056,6 @@ impl BackendSettings for Settings {
 
     fn build(&self, name: &str, ctx: &Arc<Context>) -> Result<Arc<dyn Provider>, FetchError> {
         build(name, self, ctx)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

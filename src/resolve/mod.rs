@@ -7,6 +7,10 @@
 //!    provider) under one overall deadline.
 //! 4. Pick keys, merge `[auth] from`, `from` and explicit fields (explicit wins), and check
 //!    every value. Every failure is kept, so the user sees all of them at once.
+//!
+//! While the fetches run, [`progress_line`] names on a terminal each store being waited for.
+
+pub mod progress_line;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -262,7 +266,7 @@ impl<'c> Resolver<'c> {
     pub async fn resolve(&self, options: &Options) -> Resolution {
         tokio::select! {
             r = self.resolve_quietly(options) => r,
-            never = crate::progress::show_waits() => match never {},
+            never = progress_line::show_waits() => match never {},
         }
     }
 
@@ -327,11 +331,7 @@ impl<'c> Resolver<'c> {
             docs.iter()
                 .filter(move |d| matches!(fetched.get(*d), Some(Ok(_))))
                 .map(move |d| async move {
-                    let label = match p.kind() {
-                        cme_exec_providers::vault::KIND => "Vault custom_metadata",
-                        cme_exec_providers::aws_sm::KIND => "AWS tag",
-                        _ => "store metadata",
-                    };
+                    let label = p.kind().expiry_source();
                     match tokio::time::timeout_at(deadline, p.expiry(d, options.identities)).await {
                         Ok(Ok(Some(at))) => Some((d.clone(), (at, label))),
                         Ok(Err(e)) => {

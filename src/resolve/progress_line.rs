@@ -1,4 +1,7 @@
-//! While references are resolved: what is being waited for, shown on a terminal.
+//! While references are resolved: what is being waited for, shown on a terminal as one line.
+//!
+//! The providers' `progress` module is the registry of requests in flight; this module is the
+//! line that shows it.
 //!
 //! After about a second of waiting, and then at most every [`REPEAT`], one line on cme-exec's
 //! stderr names each store being waited for (its address, how long, which attempt), from
