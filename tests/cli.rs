@@ -45,14 +45,18 @@ mod conformance;
 mod deploy;
 #[path = "cli/dist.rs"]
 mod dist;
+#[path = "cli/documentation.rs"]
+mod documentation;
 #[path = "cli/exit_codes.rs"]
 mod exit_codes;
 #[path = "cli/expiry.rs"]
 mod expiry;
+#[path = "cli/explain.rs"]
+mod explain;
 #[path = "cli/faults.rs"]
 mod faults;
-#[path = "cli/first_contact.rs"]
-mod first_contact;
+#[path = "cli/file_provider.rs"]
+mod file_provider;
 #[path = "cli/handover.rs"]
 mod handover;
 #[path = "cli/harness.rs"]
@@ -69,6 +73,8 @@ mod live;
 mod load;
 #[path = "cli/masking.rs"]
 mod masking;
+#[path = "cli/output.rs"]
+mod output;
 #[path = "cli/processes.rs"]
 mod processes;
 #[path = "cli/properties.rs"]
@@ -77,10 +83,6 @@ mod properties;
 mod real_cme;
 #[path = "cli/references.rs"]
 mod references;
-#[path = "cli/review_fixes.rs"]
-mod review_fixes;
-#[path = "cli/review_secrets.rs"]
-mod review_secrets;
 #[path = "cli/safety.rs"]
 mod safety;
 #[path = "cli/signals.rs"]
@@ -97,7 +99,7 @@ mod vault_proxy;
 #[path = "cli/writeback.rs"]
 mod writeback;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -109,8 +111,8 @@ use support::*;
 // ---------------------------------------------------------------------------------------------
 
 /// A TOML basic string (JSON string syntax is valid TOML for these values).
-fn q(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serialises")
+fn q(value: impl AsRef<str>) -> String {
+    serde_json::to_string(value.as_ref()).expect("a string serialises")
 }
 
 /// `file://` + absolute path.
@@ -153,8 +155,8 @@ fn basic_with_extra(url: &str, extra_toml: &str) -> Basic {
     let config = format!(
         "[confluence.{url}]\nusername = {user_ref}\napi_token = {token_ref}\n{extra_toml}",
         url = q(url),
-        user_ref = q(&format!("env://{user_var}")),
-        token_ref = q(&file_ref(&token_file)),
+        user_ref = q(format!("env://{user_var}")),
+        token_ref = q(file_ref(&token_file)),
     );
     let t = t.env(&user_var, &user).config_toml(&config);
     Basic {
@@ -166,23 +168,79 @@ fn basic_with_extra(url: &str, extra_toml: &str) -> Basic {
     }
 }
 
-/// The `auth.confluence[url]` entry of a cme config.
+/// A test with one Jira instance whose PAT (a sentinel, returned) comes from a variable.
+fn pat_test() -> (Test, String) {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = t
+        .env("CME_TEST_PAT", &pat)
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://CME_TEST_PAT\"\n");
+    (t, pat)
+}
+
+/// The child that records its environment and config into `out/`.
+fn dump_env_child(t: &Test) -> PathBuf {
+    t.script("dump-env", &scripts::dump_env(&t.out_dir()))
+}
+
+/// A child that only proves it ran, by creating `out/ran`: (the child, the marker).
+fn marker_child(t: &Test) -> (PathBuf, PathBuf) {
+    let marker = t.out_dir().join("ran");
+    (t.script("mark", &scripts::touch(&marker)), marker)
+}
+
+/// The pid a child wrote into `path`.
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Operation and path of each audited Vault request, one a line (no values: safe to print).
+fn audit_listing(requests: &[support::openbao::Audited]) -> String {
+    requests
+        .iter()
+        .map(|r| format!("{} {}", r.operation, r.path))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `auth.PRODUCT[url]` entry of a cme config (a trailing `/` on either side ignored).
 #[track_caller]
-fn confluence_entry<'a>(config: &'a Value, url: &str) -> &'a Value {
+fn entry<'a>(config: &'a Value, product: &str, url: &str) -> &'a Value {
     let instances = config
-        .pointer("/auth/confluence")
+        .pointer(&format!("/auth/{product}"))
         .and_then(Value::as_object)
-        .expect("the config has auth.confluence");
+        .unwrap_or_else(|| panic!("the config has no auth.{product}"));
     instances
         .iter()
         .find(|(key, _)| key.trim_end_matches('/') == url.trim_end_matches('/'))
         .map(|(_, entry)| entry)
         .unwrap_or_else(|| {
             panic!(
-                "auth.confluence has no entry for {url}; keys: {:?}",
+                "auth.{product} has no entry for {url}; keys: {:?}",
                 instances.keys().collect::<Vec<_>>()
             )
         })
+}
+
+/// The `auth.confluence[url]` entry of a cme config.
+#[track_caller]
+fn confluence_entry<'a>(config: &'a Value, url: &str) -> &'a Value {
+    entry(config, "confluence", url)
+}
+
+/// Asserts `auth.PRODUCT[url].field == expected` without printing either value.
+#[track_caller]
+fn assert_config_field(config: &Value, product: &str, url: &str, field: &str, expected: &str) {
+    assert_field(
+        entry(config, product, url),
+        field,
+        expected,
+        &format!("auth.{product}[{url}]"),
+    );
 }
 
 /// Asserts that `entry[name]` is the secret `expected`, printing only redacted values.

@@ -19,6 +19,7 @@ pub mod bao_proxy;
 pub mod confluence_site;
 pub mod docs;
 pub mod faults;
+pub mod http;
 pub mod kubernetes;
 pub mod launch;
 pub mod moto;
