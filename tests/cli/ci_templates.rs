@@ -2,8 +2,8 @@
 //! CI with JWT auth" section, which includes the template (ci/gitlab/cme-exec.yml) by its remote
 //! URL, run by gitlab-ci-local with the shell executor; and the workflow of its "GitHub Actions with
 //! JWT auth" section, whose steps (the action's among them) run the way the runner runs them
-//! (`tests/support/actions.rs`). Both install cme-exec from a local release signed by a test key
-//! (`tests/support/release.rs`), log in to the test's OpenBao with a JWT, and run the real cme
+//! (`tests/cli/support/actions.rs`). Both install cme-exec from a local release signed by a test key
+//! (`tests/cli/support/release.rs`), log in to the test's OpenBao with a JWT, and run the real cme
 //! against a Confluence stand-in. The blocks come from the doc itself, so an edit that breaks a
 //! documented path fails here. Also: what must move together (the template's pinned installer,
 //! actions pinned by commit, the release key in its three places), and the README's

@@ -9,7 +9,7 @@
 //! path fails here. The few changes the tests make to that text are all in [`substitutions`];
 //! the changes made to the manifests as Kubernetes itself would are in [`TO_PODS`].
 //!
-//! Set-up and cost (tests/support/podman.rs): the base image (mmdebstrap, about 45-100 s) and the
+//! Set-up and cost (tests/cli/support/podman.rs): the base image (mmdebstrap, about 45-100 s) and the
 //! pip layer of `Dockerfile.cme` (about 25 s) are made once and kept in `<target>/deploy-podman/`;
 //! each test process then builds the two images (a few seconds) and plays its pods one at a
 //! time.

@@ -781,7 +781,7 @@ impl Drop for MotoTls {
 }
 
 // ---------------------------------------------------------------------------------------------
-// scripts/install.sh against a local, signed release (tests/support/release.rs); the GitHub
+// scripts/install.sh against a local, signed release (tests/cli/support/release.rs); the GitHub
 // Action and the GitLab template that run it are in tests/cli/ci_templates.rs
 // ---------------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 //! `check --live` and `run --check-live` against the Atlassian stand-in
-//! (`tests/support/atlassian.rs`), which records every request's headers: the authentication
+//! (`tests/cli/support/atlassian.rs`), which records every request's headers: the authentication
 //! is exactly cme's (Basic, Bearer, Cookie; the gateway with a cloud_id), each failure is told
 //! in words, proxies and CA settings are respected, and `run --check-live` starts nothing when
 //! an instance does not authenticate.

@@ -1,5 +1,5 @@
 //! Integration tests: the real `cme-exec` binary, run with a cleared environment in a private
-//! temporary directory (see `tests/support`), against the real cme from `.venv`, a Confluence
+//! temporary directory (see `tests/cli/support`), against the real cme from `.venv`, a Confluence
 //! stand-in and small child scripts.
 //!
 //! Every secret is a sentinel; every run's stdout and stderr are checked for the test's sentinels
@@ -7,9 +7,9 @@
 //! its `assert_clean` check, run when it is dropped: nothing left in XDG_RUNTIME_DIR, TMPDIR or
 //! /dev/shm, and no sentinel in any file outside the test's own `secrets/` and `out/` directories.
 //!
-//! This file holds only the list of modules (one file per topic under `tests/cli/`, kept in
-//! alphabetical order, as casey/just's `tests/` does) and the helpers several of them share. A new
-//! topic is a new file and one `mod` line here.
+//! This file holds only the list of modules (one file per topic beside it, kept in alphabetical
+//! order, as casey/just's `tests/` and uv's `tests/it/main.rs` do) and the helpers several of them
+//! share. A new topic is a new file and one `mod` line here.
 
 // Before the modules: a `macro_rules!` macro is visible only after its definition.
 /// Arguments of mixed types (`&str`, `String`, `PathBuf`, `&Path`) as one `[OsString; N]`.
@@ -19,84 +19,45 @@ macro_rules! args {
     };
 }
 
-#[path = "cli/aws_credentials.rs"]
 mod aws_credentials;
-#[path = "cli/aws_sm.rs"]
 mod aws_sm;
-#[path = "cli/aws_ssm.rs"]
 mod aws_ssm;
-#[path = "cli/aws_transport.rs"]
 mod aws_transport;
-#[path = "cli/base_config.rs"]
 mod base_config;
-#[path = "cli/child_env.rs"]
 mod child_env;
-#[path = "cli/ci_templates.rs"]
 mod ci_templates;
-#[path = "cli/cme_releases.rs"]
 mod cme_releases;
-#[path = "cli/command_provider.rs"]
 mod command_provider;
-#[path = "cli/config_errors.rs"]
 mod config_errors;
-#[path = "cli/conformance.rs"]
 mod conformance;
-#[path = "cli/deploy.rs"]
 mod deploy;
-#[path = "cli/dist.rs"]
 mod dist;
-#[path = "cli/documentation.rs"]
 mod documentation;
-#[path = "cli/exit_codes.rs"]
 mod exit_codes;
-#[path = "cli/expiry.rs"]
 mod expiry;
-#[path = "cli/explain.rs"]
 mod explain;
-#[path = "cli/faults.rs"]
 mod faults;
-#[path = "cli/file_provider.rs"]
 mod file_provider;
-#[path = "cli/handover.rs"]
 mod handover;
-#[path = "cli/harness.rs"]
 mod harness;
-#[path = "cli/import.rs"]
 mod import;
-#[path = "cli/init.rs"]
 mod init;
-#[path = "cli/job_control.rs"]
 mod job_control;
-#[path = "cli/live.rs"]
 mod live;
-#[path = "cli/load.rs"]
 mod load;
-#[path = "cli/masking.rs"]
 mod masking;
-#[path = "cli/output.rs"]
 mod output;
-#[path = "cli/processes.rs"]
 mod processes;
-#[path = "cli/properties.rs"]
 mod properties;
-#[path = "cli/real_cme.rs"]
 mod real_cme;
-#[path = "cli/references.rs"]
 mod references;
-#[path = "cli/safety.rs"]
 mod safety;
-#[path = "cli/signals.rs"]
 mod signals;
-#[path = "cli/subcommands.rs"]
 mod subcommands;
 mod support;
-#[path = "cli/trust.rs"]
 mod trust;
-#[path = "cli/vault.rs"]
 mod vault;
-#[path = "cli/vault_proxy.rs"]
 mod vault_proxy;
-#[path = "cli/writeback.rs"]
 mod writeback;
 
 use std::path::{Path, PathBuf};
