@@ -2,7 +2,10 @@
 //! address (never a bare `docs/` path), the samples of output the docs show are what the program
 //! prints, and every `docs/...` path and `#anchor` named in a comment or a page exists.
 
+use std::collections::BTreeMap;
+use std::fs;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
@@ -184,4 +187,255 @@ fn documented_vault_login_sample_matches_real_output() {
         .replace(&bao.address(), "https://vault.example.com");
     assert_sample_matches("providers/vault.md", &sample, &real);
     t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every docs/ path and #anchor named in a comment or a page exists
+// ---------------------------------------------------------------------------------------------
+
+/// The anchor GitHub gives a heading: lower case, every character that is not a letter, a digit,
+/// a space, `-` or `_` dropped, spaces made `-`; a repeated slug gets `-1`, `-2`, ...
+fn github_slugs(markdown: &str) -> Vec<String> {
+    let mut slugs: Vec<String> = Vec::new();
+    let mut in_fence = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        let Some(heading) = line.strip_prefix('#') else {
+            continue;
+        };
+        if in_fence {
+            continue;
+        }
+        let heading = heading.trim_start_matches('#');
+        if !heading.starts_with(' ') {
+            continue;
+        }
+        // A link's text stays, its target goes.
+        let mut text = String::new();
+        let mut rest = heading.trim();
+        while let Some(open) = rest.find("](") {
+            text.push_str(&rest[..open]);
+            rest = &rest[open + 2..];
+            rest = &rest[rest.find(')').map_or(rest.len(), |i| i + 1)..];
+        }
+        text.push_str(rest);
+        let base: String = text
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut slug = base.clone();
+        let mut n = 0;
+        while slugs.contains(&slug) {
+            n += 1;
+            slug = format!("{base}-{n}");
+        }
+        slugs.push(slug);
+    }
+    slugs
+}
+
+/// Files under `dir` (recursively) whose name ends with one of `suffixes`.
+fn files_with(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_with(&path, suffixes));
+        } else if suffixes.iter().any(|s| path.to_string_lossy().ends_with(s)) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether `target` (a path relative to the repository, with an optional `#anchor`) exists;
+/// `None` when it does, else what is wrong.
+fn broken(target: &str, slugs: &mut BTreeMap<PathBuf, Vec<String>>) -> Option<String> {
+    let (path, anchor) = match target.split_once('#') {
+        Some((p, a)) => (p, Some(a)),
+        None => (target, None),
+    };
+    let full = repo_root().join(path.trim_end_matches('/'));
+    if !full.exists() {
+        return Some("no such file".to_owned());
+    }
+    let anchor = anchor.filter(|a| !a.is_empty())?;
+    if full.is_dir() || !path.ends_with(".md") {
+        return None;
+    }
+    let known = slugs
+        .entry(full.clone())
+        .or_insert_with(|| github_slugs(&fs::read_to_string(&full).unwrap_or_default()));
+    (!known.iter().any(|s| s == anchor)).then(|| format!("no heading with the anchor #{anchor}"))
+}
+
+/// Normalises `dir/../x` and `./x` in a path relative to the repository.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "." | "" => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+/// `docs/...` paths in the comments of the Rust sources (`//`, `///`, `//!`).
+fn docs_paths_in_comments(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(at) = line.find("//") else { continue };
+        let comment = &line[at..];
+        let mut rest = comment;
+        while let Some(i) = rest.find("docs/") {
+            let before = rest[..i].chars().last();
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-#".contains(c)))
+                .unwrap_or(tail.len());
+            let path = tail[..end].trim_end_matches(['.', ',', ':', '-']);
+            rest = &tail[end..];
+            // `scripts/docs/...`, a URL's path, a glob, or a name that is no file or directory
+            // (a GitLab project `docs/export`) are not paths of this repository.
+            let file = path.split('#').next().unwrap_or(path);
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-')
+                || path == "docs/"
+                || path.contains('*')
+                || !(file.ends_with('/')
+                    || file.rsplit('/').next().is_some_and(|n| n.contains('.')))
+            {
+                continue;
+            }
+            found.push((n + 1, path.to_owned()));
+        }
+    }
+    found
+}
+
+/// Link targets of a Markdown page (`[text](target)`), outside code.
+fn markdown_links(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut in_fence = false;
+    for (n, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        // Inline code holds examples, not links.
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut rest = prose.as_str();
+        while let Some(i) = rest.find("](") {
+            let tail = &rest[i + 2..];
+            let end = tail.find(')').unwrap_or(tail.len());
+            let target = tail[..end].split_whitespace().next().unwrap_or("");
+            rest = &tail[end..];
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            found.push((n + 1, target.to_owned()));
+        }
+    }
+    found
+}
+
+/// Every `docs/...` path (and `#anchor`) a comment in src/, providers/src/ or tests/ names, and
+/// every relative link of README.md and docs/**/*.md, leads to a file and a heading that exist
+/// (anchors by GitHub's rule for heading slugs).
+#[test]
+fn every_docs_path_and_anchor_named_exists() {
+    let root = repo_root();
+    let mut slugs = BTreeMap::new();
+    let mut problems = Vec::new();
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+    for dir in ["src", "providers/src", "tests"] {
+        for file in files_with(&root.join(dir), &[".rs"]) {
+            let text = fs::read_to_string(&file).unwrap();
+            for (line, target) in docs_paths_in_comments(&text) {
+                if let Some(why) = broken(&target, &mut slugs) {
+                    problems.push(format!("{}:{line}: {target}: {why}", rel(&file)));
+                }
+            }
+        }
+    }
+    let mut pages = vec![root.join("README.md")];
+    pages.extend(files_with(&root.join("docs"), &[".md"]));
+    for page in pages {
+        let text = fs::read_to_string(&page).unwrap();
+        let dir = rel(page.parent().unwrap());
+        for (line, target) in markdown_links(&text) {
+            let resolved = if let Some(anchor) = target.strip_prefix('#') {
+                format!("{}#{anchor}", rel(&page))
+            } else {
+                normalise(&format!("{dir}/{target}"))
+            };
+            if let Some(why) = broken(&resolved, &mut slugs) {
+                problems.push(format!("{}:{line}: {target}: {why}", rel(&page)));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "paths and anchors that lead nowhere:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The slug rule on headings as GitHub renders them, and what the check finds: a section a
+/// comment cites that the page does not have, a file that is not there.
+#[test]
+fn github_slugs_follow_githubs_rule() {
+    let mut slugs = BTreeMap::new();
+    assert_eq!(broken("docs/security.md#files", &mut slugs), None);
+    assert!(broken("docs/security.md#network", &mut slugs).is_some());
+    assert!(broken("docs/no-such-page.md", &mut slugs).is_some());
+    // Written in pieces, so that this file's own scan does not see a comment here.
+    let line = [
+        "x /",
+        "/ see docs",
+        "/a.md#b, scripts/docs",
+        "/c.md and project docs",
+        "/export",
+    ]
+    .concat();
+    assert_eq!(
+        docs_paths_in_comments(&line),
+        [(1, "docs/a.md#b".to_owned())]
+    );
+
+    let slugs = github_slugs(
+        "# Top\n## Config files and ambient credentials\n### `check --live`: what it asks\n## Top\n```sh\n# not a heading\n```\n## [JWT](x.md) auth\n",
+    );
+    assert_eq!(
+        slugs,
+        [
+            "top",
+            "config-files-and-ambient-credentials",
+            "check---live-what-it-asks",
+            "top-1",
+            "jwt-auth"
+        ]
+    );
 }
