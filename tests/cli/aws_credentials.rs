@@ -1,9 +1,10 @@
-//! AWS SSO and `credential_process` in the default build (issue 12, item 3): a real helper script
+//! AWS SSO and `credential_process` in the default build: a real helper script
 //! as a profile's `credential_process`, and an SSO profile whose token sits in the SSO cache as
 //! the AWS CLI writes it, with a stand-in for the SSO portal's `GetRoleCredentials` (no real
 //! portal can be reached from a test). Both against moto's Secrets Manager and Parameter Store.
 
 use std::ffi::OsStr;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -287,4 +288,182 @@ fn sha1_hex(data: &[u8]) -> String {
 #[test]
 fn sha1_matches_the_standard_vector() {
     assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS errors: one message per cause, in words, never a provider's own text
+// ---------------------------------------------------------------------------------------------
+
+/// Signs of an error printed through `Debug` rather than in words.
+const DEBUG_SIGNS: [&str; 6] = [
+    "DispatchFailure",
+    "ConnectorError",
+    "Some(",
+    "{ ",
+    "InvalidConfiguration(",
+    "Unhandled",
+];
+
+#[track_caller]
+fn assert_in_words(what: &str, out: &Output) {
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    for sign in DEBUG_SIGNS {
+        assert!(
+            !all.contains(sign),
+            "{what}: the output shows Rust Debug ({sign:?})\n{}",
+            out.describe()
+        );
+    }
+}
+
+/// An `aws-sm` test: one field from `aws-sm://app#token`, region set, no instance metadata.
+pub(crate) fn aws_words_test(t: Test, endpoint: &str) -> Test {
+    t.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", moto::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"aws-sm://app#token\"\n")
+}
+
+/// The failed line of `check` for the field.
+fn failed_line(out: &Output) -> String {
+    out.stdout
+        .lines()
+        .find(|l| l.contains("aws-sm://app#token"))
+        .unwrap_or_else(|| panic!("check printed no line for the field\n{}", out.describe()))
+        .to_owned()
+}
+
+/// A closed port and missing credentials (against moto, which answers) are two causes with two
+/// messages; neither prints the SDK's error tree.
+#[test]
+fn aws_unreachable_endpoint_and_missing_credentials_are_told_apart() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("address").port()
+    };
+    let closed = format!("http://127.0.0.1:{port}");
+    let mut t = Test::new();
+    let key = t.sentinel("aws-secret-key");
+    let t = aws_words_test(t, &closed)
+        .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", &key);
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    assert_in_words("a closed port", &out);
+    let line = failed_line(&out);
+    assert!(
+        line.contains("cannot connect") && line.contains(&closed),
+        "a closed port is a connection failure naming the endpoint: {line}"
+    );
+    assert!(!line.contains("credentials"), "{line}");
+
+    let moto = Moto::start();
+    let t = aws_words_test(Test::new(), &moto.endpoint());
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    assert_in_words("no credentials", &out);
+    let line = failed_line(&out);
+    assert!(
+        line.contains("found no AWS credentials") && !line.contains("cannot connect"),
+        "{line}"
+    );
+    assert!(line.contains("AWS_ACCESS_KEY_ID"), "the hint: {line}");
+    assert_eq!(
+        moto.api_requests(),
+        0,
+        "nothing is sent without credentials"
+    );
+    t.assert_clean();
+}
+
+/// `AWS_PROFILE` naming a profile that is not defined is named (like the AWS CLI's "config
+/// profile (nope) could not be found"); an SSO profile without a session says to sign in
+/// (`aws sso login`), and a failing `credential_process` helper is named, not "set AWS_PROFILE".
+/// The helper runs, and what it printed (a sentinel, on stdout and stderr) never appears.
+#[test]
+fn aws_profiles_missing_sso_and_credential_process_are_named() {
+    let moto = Moto::start();
+    let mut t = Test::new();
+    let said = t.sentinel("helper-stderr");
+    let config = format!(
+        "[default]\nregion = us-east-1\n\n[profile reader]\naws_access_key_id = AKIAEXAMPLE\n\n\
+         [profile corp]\nsso_session = corp\nsso_account_id = 123456789012\n\
+         sso_role_name = Reader\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n\
+         sso_region = us-east-1\n\n[profile helper]\n\
+         credential_process = sh -c \"echo {said} >&2; echo {said}; exit 3\"\n"
+    );
+    // In secrets/ (the helper's command holds the sentinel), named like the AWS CLI does.
+    let config_file = t.secret_file("aws-config", config);
+    let t = aws_words_test(t, &moto.endpoint()).env("AWS_CONFIG_FILE", &config_file);
+
+    let out = t.launch(["check"]).env("AWS_PROFILE", "nope").run();
+    assert_in_words("a missing profile", &out);
+    let line = failed_line(&out);
+    assert!(
+        line.contains("`nope`") && line.contains("could not be found"),
+        "{line}"
+    );
+    assert!(
+        line.contains("reader"),
+        "the defined profiles are listed: {line}"
+    );
+
+    let out = t.launch(["check"]).env("AWS_PROFILE", "corp").run();
+    assert_in_words("an SSO profile", &out);
+    let line = failed_line(&out);
+    assert!(
+        line.contains("IAM Identity Center (SSO)") && line.contains("no usable SSO session"),
+        "{line}"
+    );
+    assert!(line.contains("aws sso login --profile corp"), "{line}");
+    assert!(!line.contains("set AWS_ACCESS_KEY_ID"), "{line}");
+
+    let out = t.launch(["check"]).env("AWS_PROFILE", "helper").run();
+    assert_in_words("a credential_process profile", &out);
+    let line = failed_line(&out);
+    assert!(
+        line.contains("credential_process helper of the AWS profile `helper`")
+            && line.contains("not shown"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("sh -c"),
+        "the helper's command line is not shown: {line}"
+    );
+    assert_eq!(moto.api_requests(), 0);
+    t.assert_clean();
+}
+
+/// A web identity token refused by STS: the answer's code is shown, its free text is not
+/// (the message is a sentinel, so the harness fails the test if it appears anywhere).
+#[test]
+fn aws_credential_provider_text_never_reaches_the_output() {
+    let mut t = Test::new();
+    let told = t.sentinel("sts-message");
+    let jwt = t.sentinel("jwt");
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>\
+         <Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>{told}</Message></Error>\
+         <RequestId>c0ffee</RequestId></ErrorResponse>"
+    );
+    let sts = crate::support::faults::FaultServer::start(move |_, _, conn| {
+        let _ = conn.head(
+            400,
+            &[
+                ("Content-Type", "text/xml".to_owned()),
+                ("Content-Length", body.len().to_string()),
+            ],
+        );
+        let _ = conn.write(body.as_bytes());
+    });
+    let token_file = t.secret_file("web-identity-token", &jwt);
+    let t = aws_words_test(t, &sts.url())
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/reader");
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    assert_in_words("a refused web identity", &out);
+    let line = failed_line(&out);
+    assert!(line.contains("InvalidIdentityToken"), "{line}");
+    t.assert_clean();
 }

@@ -10,11 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::moto::{self, Fault, Moto, MotoProxy, ACCOUNT};
 use crate::support::*;
-
-/// A TOML basic string.
-fn q(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serialises")
-}
+use crate::*;
 
 /// A test pointed at `endpoint` with the static credentials; the secret access key and a session
 /// token are sentinels (so every output and the child's environment are checked for them).
@@ -37,45 +33,6 @@ fn aws_test(endpoint: &str) -> AwsTest {
         secret_key,
         session_token,
     }
-}
-
-/// The child that records its environment and config into `out/`.
-fn dump_env_child(t: &Test) -> PathBuf {
-    t.script("dump-env", &scripts::dump_env(&t.out_dir()))
-}
-
-/// A child that only proves it ran, by creating `out/ran`.
-fn marker_child(t: &Test) -> (PathBuf, PathBuf) {
-    let marker = t.out_dir().join("ran");
-    (t.script("mark", &scripts::touch(&marker)), marker)
-}
-
-#[track_caller]
-fn entry<'a>(config: &'a Value, product: &str, url: &str) -> &'a Value {
-    let instances = config
-        .pointer(&format!("/auth/{product}"))
-        .and_then(Value::as_object)
-        .unwrap_or_else(|| panic!("the config has no auth.{product}"));
-    instances
-        .iter()
-        .find(|(k, _)| k.trim_end_matches('/') == url.trim_end_matches('/'))
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("auth.{product} has no {url}"))
-}
-
-/// Asserts `auth.PRODUCT[url].field == expected` without printing either value.
-#[track_caller]
-fn assert_field(config: &Value, product: &str, url: &str, field: &str, expected: &str) {
-    let got = entry(config, product, url)
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("auth.{product}[{url}] has no string {field}"));
-    assert!(
-        got == expected,
-        "auth.{product}[{url}].{field} is not the expected {} ({} bytes)",
-        secrets::label_of(expected),
-        got.len()
-    );
 }
 
 /// The child did not receive the AWS credentials cme-exec used, nor any sentinel in its
@@ -163,22 +120,22 @@ pat = {pat2_ref}
         .assert_success();
 
     let config = a.t.child_env().config_json();
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
         "username",
         &user,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
         "api_token",
         &token,
     );
-    assert_field(&config, "jira", "https://jira.example.com", "pat", &pat);
-    assert_field(&config, "jira", "https://jira2.example.com", "pat", &pat2);
+    assert_config_field(&config, "jira", "https://jira.example.com", "pat", &pat);
+    assert_config_field(&config, "jira", "https://jira2.example.com", "pat", &pat2);
     assert_eq!(
         proxy.operations(),
         ["secretsmanager.BatchGetSecretValue"],
@@ -248,9 +205,9 @@ fn aws_sm_thirty_fields_in_ten_secrets_are_one_request() {
     let config = a.t.child_env().config_json();
     for (i, user, token, pat) in &expected {
         let c = format!("https://c{i}.example.com");
-        assert_field(&config, "confluence", &c, "username", user);
-        assert_field(&config, "confluence", &c, "api_token", token);
-        assert_field(
+        assert_config_field(&config, "confluence", &c, "username", user);
+        assert_config_field(&config, "confluence", &c, "api_token", token);
+        assert_config_field(
             &config,
             "jira",
             &format!("https://j{i}.example.com"),
@@ -311,31 +268,31 @@ api_token = {partial}
 [jira."https://jira.example.com"]
 pat = {far}
 "#,
-        endpoint = q(&proxy.endpoint()),
-        full = q(&format!("aws:///{arn}#username")),
-        partial = q(&format!("aws:{partial}#api_token")),
-        far = q(&format!("aws:///{far}#pat")),
+        endpoint = q(proxy.endpoint()),
+        full = q(format!("aws:///{arn}#username")),
+        partial = q(format!("aws:{partial}#api_token")),
+        far = q(format!("aws:///{far}#pat")),
     );
     a.t = a.t.config_toml(&config);
     let child = dump_env_child(&a.t);
     a.t.run_args([OsStrArg::from("--"), child.into()])
         .assert_success();
     let config = a.t.child_env().config_json();
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
         "username",
         &user,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
         "api_token",
         &token,
     );
-    assert_field(&config, "jira", "https://jira.example.com", "pat", &pat);
+    assert_config_field(&config, "jira", "https://jira.example.com", "pat", &pat);
     // us-east-1: the full and the partial ARN in one batch; eu-west-1: one GetSecretValue.
     assert_eq!(
         proxy.count("BatchGetSecretValue"),
@@ -378,10 +335,10 @@ pat = "aws-sm://rotating?version_id={first_version}#pat"
     a.t.run_args([OsStrArg::from("--"), child.into()])
         .assert_success();
     let config = a.t.child_env().config_json();
-    assert_field(&config, "jira", "https://a.example.com", "pat", &new);
-    assert_field(&config, "jira", "https://b.example.com", "pat", &new);
-    assert_field(&config, "jira", "https://c.example.com", "pat", &old);
-    assert_field(&config, "jira", "https://d.example.com", "pat", &old);
+    assert_config_field(&config, "jira", "https://a.example.com", "pat", &new);
+    assert_config_field(&config, "jira", "https://b.example.com", "pat", &new);
+    assert_config_field(&config, "jira", "https://c.example.com", "pat", &old);
+    assert_config_field(&config, "jira", "https://d.example.com", "pat", &old);
     assert_eq!(
         proxy.count("GetSecretValue"),
         3,
@@ -427,14 +384,14 @@ fn aws_sm_reads_secret_binary_as_utf8_text() {
     t.run_args([OsStrArg::from("--"), child.into()])
         .assert_success();
     let config = t.child_env().config_json();
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
         "username",
         &user,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://wiki.example.com",
@@ -554,8 +511,8 @@ pat = "aws-sm://prod/jira2"
     a.t.run_args([OsStrArg::from("--"), child.into()])
         .assert_success();
     let config = a.t.child_env().config_json();
-    assert_field(&config, "jira", "https://jira.example.com", "pat", &pat);
-    assert_field(&config, "jira", "https://jira2.example.com", "pat", &pat2);
+    assert_config_field(&config, "jira", "https://jira.example.com", "pat", &pat);
+    assert_config_field(&config, "jira", "https://jira2.example.com", "pat", &pat2);
     assert_child_env_has_no_aws_credentials(&a);
     a.t.assert_clean();
 }
@@ -600,7 +557,7 @@ fn aws_sm_uses_a_web_identity_token_file() {
         env.names()
     );
     assert_eq!(env.var("AWS_ROLE_ARN"), Some(role.as_str()));
-    assert_field(
+    assert_config_field(
         &env.config_json(),
         "jira",
         "https://jira.example.com",
@@ -677,8 +634,8 @@ fn aws_sm_access_denied_is_a_clear_125() {
         .run_args([OsStrArg::from("--"), child.into()])
         .assert_success();
     let config = reader.child_env().config_json();
-    assert_field(&config, "jira", "https://a.example.com", "pat", &pat);
-    assert_field(&config, "jira", "https://b.example.com", "pat", &pat2);
+    assert_config_field(&config, "jira", "https://a.example.com", "pat", &pat);
+    assert_config_field(&config, "jira", "https://b.example.com", "pat", &pat2);
     let ops = proxy.operations()[before..].to_vec();
     assert_eq!(
         ops.iter()
@@ -717,7 +674,7 @@ fn aws_sm_end_to_end_cme_sends_the_credentials() {
     );
     a.t = a.t.config_toml(&format!(
         "[confluence.{url}]\nfrom = \"aws-sm://prod/confluence\"\n",
-        url = q(&site.base_url())
+        url = q(site.base_url())
     ));
     let out = a.t.run_args([
         OsStrArg::from("--"),
@@ -822,7 +779,7 @@ fn aws_sm_retries_5xx_then_succeeds_and_gives_up_after_a_few_attempts() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(flaky.answered_503(), 2);
     assert_eq!(flaky.count("GetSecretValue"), 3, "{:?}", flaky.operations());
-    assert_field(
+    assert_config_field(
         &a.t.child_env().config_json(),
         "jira",
         "https://jira.example.com",

@@ -1,4 +1,4 @@
-//! The `aws-ssm` provider (issue 12, item 2) against moto's server: String and SecureString,
+//! The `aws-ssm` provider against moto's server: String and SecureString,
 //! versions and labels, a path as one document, batches of 10 names per `GetParameters`, the
 //! identity in `check`, one AWS configuration shared with `aws-sm`, and the errors. Requests are
 //! counted by the proxy in front of moto ([`crate::support::moto::MotoProxy`]).

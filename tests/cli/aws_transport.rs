@@ -1,12 +1,11 @@
-//! How the AWS backends use the network (issue 11): TLS only for `https://` endpoints, the
+//! How the AWS backends use the network: TLS only for `https://` endpoints, the
 //! SDK's retries of a throttled store (with a stand-in in front of moto that answers
 //! `ThrottlingException` on demand, which moto cannot be told to do), and one connection pool
 //! for a run's requests. Requests and connections are counted; nothing here is timed.
 
-use std::path::PathBuf;
-
 use crate::support::moto::{self, Fault, Moto, MotoProxy};
 use crate::support::*;
+use crate::*;
 
 /// A test pointed at `endpoint` with the static test credentials.
 fn aws_test(endpoint: &str) -> Test {
@@ -16,12 +15,6 @@ fn aws_test(endpoint: &str) -> Test {
         t = t.env(k, v);
     }
     t
-}
-
-/// A child that only proves it ran, by creating `out/ran`.
-fn marker_child(t: &Test) -> (PathBuf, PathBuf) {
-    let marker = t.out_dir().join("ran");
-    (t.script("mark", &scripts::touch(&marker)), marker)
 }
 
 /// `n` Jira instances, each with a `pat` from its own secret `load/sI` (with `suffix` after the

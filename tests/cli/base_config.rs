@@ -21,8 +21,8 @@ fn base_config_settings_reach_cme() {
     let base = t.write_file("base/app_data.json", r#"{"export":{"log_level":"DEBUG"}}"#);
     let config = format!(
         "[confluence.\"https://company.atlassian.net\"]\npat = {pat}\n\n[cme]\nbase_config = {base}\n",
-        pat = q(&format!("env://{token_var}")),
-        base = q(&base.display().to_string()),
+        pat = q(format!("env://{token_var}")),
+        base = q(base.display().to_string()),
     );
     let t = t.env(&token_var, &token).config_toml(&config);
     let out = t.run_args(args!["--", venv.cme(), "config", "get", "export.log_level"]);
@@ -86,8 +86,8 @@ fn write_back_of_cme_config_set() {
     fs::set_permissions(&base, fs::Permissions::from_mode(0o640)).unwrap();
     let config = format!(
         "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_PLAIN_USER\"\napi_token = {token_ref}\n\n[cme]\nbase_config = {base}\nwrite_back = true\n",
-        token_ref = q(&format!("env://{token_var}")),
-        base = q(&base.display().to_string()),
+        token_ref = q(format!("env://{token_var}")),
+        base = q(base.display().to_string()),
     );
     let t = t
         .env(&token_var, &token)
@@ -272,4 +272,38 @@ fn a_base_config_another_account_controls_is_refused() {
             out.describe()
         );
     }
+}
+
+/// A base config that holds a credential but is otherwise valid for cme: the hint says why
+/// credentials do not belong there, not that cme would ignore the file.
+#[test]
+fn base_config_with_a_secret_gets_the_right_hint() {
+    let mut t = Test::new();
+    let token = t.sentinel("token-in-base");
+    let base = t.secret_file(
+        "app_data.json",
+        format!(
+            "{{\"auth\":{{\"confluence\":{{\"https://x.atlassian.net\":{{\"username\":\"\",\"api_token\":{}}}}}}}}}",
+            serde_json::to_string(&token).expect("a string")
+        ),
+    );
+    let user = var_name("USER");
+    let t = t.env(&user, "me@example.com").config_toml(&format!(
+        "[cme]\nbase_config = {}\n\n[confluence.\"https://x.atlassian.net\"]\n\
+         username = \"env://{user}\"\napi_token = \"env://{user}\"\n",
+        serde_json::to_string(&base.display().to_string()).expect("a string")
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    out.assert_stderr_contains("holds a secret");
+    let hint = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint\n{}", out.describe()));
+    assert!(
+        !hint.contains("silently ignore") && hint.contains("credentials come from your stores"),
+        "{hint}"
+    );
+    t.assert_clean();
 }

@@ -2,8 +2,8 @@
 //! CI with JWT auth" section, which includes the template (ci/gitlab/cme-exec.yml) by its remote
 //! URL, run by gitlab-ci-local with the shell executor; and the workflow of its "GitHub Actions with
 //! JWT auth" section, whose steps (the action's among them) run the way the runner runs them
-//! (`tests/support/actions.rs`). Both install cme-exec from a local release signed by a test key
-//! (`tests/support/release.rs`), log in to the test's OpenBao with a JWT, and run the real cme
+//! (`tests/cli/support/actions.rs`). Both install cme-exec from a local release signed by a test key
+//! (`tests/cli/support/release.rs`), log in to the test's OpenBao with a JWT, and run the real cme
 //! against a Confluence stand-in. The blocks come from the doc itself, so an edit that breaks a
 //! documented path fails here. Also: what must move together (the template's pinned installer,
 //! actions pinned by commit, the release key in its three places), and the README's
@@ -27,12 +27,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::actions::{this_action, yaml_to_json, Job, Uses};
+use crate::support::moto::{Fault, Moto, MotoProxy};
 use crate::support::openbao::{Action, OpenBao, StandIn};
 use crate::support::release::{self, sha256_of, Release, SigningKey, Site, VERSION};
 use crate::support::*;
@@ -89,12 +91,23 @@ fn block(blocks: &[(String, String)], lang: &str, needle: &str) -> String {
     found[0].clone()
 }
 
-/// Every text substitution the tests make in what docs/ci.md says.
+/// Every substitution the tests make in what docs/ci.md says: text in [`Substitutions::apply`],
+/// variables of the runner in [`Substitutions::runner_env`].
 struct Substitutions {
     site: String,
-    bao: String,
     confluence: String,
-    jwt_public_key: PathBuf,
+    store: StoreAt,
+}
+
+/// Where the test's store listens, for the section being run.
+enum StoreAt {
+    /// The Vault address (the test's OpenBao) and the file holding the JWT issuer's public key.
+    Vault {
+        address: String,
+        jwt_public_key: PathBuf,
+    },
+    /// The AWS endpoint (the test's moto: Secrets Manager and STS on one port).
+    Aws { endpoint: String },
 }
 
 impl Substitutions {
@@ -105,27 +118,45 @@ impl Substitutions {
                 "https://raw.githubusercontent.com/",
                 &format!("{}/raw/", self.site),
             )
-            .replace(
-                "address = \"https://vault.example.com\"",
-                &format!("address = \"{}\"", self.bao),
-            )
             .replace("https://company.atlassian.net", &self.confluence);
+        if let StoreAt::Vault { address, .. } = &self.store {
+            text = text.replace(
+                "address = \"https://vault.example.com\"",
+                &format!("address = \"{address}\""),
+            );
+        }
         // OIDC discovery would fetch the issuer's keys; the test's issuer key is given directly.
         let lines: Vec<String> = text
             .lines()
             .filter(|line| !line.trim_start().starts_with("image: "))
-            .map(
-                |line| match line.trim_start().strip_prefix("oidc_discovery_url=") {
-                    Some(_) => format!(
+            .map(|line| {
+                match (
+                    line.trim_start().strip_prefix("oidc_discovery_url="),
+                    &self.store,
+                ) {
+                    (Some(_), StoreAt::Vault { jwt_public_key, .. }) => format!(
                         "    jwt_validation_pubkeys=@{} \\",
-                        self.jwt_public_key.display()
+                        jwt_public_key.display()
                     ),
-                    None => line.to_owned(),
-                },
-            )
+                    _ => line.to_owned(),
+                }
+            })
             .collect();
-        text = lines.join("\n") + "\n";
-        text
+        lines.join("\n") + "\n"
+    }
+
+    /// What the runner's environment adds for the store: for AWS, `AWS_ENDPOINT_URL` sends the
+    /// SDK (cme-exec's, and the stand-in for `aws-actions/configure-aws-credentials`) to moto
+    /// instead of AWS, and `AWS_EC2_METADATA_DISABLED` keeps it from looking for an EC2 instance
+    /// this machine is not.
+    fn runner_env(&self) -> Vec<(String, String)> {
+        match &self.store {
+            StoreAt::Vault { .. } => Vec::new(),
+            StoreAt::Aws { endpoint } => vec![
+                ("AWS_ENDPOINT_URL".to_owned(), endpoint.clone()),
+                ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+            ],
+        }
     }
 }
 
@@ -159,55 +190,94 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// What both CI tests share: the release, OpenBao with the Atlassian secret, the stand-in.
+/// What the CI tests share: the release, the store with the Atlassian secret, the stand-in.
 /// The release and what is installed from it lie outside the [`Test`]'s directory, whose every
 /// file is searched for the sentinels at the end: megabytes of binary known to hold none.
 struct World {
     outside: tempfile::TempDir,
     key: SigningKey,
     site: Site,
-    bao: OpenBao,
+    /// The Vault sections' store, holding the secret at `secret/cme/atlassian`.
+    bao: Option<OpenBao>,
+    /// The AWS section's store; the test puts the secret where its doc block names it.
+    moto: Option<Moto>,
     confluence: ConfluenceStandIn,
     subst: Substitutions,
     user: String,
     token: String,
 }
 
+/// Which store a [`World`] runs.
+enum Store {
+    OpenBao,
+    Moto,
+}
+
 impl World {
     #[track_caller]
     fn new(t: &mut Test) -> World {
+        World::with_store(t, Store::OpenBao)
+    }
+
+    #[track_caller]
+    fn with_store(t: &mut Test, store: Store) -> World {
         let outside = tempfile::tempdir().unwrap();
         let key = SigningKey::generate(&outside.path().join("keys"), "release");
         let release = Release::build(&outside.path().join("site"), &key);
         let site = Site::serve(&release.root);
-        let bao = OpenBao::start();
         let confluence = ConfluenceStandIn::start();
         let user = t.sentinel("ci-user");
         let token = t.sentinel("ci-token");
-        bao.ok(
-            "POST",
-            "secret/data/cme/atlassian",
-            json!({ "data": { "username": user, "api_token": token } }),
-        );
-        let public_key = bao.signing_key("ci-issuer");
-        let jwt_public_key = outside.path().join("keys/issuer.pem");
-        fs::write(&jwt_public_key, public_key).unwrap();
+        let (bao, moto, store_at) = match store {
+            Store::OpenBao => {
+                let bao = OpenBao::start();
+                bao.ok(
+                    "POST",
+                    "secret/data/cme/atlassian",
+                    json!({ "data": { "username": user, "api_token": token } }),
+                );
+                let jwt_public_key = outside.path().join("keys/issuer.pem");
+                fs::write(&jwt_public_key, bao.signing_key("ci-issuer")).unwrap();
+                let address = bao.address();
+                (
+                    Some(bao),
+                    None,
+                    StoreAt::Vault {
+                        address,
+                        jwt_public_key,
+                    },
+                )
+            }
+            Store::Moto => {
+                let moto = Moto::start();
+                let endpoint = moto.endpoint();
+                (None, Some(moto), StoreAt::Aws { endpoint })
+            }
+        };
         let subst = Substitutions {
             site: site.url(),
-            bao: bao.address(),
             confluence: confluence.base_url(),
-            jwt_public_key,
+            store: store_at,
         };
         World {
             outside,
             key,
             site,
             bao,
+            moto,
             confluence,
             subst,
             user,
             token,
         }
+    }
+
+    fn bao(&self) -> &OpenBao {
+        self.bao.as_ref().expect("a World with OpenBao")
+    }
+
+    fn moto(&self) -> &Moto {
+        self.moto.as_ref().expect("a World with moto")
     }
 
     /// The environment of a CI runner on this machine: the venv's Python first, pip without an
@@ -229,17 +299,55 @@ impl World {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(self.subst.runner_env())
         .collect()
     }
 
-    /// cme's requests reached the stand-in with the Vault secret as Basic auth, every one.
+    /// Runs the job `export` of `workflow` the way GitHub's runner would on this machine: the
+    /// runner's own `PATH` (the venv's Python comes with the setup-python step, its `cme` behind
+    /// a [`cme_spy`]), the ID token endpoint `id_token` (URL, request token), the `uses:` of
+    /// [`documented_uses`].
+    fn run_github_job(&self, t: &Test, workflow: &Value, id_token: (&str, &str)) -> GithubRun {
+        let releases = format!("{}/releases", self.site.url());
+        let signers = self.key.allowed_signers.display().to_string();
+        let env: Vec<(String, String)> = self
+            .runner_env(t)
+            .into_iter()
+            .filter(|(k, _)| k != "CME_EXEC_ALLOWED_SIGNERS")
+            .map(|(k, v)| match k.as_str() {
+                "PATH" => (k, "/usr/local/bin:/usr/bin:/bin".to_owned()),
+                _ => (k, v),
+            })
+            .collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let runner = self.outside.path().join("runner");
+        let cme_env = t.out_dir().join("cme-env-names");
+        let spy = self.outside.path().join("spy");
+        cme_spy(&spy, &cme_env);
+        let mut job = Job::new(&t.work_dir(), t.path(), &runner, &env);
+        let result = job.run_workflow_job(
+            workflow,
+            "export",
+            Some(id_token),
+            &mut documented_uses(&releases, &signers, Some(&spy)),
+        );
+        let log = job.describe();
+        GithubRun {
+            job,
+            result,
+            log,
+            cme_env,
+        }
+    }
+
+    /// cme's requests reached the stand-in with the store's secret as Basic auth, every one.
     #[track_caller]
     fn assert_cme_logged_in(&self, log: &str) {
         let expected = basic_header(&self.user, &self.token);
         let headers = self.confluence.authorization_headers();
         assert!(
             !headers.is_empty() && headers.iter().all(|h| *h == expected),
-            "cme did not send the Vault secret to the stand-in:\n{}\n{}",
+            "cme did not send the store's secret to the stand-in:\n{}\n{}",
             redact(&self.confluence.summary()),
             redact(log)
         );
@@ -251,6 +359,27 @@ impl World {
             "cme never made its first request:\n{}",
             redact(&self.confluence.summary())
         );
+    }
+
+    /// The action installed the release's binary, checked, and put it first on `PATH`.
+    #[track_caller]
+    fn assert_installed_by_the_action(&self, run: &GithubRun) {
+        let install_dir = self.outside.path().join("runner/temp/cme-exec/bin");
+        assert!(
+            run.job
+                .path()
+                .starts_with(&format!("{}:", install_dir.display())),
+            "the action did not put {} first on PATH: {}",
+            install_dir.display(),
+            run.job.path()
+        );
+        assert!(
+            run.log
+                .contains("signature verified: Good \"cme-exec-release\" signature"),
+            "install.sh did not say it checked the signature:\n{}",
+            redact(&run.log)
+        );
+        self.assert_installed_from_release();
     }
 
     /// The installer downloaded the binary, its checksum and its signature from the release.
@@ -351,7 +480,7 @@ fn gitlab_template_runs_the_documented_job_with_gitlab_ci_local() {
     let world = World::new(&mut t);
     let blocks = section_blocks(&ci_doc(), "GitLab CI with JWT auth: Vault or OpenBao");
     run_vault_commands(
-        &world.bao,
+        world.bao(),
         &world.subst.apply(&block(&blocks, "sh", "auth/gitlab/role")),
     );
     let config = world
@@ -365,7 +494,7 @@ fn gitlab_template_runs_the_documented_job_with_gitlab_ci_local() {
         .expect("the job's id_tokens.VAULT_ID_TOKEN.aud")
         .to_owned();
     // The ID token GitLab issues a job of project docs/export on branch main.
-    let jwt = world.bao.sign_jwt(
+    let jwt = world.bao().sign_jwt(
         "ci-issuer",
         &json!({
             "iss": "https://gitlab.example.com",
@@ -386,7 +515,7 @@ fn gitlab_template_runs_the_documented_job_with_gitlab_ci_local() {
         &[(".gitlab-ci.yml", &pipeline), ("cme-exec.toml", &config)],
     );
     let releases = format!("{}/releases", world.site.url());
-    let mark = world.bao.audit_mark();
+    let mark = world.bao().audit_mark();
     let out = run_gitlab_job(
         &t,
         &world,
@@ -412,7 +541,7 @@ fn gitlab_template_runs_the_documented_job_with_gitlab_ci_local() {
     );
     assert!(
         world
-            .bao
+            .bao()
             .requests_since(mark)
             .iter()
             .any(|r| r.path == "auth/gitlab/login"),
@@ -478,15 +607,21 @@ fn gitlab_template_runs_the_documented_job_with_gitlab_ci_local() {
 // ---------------------------------------------------------------------------------------------
 
 /// A stand-in for GitHub's ID token endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL`): `jwt` for the
-/// bearer `request_token` and the audience `audience`, 401 otherwise.
+/// bearer `request_token` (the scheme's name in any case, as HTTP allows) and the audience
+/// `audience`, 401 otherwise.
 fn github_token_endpoint(request_token: &str, audience: &str, jwt: &str) -> StandIn {
-    let (bearer, audience, jwt) = (
-        format!("Bearer {request_token}"),
+    let (request_token, audience, jwt) = (
+        request_token.to_owned(),
         audience.to_owned(),
         jwt.to_owned(),
     );
     StandIn::start(move |req, _| {
-        if req.header("authorization") == Some(bearer.as_str())
+        let bearer = req
+            .header("authorization")
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token);
+        if bearer == Some(request_token.as_str())
             && req.query_param("audience").as_deref() == Some(audience.as_str())
         {
             Action::json(200, json!({ "count": 1, "value": jwt }))
@@ -499,16 +634,83 @@ fn github_token_endpoint(request_token: &str, audience: &str, jwt: &str) -> Stan
     })
 }
 
-/// How the documented workflow's `uses:` run here; `signers` is the test's release key.
-fn documented_uses<'a>(releases: &'a str, signers: &'a str) -> impl FnMut(&str) -> Uses + 'a {
+/// What `aws-actions/configure-aws-credentials` documents for `role-to-assume` and `aws-region`
+/// with OIDC, as a stand-in step: the ID token from `ACTIONS_ID_TOKEN_REQUEST_URL` for the audience
+/// `sts.amazonaws.com` (or `audience:`), STS `AssumeRoleWithWebIdentity` (session name
+/// `GitHubActions` unless `role-session-name:` says otherwise, one hour), then the session's
+/// three variables masked and, with the region, written to `GITHUB_ENV`. STS is reached at
+/// `AWS_ENDPOINT_URL`, which the action's SDK reads too.
+const CONFIGURE_AWS_CREDENTIALS: &str = r#"set -euo pipefail
+test -n "$WITH_ROLE_TO_ASSUME" && test -n "$WITH_AWS_REGION"
+: "${ACTIONS_ID_TOKEN_REQUEST_URL:?permissions: id-token: write is missing}"
+jwt=$(curl -sSf -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" \
+  "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=${WITH_AUDIENCE:-sts.amazonaws.com}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])')
+curl -sSf "${AWS_ENDPOINT_URL:-https://sts.$WITH_AWS_REGION.amazonaws.com}/" \
+  --data-urlencode Action=AssumeRoleWithWebIdentity --data-urlencode Version=2011-06-15 \
+  --data-urlencode "RoleArn=$WITH_ROLE_TO_ASSUME" \
+  --data-urlencode "RoleSessionName=${WITH_ROLE_SESSION_NAME:-GitHubActions}" \
+  --data-urlencode "DurationSeconds=${WITH_ROLE_DURATION_SECONDS:-3600}" \
+  --data-urlencode "WebIdentityToken=$jwt" >"$RUNNER_TEMP/sts-answer.xml"
+python3 - "$RUNNER_TEMP/sts-answer.xml" <<'PY'
+import os, sys, xml.etree.ElementTree as ET
+found = {e.tag.split('}')[-1]: e.text for e in ET.parse(sys.argv[1]).iter()}
+os.remove(sys.argv[1])
+names = {"AccessKeyId": "AWS_ACCESS_KEY_ID", "SecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+         "SessionToken": "AWS_SESSION_TOKEN"}
+region = os.environ["WITH_AWS_REGION"]
+with open(os.environ["GITHUB_ENV"], "a") as env:
+    for tag, name in names.items():
+        print(f"::add-mask::{found[tag]}")
+        env.write(f"{name}={found[tag]}\n")
+    env.write(f"AWS_REGION={region}\nAWS_DEFAULT_REGION={region}\n")
+print(f"Authenticated as assumedRoleId {found['AssumedRoleId']}")
+PY
+"#;
+
+/// A `cme` that records the names of the variables it was started with, one a line, in `names`,
+/// then becomes the venv's real cme (a Python script, as cme-exec expects cme to be, so that it
+/// still finds cme's release beside the interpreter).
+fn cme_spy(dir: &Path, names: &Path) -> PathBuf {
+    let venv = Venv::get();
+    fs::create_dir_all(dir).unwrap();
+    let spy = dir.join("cme");
+    fs::write(
+        &spy,
+        format!(
+            "#!{python}\nimport os, sys\nwith open({names:?}, 'a') as f:\n    f.write(''.join(n + '\\n' for n in os.environ))\nos.execv({cme:?}, [{cme:?}] + sys.argv[1:])\n",
+            python = venv.python().display(),
+            names = names.display().to_string(),
+            cme = venv.cme().display().to_string(),
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&spy, fs::Permissions::from_mode(0o755)).unwrap();
+    spy
+}
+
+/// How the documented workflows' `uses:` run here; `signers` is the test's release key; `spy`,
+/// when given, is a directory whose `cme` (see [`cme_spy`]) comes before the venv's on `PATH`.
+fn documented_uses<'a>(
+    releases: &'a str,
+    signers: &'a str,
+    spy: Option<&'a Path>,
+) -> impl FnMut(&str) -> Uses + 'a {
     move |action: &str| {
         let (name, action_ref) = action.split_once('@').expect("uses: NAME@REF");
         match name {
             "actions/checkout" => Uses::StandIn("true".to_owned()),
             "actions/setup-python" => Uses::StandIn(format!(
-                "test -n \"$WITH_PYTHON_VERSION\"\necho {} >>\"$GITHUB_PATH\"\n",
-                Venv::get().bin().display()
+                "test -n \"$WITH_PYTHON_VERSION\"\necho {} >>\"$GITHUB_PATH\"\n{}",
+                Venv::get().bin().display(),
+                spy.map_or_else(String::new, |dir| format!(
+                    "echo {} >>\"$GITHUB_PATH\"\n",
+                    dir.display()
+                )),
             )),
+            "aws-actions/configure-aws-credentials" => {
+                Uses::StandIn(CONFIGURE_AWS_CREDENTIALS.to_owned())
+            }
             "cme-exec/cme-exec" => this_action(
                 action_ref,
                 &[("base-url", releases)],
@@ -525,7 +727,7 @@ fn github_action_runs_in_the_documented_workflow() {
     let world = World::new(&mut t);
     let blocks = section_blocks(&ci_doc(), "GitHub Actions with JWT auth: Vault or OpenBao");
     run_vault_commands(
-        &world.bao,
+        world.bao(),
         &world.subst.apply(&block(&blocks, "sh", "auth/github/role")),
     );
     let config = world
@@ -533,7 +735,7 @@ fn github_action_runs_in_the_documented_workflow() {
         .apply(&block(&blocks, "toml", "[providers.vault]"));
     let workflow = yaml_to_json(&world.subst.apply(&block(&blocks, "yaml", "jobs:")));
     let audience = toml_audience(&config);
-    let jwt = world.bao.sign_jwt(
+    let jwt = world.bao().sign_jwt(
         "ci-issuer",
         &json!({
             "iss": "https://token.actions.githubusercontent.com",
@@ -550,51 +752,11 @@ fn github_action_runs_in_the_documented_workflow() {
     let endpoint = github_token_endpoint(&request_token, &audience, &jwt);
     let token_url = format!("{}/_apis/token?api-version=2.0", endpoint.url());
     fs::write(t.work_dir().join("cme-exec.toml"), &config).unwrap();
-
-    let releases = format!("{}/releases", world.site.url());
-    let signers = world.key.allowed_signers.display().to_string();
-    // The runner's own PATH: the venv's Python comes only with the setup-python step.
-    let env: Vec<(String, String)> = world
-        .runner_env(&t)
-        .into_iter()
-        .filter(|(k, _)| k != "CME_EXEC_ALLOWED_SIGNERS")
-        .map(|(k, v)| match k.as_str() {
-            "PATH" => (k, "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            _ => (k, v),
-        })
-        .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut job = Job::new(
-        &t.work_dir(),
-        t.path(),
-        &world.outside.path().join("runner"),
-        &env,
-    );
-    let mark = world.bao.audit_mark();
-    let result = job.run_workflow_job(
-        &workflow,
-        "export",
-        Some((&token_url, &request_token)),
-        &mut documented_uses(&releases, &signers),
-    );
-    let log = job.describe();
-    assert!(result.is_ok(), "{result:?}\n{}", redact(&log));
-    t.assert_no_leaks_in("the job's output", &log);
-    assert_no_leak_in("the job's output", &log, &jwt);
-    let install_dir = world.outside.path().join("runner/temp/cme-exec/bin");
-    assert!(
-        job.path()
-            .starts_with(&format!("{}:", install_dir.display())),
-        "the action did not put {} first on PATH: {}",
-        install_dir.display(),
-        job.path()
-    );
-    assert!(
-        log.contains("signature verified: Good \"cme-exec-release\" signature"),
-        "install.sh did not say it checked the signature:\n{}",
-        redact(&log)
-    );
-    world.assert_installed_from_release();
+    let mark = world.bao().audit_mark();
+    let run = world.run_github_job(&t, &workflow, (&token_url, &request_token));
+    run.assert_success(&t);
+    assert_no_leak_in("the job's output", &run.log, &jwt);
+    world.assert_installed_by_the_action(&run);
     assert_eq!(
         endpoint.requests().len(),
         2,
@@ -602,13 +764,62 @@ fn github_action_runs_in_the_documented_workflow() {
         endpoint.summary()
     );
     let logins = world
-        .bao
+        .bao()
         .requests_since(mark)
         .into_iter()
         .filter(|r| r.path == "auth/github/login")
         .count();
     assert_eq!(logins, 2, "one JWT login per cme-exec step");
-    world.assert_cme_logged_in(&log);
+    world.assert_cme_logged_in(&run.log);
+    run.assert_cme_did_not_get(&["ACTIONS_ID_TOKEN_REQUEST_TOKEN", "VAULT_TOKEN"]);
+}
+
+/// A GitHub job as it ran: its steps' output (masked as the runner masks it) and what cme got.
+struct GithubRun {
+    job: Job,
+    result: Result<(), String>,
+    log: String,
+    /// Where the [`cme_spy`] wrote the names of cme's variables.
+    cme_env: PathBuf,
+}
+
+impl GithubRun {
+    /// Every step succeeded and no output holds a sentinel of `t`.
+    #[track_caller]
+    fn assert_success(&self, t: &Test) {
+        assert!(
+            self.result.is_ok(),
+            "{:?}\n{}",
+            self.result,
+            redact(&self.log)
+        );
+        t.assert_no_leaks_in("the job's output", &self.log);
+    }
+
+    /// What the step whose `run:` starts with `command` printed on stdout.
+    #[track_caller]
+    fn stdout_of(&self, command: &str) -> &str {
+        let label = format!("run {command}");
+        self.job
+            .runs
+            .iter()
+            .find(|r| r.name.starts_with(&label))
+            .map(|r| r.stdout.as_str())
+            .unwrap_or_else(|| panic!("no step `{label}` ran:\n{}", redact(&self.log)))
+    }
+
+    /// cme ran, and none of `names` was among its variables.
+    #[track_caller]
+    fn assert_cme_did_not_get(&self, names: &[&str]) {
+        let got = fs::read_to_string(&self.cme_env).expect("cme ran (its spy wrote no names)");
+        let got: Vec<&str> = got.lines().collect();
+        for name in names {
+            assert!(
+                !got.contains(name),
+                "cme was started with {name}; its variables: {got:?}"
+            );
+        }
+    }
 }
 
 /// `audience = "..."` of the config's auth table.
@@ -619,6 +830,184 @@ fn toml_audience(config: &str) -> String {
         .expect("audience in the config")
         + 12;
     config[start..start + config[start..].find('"').unwrap()].to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitHub with an OIDC role: the AWS workflow, with the action and with the token file
+// ---------------------------------------------------------------------------------------------
+
+const AWS_SECTION: &str = "GitHub Actions with an OIDC role: AWS Secrets Manager";
+
+/// The AWS section's blocks with the test's substitutions, and moto set up as the section's
+/// step 1 and the workflow's comment say: the role with the documented trust policy, and the
+/// secret the workflow names, `{"username": ..., "api_token": ...}`, in the region it names.
+struct AwsSection {
+    workflow: Value,
+    /// The "Without the action" step, as a list of steps.
+    without_action: Value,
+    /// The identity `check` prints, as the doc quotes it, up to its `...`.
+    quoted_arn: String,
+    proxy: MotoProxy,
+}
+
+impl AwsSection {
+    #[track_caller]
+    fn set_up(world: &mut World) -> AwsSection {
+        let blocks = section_blocks(&ci_doc(), AWS_SECTION);
+        let trust_policy = block(&blocks, "json", "sts:AssumeRoleWithWebIdentity");
+        let workflow = yaml_to_json(&world.subst.apply(&block(&blocks, "yaml", "jobs:")));
+        let without_action = yaml_to_json(&world.subst.apply(&block(
+            &blocks,
+            "yaml",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        )));
+        let job = &workflow["jobs"]["export"];
+        let configure = job["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| uses_configure_aws_credentials(s)))
+            .expect("the workflow's configure-aws-credentials step");
+        let role_arn = configure["with"]["role-to-assume"].as_str().unwrap();
+        let region = configure["with"]["aws-region"].as_str().unwrap();
+        let reference = job["env"]["CME_EXEC_CONFLUENCE_FROM"]
+            .as_str()
+            .expect("the job's CME_EXEC_CONFLUENCE_FROM");
+        let secret_name = reference
+            .strip_prefix("aws-sm://")
+            .expect("an aws-sm:// reference");
+        let moto = world.moto();
+        let role_name = role_arn.rsplit('/').next().unwrap();
+        moto.iam(&[
+            ("Action", "CreateRole"),
+            ("RoleName", role_name),
+            ("AssumeRolePolicyDocument", &trust_policy),
+        ]);
+        moto.create_secret_in(
+            region,
+            secret_name,
+            &json!({ "username": world.user, "api_token": world.token }).to_string(),
+        );
+        // Counts the operations cme-exec and the action's stand-in ask of moto.
+        let proxy = MotoProxy::start(moto.port(), Fault::None);
+        world.subst.store = StoreAt::Aws {
+            endpoint: proxy.endpoint(),
+        };
+        let doc = ci_doc();
+        let section = &doc[doc.find(AWS_SECTION).unwrap()..];
+        let quoted = section
+            .split('`')
+            .find(|s| s.starts_with("account=... arn="))
+            .expect("the section quotes check's `account=... arn=...` line");
+        let quoted_arn = quoted["account=... ".len()..]
+            .trim_end_matches("...")
+            .to_owned();
+        AwsSection {
+            workflow,
+            without_action,
+            quoted_arn,
+            proxy,
+        }
+    }
+
+    /// `check`'s aws-sm identity line shows the quoted ARN, with this session name.
+    #[track_caller]
+    fn assert_check_shows_the_role(&self, run: &GithubRun, session: &str) {
+        let stdout = run.stdout_of("cme-exec check");
+        let expected = format!("{}{session}", self.quoted_arn);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("(aws-sm)") && l.contains(&expected)),
+            "`cme-exec check` printed no identity line with {expected}:\n{}",
+            redact(&run.log)
+        );
+    }
+}
+
+fn uses_configure_aws_credentials(step: &Value) -> bool {
+    step["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials@"))
+}
+
+/// GitHub's ID token endpoint for the audience AWS's OIDC role expects; the token is a sentinel
+/// (moto does not check it; that the right one reaches STS is the SDK's and the action's job).
+fn aws_token_endpoint(t: &mut Test) -> (StandIn, String, String, String) {
+    let request_token = t.sentinel("gh-request-token");
+    let jwt = t.sentinel("gh-oidc-token");
+    let endpoint = github_token_endpoint(&request_token, "sts.amazonaws.com", &jwt);
+    let url = format!("{}/_apis/token?api-version=2.0", endpoint.url());
+    (endpoint, url, request_token, jwt)
+}
+
+/// The documented workflow: `configure-aws-credentials` (its stand-in) assumes the role with the
+/// job's OIDC token, cme-exec reads the secret with the session it left in the environment, cme
+/// logs in, and neither the session nor the token reaches the log, nor the session cme.
+#[test]
+fn github_oidc_role_workflow_reads_aws_secrets_manager_with_the_action() {
+    let mut t = Test::new();
+    let mut world = World::with_store(&mut t, Store::Moto);
+    let aws = AwsSection::set_up(&mut world);
+    let (endpoint, token_url, request_token, _jwt) = aws_token_endpoint(&mut t);
+    let run = world.run_github_job(&t, &aws.workflow, (&token_url, &request_token));
+    run.assert_success(&t);
+    world.assert_installed_by_the_action(&run);
+    aws.assert_check_shows_the_role(&run, "GitHubActions");
+    world.assert_cme_logged_in(&run.log);
+    assert_eq!(endpoint.requests().len(), 1, "{}", endpoint.summary());
+    assert_eq!(
+        aws.proxy.count("AssumeRoleWithWebIdentity"),
+        1,
+        "the action assumes the role once: {:?}",
+        aws.proxy.operations()
+    );
+    for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        let value = run
+            .job
+            .var(name)
+            .unwrap_or_else(|| panic!("the action set no {name}"));
+        assert!(!run.log.contains(value), "{name} is not masked in the log");
+    }
+    run.assert_cme_did_not_get(&[
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]);
+}
+
+/// "Without the action": the documented step in place of `configure-aws-credentials` writes the
+/// token file, each cme-exec step exchanges it at STS (the SDK's web identity support), cme logs
+/// in and does not get `AWS_WEB_IDENTITY_TOKEN_FILE`.
+#[test]
+fn github_oidc_role_workflow_reads_aws_secrets_manager_from_a_token_file() {
+    let mut t = Test::new();
+    let mut world = World::with_store(&mut t, Store::Moto);
+    let aws = AwsSection::set_up(&mut world);
+    let (endpoint, token_url, request_token, _jwt) = aws_token_endpoint(&mut t);
+    let mut workflow = aws.workflow.clone();
+    let steps = workflow["jobs"]["export"]["steps"].as_array_mut().unwrap();
+    let at = steps
+        .iter()
+        .position(uses_configure_aws_credentials)
+        .unwrap();
+    let replacement = aws.without_action.as_array().expect("a list of steps");
+    steps.splice(at..=at, replacement.iter().cloned());
+    let run = world.run_github_job(&t, &workflow, (&token_url, &request_token));
+    run.assert_success(&t);
+    aws.assert_check_shows_the_role(&run, "gha-4242");
+    world.assert_cme_logged_in(&run.log);
+    assert_eq!(endpoint.requests().len(), 1, "{}", endpoint.summary());
+    assert_eq!(
+        aws.proxy.count("AssumeRoleWithWebIdentity"),
+        2,
+        "one exchange per cme-exec step: {:?}",
+        aws.proxy.operations()
+    );
+    run.assert_cme_did_not_get(&[
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]);
 }
 
 /// The action's output `path`, and its version taken from the ref, or a clear refusal when the ref

@@ -1,4 +1,4 @@
-//! Every cme release users run (issue 10, part 4): real cme 4.3.2, 5.0.0, 5.2.0 and 5.5.0 run
+//! Every cme release users run: real cme 4.3.2, 5.0.0, 5.2.0 and 5.5.0 run
 //! through cme-exec against the Confluence stand-in, in every hand-over mode, with Basic and
 //! Bearer (and `session_cookies` from 5.2); cme-exec detects each release from the command
 //! (without starting Python) and validates for it; and each embedded schema matches its
@@ -55,17 +55,17 @@ fn exercise(version: &str) {
         "[confluence.{}]\nusername = {}\napi_token = {}\n",
         q(&url),
         q(&user),
-        q(&file_ref(&token_file))
+        q(file_ref(&token_file))
     );
     let bearer = format!(
         "[confluence.{}]\npat = {}\n",
         q(&url),
-        q(&file_ref(&pat_file))
+        q(file_ref(&pat_file))
     );
     let cookies = format!(
         "[confluence.{}]\nsession_cookies = {}\n",
         q(&url),
-        q(&file_ref(&cookies_file))
+        q(file_ref(&cookies_file))
     );
     let t = t.global_arg("-v").config_toml(&basic);
     let page = wiki.page_url(4242);

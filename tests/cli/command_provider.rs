@@ -1,4 +1,4 @@
-//! The `command` provider (issue 12, item 1): the real `pass` with a real GnuPG key (installed
+//! The `command` provider: the real `pass` with a real GnuPG key (installed
 //! by `scripts/bootstrap-tools`), and small scripts for what no real tool does on demand:
 //! failing, dying by a signal, hanging, flooding stdout, counting its runs and asking for a
 //! password on the terminal.
@@ -8,11 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
-
-/// A TOML basic string.
-fn q(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serialises")
-}
+use crate::*;
 
 fn tool(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|path| {
@@ -214,7 +210,7 @@ fn command_provider_runs_once_per_document_and_names_failures() {
     let provider = format!(
         "[providers.h]\nkind = \"command\"\ncommand = [{}, \"{{path}}\"]\n\
          env = [\"USER_V\", \"TOKEN_V\", \"PAT_V\"]\n\n",
-        q(&helper.display().to_string())
+        q(helper.display().to_string())
     );
     let t = t
         .env("USER_V", &user)
@@ -313,7 +309,7 @@ fn command_provider_helper_dies_with_a_sigkilled_cme_exec() {
     let t = t.config_toml(&format!(
         "[providers.h]\nkind = \"command\"\ncommand = [{}, \"{{path}}\"]\n\n\
          [jira.\"https://jira.example.com\"]\npat = \"h:pat\"\n",
-        q(&helper.display().to_string())
+        q(helper.display().to_string())
     ));
     let running = t.spawn_args(["--timeout", "60", "check"]);
     wait_until("the helper runs", Duration::from_secs(30), || {
@@ -381,7 +377,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
         "[providers.ask]\nkind = \"command\"\ncommand = [{}, \"{{ref}}\"]\nstdin = \"terminal\"\n\
          env = [\"TOKEN_V\"]\n\n\
          [jira.\"https://jira.example.com\"]\npat = \"ask://vault/item\"\n",
-        q(&asker.display().to_string())
+        q(asker.display().to_string())
     ));
     let out = t.launch(["check"]).wrapper([&driver]).run();
     out.assert_code(0);
@@ -423,7 +419,7 @@ printf '%s\n' \"$TOKEN_V\"
         "[providers.ask]\nkind = \"command\"\ncommand = [{}, \"{{ref}}\"]\nstdin = \"terminal\"\n\
          env = [\"TOKEN_V\"]\n\n\
          [jira.\"https://jira.example.com\"]\npat = \"ask://vault/item\"\n",
-        q(&helper.display().to_string())
+        q(helper.display().to_string())
     ));
     let pty = pty_runner(&t);
     let err_file = t.out_dir().join("err.log");

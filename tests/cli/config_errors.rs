@@ -133,7 +133,7 @@ fn a_missing_file() {
     let missing = t.path().join("secrets/nope.json");
     let t = t.config_toml(&format!(
         "[confluence.\"https://company.atlassian.net\"]\npat = {}\n",
-        q(&format!("{}#pat", file_ref(&missing)))
+        q(format!("{}#pat", file_ref(&missing)))
     ));
     assert_config_error(t, &[&missing.display().to_string(), "pat"]);
 }
@@ -148,7 +148,7 @@ fn a_missing_json_key() {
     );
     let t = t.config_toml(&format!(
         "[confluence.\"https://company.atlassian.net\"]\napi_token = {}\nusername = \"env://CME_TEST_X\"\n",
-        q(&format!("{}#no_such_key", file_ref(&file)))
+        q(format!("{}#no_such_key", file_ref(&file)))
     ));
     let t = t.env("CME_TEST_X", "x");
     assert_config_error(t, &["no_such_key", "api_token"]);
@@ -166,8 +166,8 @@ fn a_missing_key_lists_the_document_s_key_names() {
     );
     let t = t.config_toml(&format!(
         "[confluence.\"https://company.atlassian.net\"]\nusername = {}\napi_token = {}\n",
-        q(&format!("{}#username", file_ref(&file))),
-        q(&format!("{}#api_tokn", file_ref(&file)))
+        q(format!("{}#username", file_ref(&file))),
+        q(format!("{}#api_tokn", file_ref(&file)))
     ));
     assert_config_error(
         t,
@@ -267,4 +267,56 @@ fn a_command_without_double_dash_hints_at_it() {
         "`cme` is not a cme-exec command; the command to run goes after `--`",
     )
     .assert_stderr_contains("tip: cme-exec -- cme ...");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CME_EXEC_ variables
+// ---------------------------------------------------------------------------------------------
+
+/// A misspelt `CME_EXEC_*` variable is an error (exit 125) naming the closest known
+/// name, for every command that reads the config; nothing runs.
+#[test]
+fn unknown_cme_exec_variables_are_refused_with_a_suggestion() {
+    let mut t = Test::new();
+    let (t, _, _) = crate::explain::env_config(&mut t);
+    let marker = t.out_dir().join("ran");
+    let child = t.script("mark", &scripts::touch(&marker));
+    for (typo, meant) in [
+        ("CME_EXEC_TIMOUT", "CME_EXEC_TIMEOUT"),
+        ("CME_EXEC_VAULT_KV_VERSON", "CME_EXEC_VAULT_KV_VERSION"),
+    ] {
+        let t = Test::new().env(typo, "3");
+        let t = t.config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://P\"\n");
+        for args in [
+            vec!["check".to_owned()],
+            vec!["explain".to_owned()],
+            vec!["--".to_owned(), child.display().to_string()],
+        ] {
+            let out = t.run_args(&args);
+            out.assert_code(125)
+                .assert_stderr_contains(&format!("{typo}: did you mean {meant}?"));
+        }
+        t.assert_clean();
+    }
+    assert!(!marker.exists(), "the child ran");
+    // The test harness's own variables are not cme-exec's.
+    let t = t.env("CME_EXEC_TEST_ANYTHING", "1");
+    t.run_args(["check"]).assert_success();
+    t.assert_clean();
+}
+
+/// Environment-only settings next to a config file are ignored, and cme-exec says so,
+/// naming the file.
+#[test]
+fn env_only_settings_ignored_for_a_config_file_are_named() {
+    let mut t = Test::new();
+    let (t, _, _) = crate::explain::env_config(&mut t);
+    let t = t
+        .env("CME_EXEC_JIRA_URL", "https://other.example.com")
+        .env("CME_EXEC_JIRA_PAT", "env://CME_TEST_PAT");
+    let out = t.run_args(["check"]);
+    out.assert_success()
+        .assert_stderr_contains("CME_EXEC_JIRA_URL, CME_EXEC_JIRA_PAT are ignored")
+        .assert_stderr_contains(&t.config_path().display().to_string());
+    t.assert_clean();
 }

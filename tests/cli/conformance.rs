@@ -1,4 +1,4 @@
-//! The provider conformance suite (issue 14, item 7): every backend, against its real store, gives
+//! The provider conformance suite: every backend, against its real store, gives
 //! the same answers to the same situations: a missing document, a missing key, a non-string
 //! value at a key, an empty value, an oversize document, one document asked for by two fields
 //! (fetched once), and a store that does not answer within the deadline. A backend that can

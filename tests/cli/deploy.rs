@@ -9,7 +9,7 @@
 //! path fails here. The few changes the tests make to that text are all in [`substitutions`];
 //! the changes made to the manifests as Kubernetes itself would are in [`TO_PODS`].
 //!
-//! Set-up and cost (tests/support/podman.rs): the base image (mmdebstrap, about 45-100 s) and the
+//! Set-up and cost (tests/cli/support/podman.rs): the base image (mmdebstrap, about 45-100 s) and the
 //! pip layer of `Dockerfile.cme` (about 25 s) are made once and kept in `<target>/deploy-podman/`;
 //! each test process then builds the two images (a few seconds) and plays its pods one at a
 //! time.
@@ -597,11 +597,24 @@ struct Cluster {
     secrets: Vec<String>,
     vault_ca: String,
     host_dir: tempfile::TempDir,
+    /// Held while the cluster lives: one pod test at a time (podman's storage is shared).
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
+    /// The page reached the export volume, and the site saw the credentials.
+    #[track_caller]
+    fn assert_exported(&self, what: &str) {
+        assert_exported(&Podman::get().volume_dir("confluence-export"), what);
+        assert_site_saw_credentials(&self.site, &self.header, what);
+    }
+
+    /// Takes the one-at-a-time lock, builds the images (once per test binary), then sets up the
+    /// cluster.
     #[track_caller]
     fn start() -> Cluster {
+        let one = Podman::exclusive();
+        Podman::get().images();
         let bao = OpenBao::start_tls();
         let accounts = ServiceAccounts::start();
         let user = sentinel("k8s-username");
@@ -649,6 +662,7 @@ impl Cluster {
             secrets,
             vault_ca,
             host_dir,
+            _one: one,
         }
     }
 
@@ -898,6 +912,31 @@ impl Played {
     }
 }
 
+impl Played {
+    /// Waits for the container; asserts it exited 0 and printed no secret.
+    #[track_caller]
+    fn wait_ok(&self, pod: &str, container: &str, what: &str, secrets: &[String]) -> Output {
+        let out = self.wait(pod, container);
+        assert_ran(&out, what, secrets, self);
+        out
+    }
+
+    /// The end of a pod test: no secret on disk while the pods exist (but in their memory
+    /// volumes) nor after they are gone; the export volume removed.
+    #[track_caller]
+    fn tear_down(self, since: SystemTime, secrets: &[String]) {
+        assert_nothing_on_disk(
+            since,
+            secrets,
+            &self.memory_volumes(),
+            "while the pod exists",
+        );
+        drop(self);
+        assert_nothing_on_disk(since, secrets, &[], "after the pod is gone");
+        remove_volume("confluence-export");
+    }
+}
+
 impl Drop for Played {
     fn drop(&mut self) {
         let podman = Podman::get();
@@ -909,6 +948,20 @@ impl Drop for Played {
             let _ = podman.run(["volume", "rm", "--force", cm]);
         }
     }
+}
+
+/// The objects of these kinds among a block's YAML documents, each as JSON (which YAML reads).
+fn objects_of(yaml: &str, kinds: &[&str]) -> Vec<String> {
+    yaml_docs(yaml)
+        .into_iter()
+        .filter(|d| kinds.iter().any(|k| d["kind"] == *k))
+        .map(|d| serde_json::to_string(&d).unwrap())
+        .collect()
+}
+
+/// YAML documents as one stream for `podman kube play`.
+fn stream(documents: &[&str]) -> String {
+    documents.join("\n---\n")
 }
 
 fn remove_volume(name: &str) {
@@ -943,9 +996,6 @@ fn assert_nothing_on_disk(since: SystemTime, secrets: &[String], except: &[PathB
 /// stand-in), the token is revoked, and no credential or token is left on disk.
 #[test]
 fn deploy_kubernetes_cronjob_checks_renders_and_exports_to_its_volume() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let cluster = Cluster::start();
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
     let cron = yaml_docs(&manifests.text)
@@ -973,13 +1023,14 @@ fn deploy_kubernetes_cronjob_checks_renders_and_exports_to_its_volume() {
         .bao
         .cli_ok(&["list", "-format=json", "auth/token/accessors"], None);
     let since = SystemTime::now();
-    let played = cluster.play(
-        &format!("{}\n---\n{}", cluster.vault_ca, manifests.text),
-        false,
-    );
+    let played = cluster.play(&stream(&[&cluster.vault_ca, &manifests.text]), false);
     let secrets = cluster.all_secrets();
-    let check = played.wait("confluence-export", "check");
-    assert_ran(&check, "the check init container", &secrets, &played);
+    let check = played.wait_ok(
+        "confluence-export",
+        "check",
+        "the check init container",
+        &secrets,
+    );
     for field in ["username", "api_token"] {
         assert_eq!(
             crate::ok_lines(
@@ -992,16 +1043,15 @@ fn deploy_kubernetes_cronjob_checks_renders_and_exports_to_its_volume() {
             check.describe()
         );
     }
-    let render = played.wait("confluence-export", "credentials");
-    assert_ran(&render, "the credentials init container", &secrets, &played);
-    let cme = played.wait("confluence-export", "cme");
-    assert_ran(&cme, "the cme container", &secrets, &played);
-
-    assert_exported(
-        &podman.volume_dir("confluence-export"),
-        "the CronJob's export",
+    played.wait_ok(
+        "confluence-export",
+        "credentials",
+        "the credentials init container",
+        &secrets,
     );
-    assert_site_saw_credentials(&cluster.site, &cluster.header, "the CronJob's cme");
+    played.wait_ok("confluence-export", "cme", "the cme container", &secrets);
+
+    cluster.assert_exported("the CronJob's cme");
     assert!(
         cluster
             .site
@@ -1027,46 +1077,29 @@ fn deploy_kubernetes_cronjob_checks_renders_and_exports_to_its_volume() {
         "a token of the pods is still valid"
     );
 
-    assert_nothing_on_disk(
-        since,
-        &secrets,
-        &played.memory_volumes(),
-        "while the pod exists",
-    );
-    drop(played);
-    assert_nothing_on_disk(since, &secrets, &[], "after the pod is gone");
-    remove_volume("confluence-export");
+    played.tear_down(since, &secrets);
 }
 
 /// The diagnostic pod of docs/kubernetes.md section 3 runs `check` with the config and the CA
 /// mounted, and reports both fields and the token it used.
 #[test]
 fn deploy_kubernetes_check_pod_reports_every_field() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let cluster = Cluster::start();
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
     let check_pod = docs::tested("docs/kubernetes.md", "check-pod");
     // The ConfigMaps of section 2, and the pod.
-    let configmaps: Vec<String> = yaml_docs(&manifests.text)
-        .into_iter()
-        .filter(|d| d["kind"] == "ConfigMap")
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
+    let configmaps = objects_of(&manifests.text, &["ConfigMap"]);
     let since = SystemTime::now();
     let played = cluster.play(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            cluster.vault_ca,
-            configmaps.join("\n---\n"),
-            check_pod.text
-        ),
+        &stream(&[
+            &cluster.vault_ca,
+            &configmaps.join("\n---\n"),
+            &check_pod.text,
+        ]),
         false,
     );
     let secrets = cluster.all_secrets();
-    let out = played.wait("cme-exec-check", "check");
-    assert_ran(&out, &check_pod.place(), &secrets, &played);
+    let out = played.wait_ok("cme-exec-check", "check", &check_pod.place(), &secrets);
     for field in ["username", "api_token"] {
         assert_eq!(
             crate::ok_lines(
@@ -1094,33 +1127,24 @@ fn deploy_kubernetes_check_pod_reports_every_field() {
 /// memory; it mounts the config, Vault's CA and the export volume it names.
 #[test]
 fn deploy_kubernetes_one_container_job_exports() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let cluster = Cluster::start();
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
     let job = docs::tested("docs/kubernetes.md", "one-container");
-    let objects: Vec<String> = yaml_docs(&manifests.text)
-        .into_iter()
-        .filter(|d| d["kind"] == "ConfigMap" || d["kind"] == "PersistentVolumeClaim")
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
+    let objects = objects_of(&manifests.text, &["ConfigMap", "PersistentVolumeClaim"]);
     remove_volume("confluence-export");
     let since = SystemTime::now();
     let played = cluster.play(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            cluster.vault_ca,
-            objects.join("\n---\n"),
-            job.text
-        ),
+        &stream(&[&cluster.vault_ca, &objects.join("\n---\n"), &job.text]),
         false,
     );
     let secrets = cluster.all_secrets();
-    let out = played.wait("confluence-export-one-container", "cme");
-    assert_ran(&out, &job.place(), &secrets, &played);
-    assert_exported(&podman.volume_dir("confluence-export"), &job.place());
-    assert_site_saw_credentials(&cluster.site, &cluster.header, &job.place());
+    played.wait_ok(
+        "confluence-export-one-container",
+        "cme",
+        &job.place(),
+        &secrets,
+    );
+    cluster.assert_exported(&job.place());
     drop(played);
     assert_nothing_on_disk(since, &secrets, &[], "after the one-container pod");
     remove_volume("confluence-export");
@@ -1179,9 +1203,6 @@ fn assert_one_proxy_login(
 /// login of its own, and cme exports.
 #[test]
 fn deploy_kubernetes_proxy_per_node_serves_the_export_job() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let version = Command::new(Venv::get().bao())
         .arg("version")
         .output()
@@ -1197,21 +1218,14 @@ fn deploy_kubernetes_proxy_per_node_serves_the_export_job() {
     assert_eq!(out.code(), Some(0), "{}\n{}", role.place(), out.describe());
 
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
-    let pvc: Vec<String> = yaml_docs(&manifests.text)
-        .into_iter()
-        .filter(|d| d["kind"] == "PersistentVolumeClaim")
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
+    let pvc = objects_of(&manifests.text, &["PersistentVolumeClaim"]);
     let config = docs::tested("docs/kubernetes.md", "proxy-config");
     let daemonset = docs::tested("docs/kubernetes.md", "proxy-daemonset");
     let job = docs::tested("docs/kubernetes.md", "proxy-job");
     remove_volume("confluence-export");
     let since = SystemTime::now();
     let proxy = cluster.play(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            cluster.vault_ca, config.text, daemonset.text
-        ),
+        &stream(&[&cluster.vault_ca, &config.text, &daemonset.text]),
         false,
     );
     let socket = cluster.host_dir.path().join("proxy.sock");
@@ -1220,21 +1234,18 @@ fn deploy_kubernetes_proxy_per_node_serves_the_export_job() {
     assert_ran(&chown, &daemonset.place(), &cluster.all_secrets(), &proxy);
 
     let export = cluster.play(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            config.text,
-            pvc.join("\n---\n"),
-            job.text
-        ),
+        &stream(&[&config.text, &pvc.join("\n---\n"), &job.text]),
         false,
     );
     let secrets = cluster.all_secrets();
-    let render = export.wait("confluence-export-via-proxy", "credentials");
-    assert_ran(&render, &job.place(), &secrets, &export);
-    let cme = export.wait("confluence-export-via-proxy", "cme");
-    assert_ran(&cme, &job.place(), &secrets, &export);
-    assert_exported(&podman.volume_dir("confluence-export"), &job.place());
-    assert_site_saw_credentials(&cluster.site, &cluster.header, &job.place());
+    export.wait_ok(
+        "confluence-export-via-proxy",
+        "credentials",
+        &job.place(),
+        &secrets,
+    );
+    export.wait_ok("confluence-export-via-proxy", "cme", &job.place(), &secrets);
+    cluster.assert_exported(&job.place());
     // One login, the proxy's (OpenBao reviews its token again when the proxy renews it); the
     // export pod's service account was never reviewed.
     assert_one_proxy_login(
@@ -1259,19 +1270,13 @@ fn deploy_kubernetes_proxy_per_node_serves_the_export_job() {
 /// no native sidecars), then three `cme-exec -- cme pages` runs share its one login.
 #[test]
 fn deploy_kubernetes_proxy_sidecar_serves_every_run_of_its_pod() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let cluster = Cluster::start();
+    let podman = Podman::get();
     let role = docs::tested("docs/kubernetes.md", "vault-sidecar-role");
     let out = cluster.shell.run(&substitute(&role.text, &cluster.stand));
     assert_eq!(out.code(), Some(0), "{}\n{}", role.place(), out.describe());
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
-    let pvc: Vec<String> = yaml_docs(&manifests.text)
-        .into_iter()
-        .filter(|d| d["kind"] == "PersistentVolumeClaim")
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
+    let pvc = objects_of(&manifests.text, &["PersistentVolumeClaim"]);
     let config = docs::tested("docs/kubernetes.md", "proxy-config");
     let job = docs::tested("docs/kubernetes.md", "proxy-sidecar");
     let documented = yaml_docs(&job.text);
@@ -1286,13 +1291,12 @@ fn deploy_kubernetes_proxy_sidecar_serves_every_run_of_its_pod() {
     remove_volume("confluence-export");
     let since = SystemTime::now();
     let played = cluster.play(
-        &format!(
-            "{}\n---\n{}\n---\n{}\n---\n{}",
-            cluster.vault_ca,
-            config.text,
-            pvc.join("\n---\n"),
-            job.text
-        ),
+        &stream(&[
+            &cluster.vault_ca,
+            &config.text,
+            &pvc.join("\n---\n"),
+            &job.text,
+        ]),
         true,
     );
     let pod = "confluence-exports-sidecar";
@@ -1315,10 +1319,8 @@ fn deploy_kubernetes_proxy_sidecar_serves_every_run_of_its_pod() {
     }
     podman.ok(["start", &Played::container(pod, "exports")]);
     let secrets = cluster.all_secrets();
-    let out = played.wait(pod, "exports");
-    assert_ran(&out, &job.place(), &secrets, &played);
-    assert_exported(&podman.volume_dir("confluence-export"), &job.place());
-    assert_site_saw_credentials(&cluster.site, &cluster.header, &job.place());
+    played.wait_ok(pod, "exports", &job.place(), &secrets);
+    cluster.assert_exported(&job.place());
     let pages: Vec<String> = cluster
         .site
         .requests()
@@ -1333,15 +1335,7 @@ fn deploy_kubernetes_proxy_sidecar_serves_every_run_of_its_pod() {
         );
     }
     assert_one_proxy_login(&cluster, "docs/cme-exporter", &played, pod, "openbao-proxy");
-    assert_nothing_on_disk(
-        since,
-        &secrets,
-        &played.memory_volumes(),
-        "while the pod exists",
-    );
-    drop(played);
-    assert_nothing_on_disk(since, &secrets, &[], "after the pod is gone");
-    remove_volume("confluence-export");
+    played.tear_down(since, &secrets);
 }
 
 /// EKS with IRSA (docs/kubernetes.md): the init container exchanges the web identity token for
@@ -1350,10 +1344,8 @@ fn deploy_kubernetes_proxy_sidecar_serves_every_run_of_its_pod() {
 /// assumed role.
 #[test]
 fn deploy_kubernetes_irsa_job_renders_from_secrets_manager() {
-    let podman = Podman::get();
-    let _one = Podman::exclusive();
-    podman.images();
     let cluster = Cluster::start();
+    let podman = Podman::get();
     let moto = Moto::start();
     let user = &cluster.secrets[0];
     let token = &cluster.secrets[1];
@@ -1363,11 +1355,7 @@ fn deploy_kubernetes_irsa_job_renders_from_secrets_manager() {
         &json!({ "username": user, "api_token": token }).to_string(),
     );
     let manifests = docs::tested("docs/kubernetes.md", "manifests");
-    let pvc: Vec<String> = yaml_docs(&manifests.text)
-        .into_iter()
-        .filter(|d| d["kind"] == "PersistentVolumeClaim")
-        .map(|d| serde_json::to_string(&d).unwrap())
-        .collect();
+    let pvc = objects_of(&manifests.text, &["PersistentVolumeClaim"]);
     let config = docs::tested("docs/kubernetes.md", "irsa-config");
     let job = docs::tested("docs/kubernetes.md", "irsa-job");
     remove_volume("confluence-export");
@@ -1385,22 +1373,16 @@ fn deploy_kubernetes_irsa_job_renders_from_secrets_manager() {
         r#"args: ["check", "--config", "/etc/cme-exec/cme-exec.toml"]"#,
     );
     let played = cluster.play_with(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            config.text,
-            pvc.join("\n---\n"),
-            check_job
-        ),
+        &stream(&[&config.text, &pvc.join("\n---\n"), &check_job]),
         false,
         Some(&moto.endpoint()),
     );
     let secrets = cluster.all_secrets();
-    let check = played.wait("confluence-export", "cme-exec");
-    assert_ran(
-        &check,
+    let check = played.wait_ok(
+        "confluence-export",
+        "cme-exec",
         "the identity check of the IRSA job",
         &secrets,
-        &played,
     );
     let identity = lines_with(&check.stdout, &["provider aws (aws-sm)"]);
     assert!(
@@ -1412,21 +1394,13 @@ fn deploy_kubernetes_irsa_job_renders_from_secrets_manager() {
     drop(played);
 
     let played = cluster.play_with(
-        &format!(
-            "{}\n---\n{}\n---\n{}",
-            config.text,
-            pvc.join("\n---\n"),
-            job.text
-        ),
+        &stream(&[&config.text, &pvc.join("\n---\n"), &job.text]),
         false,
         Some(&moto.endpoint()),
     );
-    let render = played.wait("confluence-export", "cme-exec");
-    assert_ran(&render, &job.place(), &secrets, &played);
-    let cme = played.wait("confluence-export", "cme");
-    assert_ran(&cme, &job.place(), &secrets, &played);
-    assert_exported(&podman.volume_dir("confluence-export"), &job.place());
-    assert_site_saw_credentials(&cluster.site, &cluster.header, &job.place());
+    played.wait_ok("confluence-export", "cme-exec", &job.place(), &secrets);
+    played.wait_ok("confluence-export", "cme", &job.place(), &secrets);
+    cluster.assert_exported(&job.place());
     // The webhook's variables reached the init container only.
     let env = podman.ok([
         "inspect",
@@ -1438,13 +1412,5 @@ fn deploy_kubernetes_irsa_job_renders_from_secrets_manager() {
         !env.contains("AWS_ROLE_ARN") && !env.contains("AWS_WEB_IDENTITY_TOKEN_FILE"),
         "eks.amazonaws.com/skip-containers should keep the web identity out of cme's container"
     );
-    assert_nothing_on_disk(
-        since,
-        &secrets,
-        &played.memory_volumes(),
-        "while the pod exists",
-    );
-    drop(played);
-    assert_nothing_on_disk(since, &secrets, &[], "after the pod is gone");
-    remove_volume("confluence-export");
+    played.tear_down(since, &secrets);
 }

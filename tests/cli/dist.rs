@@ -1,4 +1,4 @@
-//! Distribution (issue 8): `--version`, the static release binary from `scripts/dist`, the
+//! Distribution: `--version`, the static release binary from `scripts/dist`, the
 //! minimal container image built with buildah and run as UID 65532 with only its own CA bundle,
 //! `scripts/install.sh` against a local, signed release served on loopback (the GitHub Action and
 //! the GitLab template that run it are in `ci_templates.rs`), and `scripts/dist` packaging from
@@ -19,9 +19,9 @@ use crate::support::release::{self, Release, SigningKey, Site};
 use crate::support::*;
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
-/// A guard against growth, not the issue's 12 MB target: the binary met that (11.6 MiB) until the
-/// `live` feature (issue 10) brought it to 13.0 MiB, and the command and aws-ssm backends with
-/// AWS SSO and credential_process (issue 12) to about 15 MiB (docs/performance.md).
+/// A guard against growth, not a 12 MB target: the binary met that (11.6 MiB) until the
+/// `live` feature brought it to 13.0 MiB, and the command and aws-ssm backends with
+/// AWS SSO and credential_process to about 15 MiB (docs/performance.md).
 const MAX_SIZE: u64 = 16 * 1024 * 1024;
 
 /// The static binary `scripts/dist` built for this machine's architecture.
@@ -169,7 +169,7 @@ fn dist_binary_is_static_stripped_and_small() {
         "{} asks for a dynamic loader (PT_INTERP)",
         path.display()
     );
-    // Not position-independent (ET_EXEC): nothing to relocate at start (issue 11).
+    // Not position-independent (ET_EXEC): nothing to relocate at start.
     let e_type = u16::from_le_bytes(elf[0x10..0x12].try_into().unwrap());
     assert_eq!(
         e_type,
@@ -781,7 +781,7 @@ impl Drop for MotoTls {
 }
 
 // ---------------------------------------------------------------------------------------------
-// scripts/install.sh against a local, signed release (tests/support/release.rs); the GitHub
+// scripts/install.sh against a local, signed release (tests/cli/support/release.rs); the GitHub
 // Action and the GitLab template that run it are in tests/cli/ci_templates.rs
 // ---------------------------------------------------------------------------------------------
 

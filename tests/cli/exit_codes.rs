@@ -74,9 +74,9 @@ fn exit_125_when_references_fail_and_the_child_never_starts() {
     let missing_file = t.path().join("secrets/no-such-file");
     let config = format!(
         "[confluence.\"https://company.atlassian.net\"]\nusername = {u}\napi_token = {tk}\n\n[jira.\"https://jira.example.com\"]\npat = {p}\n",
-        u = q(&format!("env://{missing_user}")),
-        tk = q(&format!("env://{token_var}")),
-        p = q(&file_ref(&missing_file)),
+        u = q(format!("env://{missing_user}")),
+        tk = q(format!("env://{token_var}")),
+        p = q(file_ref(&missing_file)),
     );
     let t = t.env(&token_var, &token).config_toml(&config);
     let marker = t.out_dir().join("child-ran");

@@ -1,4 +1,4 @@
-//! Token expiry warnings (issue 10, part 2): `expires_at` as a sibling key in a file document,
+//! Token expiry warnings: `expires_at` as a sibling key in a file document,
 //! Vault KV v2 `custom_metadata` (no extra request: it comes with the value) and an AWS Secrets
 //! Manager tag (a request of its own, made by `check` only); `check` shows the days left and
 //! warns inside the window, `check --fail-within DAYS` fails, `run` warns and still runs.
@@ -54,9 +54,9 @@ fn a_sibling_expires_at_key_is_shown_warned_and_fails_on_request() {
     let child = t.script("mark", &scripts::touch(&marker));
     let t = t.config_toml(&format!(
         "[confluence.\"https://company.atlassian.net\"]\nusername = {}\napi_token = {}\n\n[jira.\"https://jira.example.org\"]\nfrom = {}\n",
-        q(&format!("{}#username", file_ref(&doc))),
-        q(&format!("{}#api_token", file_ref(&doc))),
-        q(&file_ref(&jira)),
+        q(format!("{}#username", file_ref(&doc))),
+        q(format!("{}#api_token", file_ref(&doc))),
+        q(file_ref(&jira)),
     ));
 
     let out = t.run_args(["check"]);

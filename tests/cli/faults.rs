@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::faults::{peak_rss_wrapper, FaultServer};
+use crate::support::http::Silent;
 use crate::support::openbao::{Action, Audited, OpenBao, Seen, StandIn};
 use crate::support::scripts;
 use crate::support::*;
+use crate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -35,11 +37,6 @@ const MARGIN: Duration = Duration::from_secs(2);
 const ATTEMPTS: usize = 3;
 /// `src/resolve/mod.rs`: how many documents one provider fetches at the same time.
 const CONCURRENCY: usize = 16;
-
-/// A TOML basic string.
-fn q(value: impl AsRef<str>) -> String {
-    serde_json::to_string(value.as_ref()).expect("a string serialises")
-}
 
 /// The reference `vault://secret/<doc>#pat`.
 fn reference(doc: &str) -> String {
@@ -132,14 +129,6 @@ fn count(requests: &[Audited], operation: &str, path: &str) -> usize {
         .iter()
         .filter(|r| r.operation == operation && r.path == path)
         .count()
-}
-
-fn listing(requests: &[Audited]) -> String {
-    requests
-        .iter()
-        .map(|r| format!("{} {}", r.operation, r.path))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A KV v2 read answer holding `pat`, as OpenBao would send it.
@@ -402,7 +391,7 @@ fn faults_500_three_times_gives_up_after_the_documented_attempts() {
         count(&requests, "read", "secret/data/app"),
         1,
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     t.assert_clean();
 }
@@ -489,7 +478,7 @@ fn faults_token_expiring_after_the_first_read_names_the_failing_references() {
         count(&audited, "read", &format!("secret/data/{first}")),
         1,
         "{}",
-        listing(&audited)
+        audit_listing(&audited)
     );
     t.assert_clean();
 }
@@ -556,7 +545,7 @@ fn faults_429_with_retry_after_is_honoured_then_succeeds() {
         count(&requests, "read", "secret/data/app"),
         1,
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     t.assert_clean();
 }
@@ -766,5 +755,61 @@ fn faults_load_500_references_across_50_documents_read_once_with_bounded_concurr
         "load: 500 references, 50 documents, each read once; at most {max} reads in flight \
          (bound {CONCURRENCY}); {elapsed:?} with 100 ms per read"
     );
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// One deadline covers everything
+// ---------------------------------------------------------------------------------------------
+
+/// What a failing run may take beyond its `--timeout`: starting and ending the process on a busy
+/// machine. Generous on purpose (the bugs these tests catch are a doubled deadline).
+pub(crate) const RUN_MARGIN: Duration = Duration::from_millis(2500);
+
+/// `check --timeout 4` against a Vault and an AWS endpoint that both accept and never answer:
+/// the fetches and both identity lookups share the one deadline (it took 12 s: the deadline once
+/// for the fetches and once more for each identity lookup).
+#[test]
+fn check_keeps_one_deadline_against_stores_that_never_answer() {
+    let vault = Silent::start();
+    let aws = Silent::start();
+    let t = Test::new()
+        .env("VAULT_ADDR", vault.url())
+        .env("VAULT_TOKEN", "hvs.not-a-secret-token")
+        .env("AWS_ENDPOINT_URL", aws.url())
+        .env("AWS_REGION", moto::REGION)
+        .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-secret-key")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .global_arg("--timeout")
+        .global_arg("4")
+        .config_toml(
+            "[confluence.\"https://x.atlassian.net\"]\nusername = \"vault://secret/app#user\"\n\
+             api_token = \"aws-sm://app#token\"\n",
+        );
+    let start = Instant::now();
+    let out = t.run_args(["check"]);
+    let elapsed = start.elapsed();
+    out.assert_code(1);
+    assert!(
+        elapsed < Duration::from_secs(4) + RUN_MARGIN,
+        "check --timeout 4 took {elapsed:?}\n{}",
+        out.describe()
+    );
+    t.assert_clean();
+}
+
+/// `--timeout 0` is refused with a message that does not say 0 is allowed.
+#[test]
+fn timeout_zero_is_refused_in_words_that_match() {
+    let t = Test::new();
+    let out = t.run_args(["--timeout", "0", "check"]);
+    out.assert_code(125);
+    assert!(
+        !out.stderr.contains("between 0 and"),
+        "the message must not say 0 is allowed\n{}",
+        out.describe()
+    );
+    out.assert_stderr_contains("greater than 0");
     t.assert_clean();
 }

@@ -1,6 +1,7 @@
 //! The hand-over of the config to the child: a memfd by default, `--via file` (private,
 //! removed on every exit path, `--dir`, the `/dev/shm` fallback, an unsafe root refused).
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::scripts;
+use crate::support::scripts::sh_quote;
 use crate::support::*;
 use crate::*;
 
@@ -173,7 +175,7 @@ fn via_file_honours_dir_and_falls_back_to_dev_shm() {
     assert_dir_empty(&custom);
     b.t.assert_clean();
 
-    // Fails, never skips, without /dev/shm (issue 9, item 25).
+    // Fails, never skips, without /dev/shm: a skipped test would pass without running.
     assert!(
         Path::new("/dev/shm").is_dir(),
         "the /dev/shm part cannot run: this system has no /dev/shm.\nTo fix: mount a tmpfs there \
@@ -223,4 +225,150 @@ fn via_file_refuses_a_root_others_can_write() {
     assert!(marker.exists());
     assert_dir_empty(&open);
     b.t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths handed over are absolute
+// ---------------------------------------------------------------------------------------------
+
+/// A child that changes directory, then checks that `CME_CONFIG_PATH` is absolute and names a
+/// readable file holding `auth` (without printing it); records `ok` in `out/config-after-cd`.
+fn cd_then_read_child(t: &Test) -> (PathBuf, PathBuf) {
+    let record = t.out_dir().join("config-after-cd");
+    let child = t.script(
+        "cd-then-read",
+        &format!(
+            r#"#!/bin/sh
+cd / || exit 90
+case "$CME_CONFIG_PATH" in
+  /*) ;;
+  *) echo "relative CME_CONFIG_PATH" > {record}; exit 91 ;;
+esac
+grep -q '"auth"' "$CME_CONFIG_PATH" || {{ echo "unreadable after cd" > {record}; exit 92; }}
+echo ok > {record}
+"#,
+            record = sh_quote(&record)
+        ),
+    );
+    (record, child)
+}
+
+/// `--via file --dir REL` (relative to the working directory) and `--via env`
+/// with a relative `CME_CONFIG_PATH` base config hand over an absolute path: a child that
+/// changes directory still reads its config.
+#[test]
+fn a_relative_dir_gives_an_absolute_config_path() {
+    let (t, _) = pat_test();
+    let (record, child) = cd_then_read_child(&t);
+    let rel = t.work_dir().join("rt");
+    fs::create_dir(&rel).unwrap();
+    fs::set_permissions(&rel, fs::Permissions::from_mode(0o700)).unwrap();
+    let out = t.run_args([
+        OsStr::new("run"),
+        OsStr::new("--via"),
+        OsStr::new("file"),
+        OsStr::new("--dir"),
+        OsStr::new("rt"),
+        OsStr::new("--"),
+        child.as_os_str(),
+    ]);
+    let said = fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(said.trim(), "ok", "--dir rt\n{}", out.describe());
+    out.assert_success();
+    assert_dir_empty(&rel);
+
+    // --via env: CME_CONFIG_PATH is the base config, here given relative to the working dir.
+    fs::remove_file(&record).unwrap();
+    t.write_file("work/base.json", "{\"auth\": {}}\n");
+    let out = t
+        .launch([
+            OsStr::new("run"),
+            OsStr::new("--via"),
+            OsStr::new("env"),
+            OsStr::new("--"),
+            child.as_os_str(),
+        ])
+        .env("CME_CONFIG_PATH", "base.json")
+        .run();
+    let said = fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(said.trim(), "ok", "--via env\n{}", out.describe());
+    out.assert_success();
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// render's file mode and directories
+// ---------------------------------------------------------------------------------------------
+
+/// `render --mode 0644` writes the file as asked but warns that every user can
+/// read it; `--mode 0640` (group-readable, the documented sharing mode) and the default do not.
+#[test]
+fn render_warns_when_others_can_read() {
+    let (t, _) = pat_test();
+    let output = t.out_dir().join("app_data.json");
+    let out = t.run_args([
+        OsStr::new("render"),
+        OsStr::new("--output"),
+        output.as_os_str(),
+        OsStr::new("--mode"),
+        OsStr::new("0644"),
+    ]);
+    out.assert_success()
+        .assert_stderr_contains("warning")
+        .assert_stderr_contains("readable by every user")
+        .assert_stderr_contains(&output.display().to_string());
+    assert_eq!(mode_of(&output), 0o644, "the mode asked for");
+    for mode in [None, Some("0640")] {
+        let mut args = vec![
+            OsStr::new("render"),
+            OsStr::new("--output"),
+            output.as_os_str(),
+        ];
+        if let Some(m) = mode {
+            args.extend([OsStr::new("--mode"), OsStr::new(m)]);
+        }
+        let out = t.run_args(args);
+        out.assert_success();
+        assert!(
+            !out.stderr.contains("warning"),
+            "--mode {mode:?}: no warning\n{}",
+            out.describe()
+        );
+    }
+    t.assert_clean();
+}
+
+/// `render` into a directory that does not exist creates it (0700) and says so on stderr.
+#[test]
+fn render_says_which_directories_it_created() {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let var = var_name("PAT");
+    let t = t.env(&var, &pat).config_toml(&format!(
+        "[jira.\"https://jira.example.com\"]\npat = \"env://{var}\"\n"
+    ));
+    let output = t.out_dir().join("new").join("deeper").join("app_data.json");
+    let out = t.run_args([
+        std::ffi::OsString::from("render"),
+        "--output".into(),
+        output.clone().into(),
+    ]);
+    out.assert_success();
+    assert!(output.is_file());
+    let created = [t.out_dir().join("new"), t.out_dir().join("new/deeper")];
+    for dir in &created {
+        assert_eq!(mode_of(dir) & 0o777, 0o700, "{}", dir.display());
+        out.assert_stderr_contains(&dir.display().to_string());
+    }
+    out.assert_stderr_contains("created the directories");
+
+    // Into an existing directory: nothing to say.
+    let out = t.run_args([
+        std::ffi::OsString::from("render"),
+        "--output".into(),
+        output.into(),
+    ]);
+    out.assert_success();
+    assert!(!out.stderr.contains("created"), "{}", out.describe());
+    t.assert_clean();
 }

@@ -1,4 +1,4 @@
-//! The harness itself (issue 14, item 8): the end-of-test check ([`Test::assert_clean`]) runs
+//! The harness itself: the end-of-test check ([`Test::assert_clean`]) runs
 //! when a `Test` is dropped, so no test can forget it; it stays quiet while the test is already
 //! failing, and [`Test::leaves_things_behind`] turns it off for a test that says why.
 
@@ -73,4 +73,21 @@ fn assert_clean_can_be_called_again_and_before_the_drop() {
     let t = Test::new();
     t.assert_clean();
     t.assert_clean();
+}
+
+/// The support code's way out for a test that needs namespaces the machine
+/// lacks fails the test, with the reason and the fix (it used to print "SKIPPED" and pass).
+#[test]
+fn a_test_that_cannot_run_fails_with_the_reason() {
+    let outcome = std::panic::catch_unwind(|| {
+        crate::support::launch::cannot_run("some::test", "`unshare -m sh -c ...` failed: EPERM")
+    });
+    let payload = outcome.expect_err("a test that cannot run must fail");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    for needle in ["some::test", "EPERM", "To fix", "root"] {
+        assert!(message.contains(needle), "{needle:?} in {message:?}");
+    }
 }

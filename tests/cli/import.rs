@@ -128,7 +128,7 @@ fn import_into_files_keeps_what_cme_sends_and_removes_the_secrets() {
     assert!(
         toml.contains(&format!(
             "from = {}",
-            q(&format!("file://{}", doc.display()))
+            q(format!("file://{}", doc.display()))
         )),
         "{toml}"
     );

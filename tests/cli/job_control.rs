@@ -1,4 +1,4 @@
-//! Job control and signals (issue 14): Ctrl-Z then `fg` or `bg` in a real interactive bash on a
+//! Job control and signals: Ctrl-Z then `fg` or `bg` in a real interactive bash on a
 //! pseudo-terminal, the terminal found on stdout or stderr when stdin is not one, and every
 //! catchable signal forwarded to the child once, with cme-exec then exiting as the child does.
 //!
@@ -13,14 +13,7 @@ use std::time::Duration;
 use crate::support::launch::{pty_runner, OnTerminal};
 use crate::support::scripts::sh_quote;
 use crate::support::*;
-
-/// A Test with one Jira PAT from a variable (a sentinel).
-fn pat_test() -> Test {
-    let mut t = Test::new();
-    let pat = t.sentinel("pat");
-    t.env("CME_TEST_PAT", &pat)
-        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://CME_TEST_PAT\"\n")
-}
+use crate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Ctrl-Z, fg and bg in an interactive shell
@@ -154,7 +147,7 @@ fn exit_shell(mut shell: OnTerminal) {
 /// child the terminal back: it reads a line typed there, and cme-exec exits with its code.
 #[test]
 fn ctrl_z_then_fg_gives_the_child_the_terminal_back() {
-    let t = pat_test();
+    let (t, _) = pat_test();
     let child = terminal_child(&t);
     let mut shell = shell(&t);
     shell.type_text(&command_line(&t, &child));
@@ -174,7 +167,7 @@ fn ctrl_z_then_fg_gives_the_child_the_terminal_back() {
 /// later `fg` gives the child the terminal.
 #[test]
 fn ctrl_z_then_bg_leaves_the_terminal_to_the_shell() {
-    let t = pat_test();
+    let (t, _) = pat_test();
     let child = terminal_child(&t);
     let mut shell = shell(&t);
     shell.type_text(&command_line(&t, &child));
@@ -203,7 +196,7 @@ fn ctrl_z_then_bg_leaves_the_terminal_to_the_shell() {
 /// found on stdout, and the child gets it (as a shell would see it).
 #[test]
 fn a_terminal_on_stdout_alone_still_makes_cme_exec_the_foreground_job() {
-    let t = pat_test();
+    let (t, _) = pat_test();
     let pty = pty_runner(&t);
     let job = t.out_dir().join("job");
     let probe = t.script(
@@ -274,7 +267,7 @@ fn signals_to_send() -> Vec<(String, i32)> {
         signals.push((format!("SIGRTMIN+{n}"), min + n));
     }
     signals.push(("SIGRTMAX-1".to_owned(), max - 1));
-    // Issue 11: read from a signalfd, SIGRTMAX is forwarded too (tokio could not register it).
+    // Read from a signalfd, SIGRTMAX is forwarded too (tokio could not register it).
     signals.push(("SIGRTMAX".to_owned(), max));
     signals
 }
@@ -311,7 +304,7 @@ exit 7
 /// child for every signal outside a list of seven.
 #[test]
 fn every_catchable_signal_reaches_the_child_once() {
-    let t = pat_test();
+    let (t, _) = pat_test();
     for (name, signal) in signals_to_send() {
         let record = t.out_dir().join(format!("record-{signal}"));
         let child = signal_child(&t, signal, &record, true);
@@ -345,7 +338,7 @@ fn every_catchable_signal_reaches_the_child_once() {
 /// A child that dies of a forwarded signal N makes cme-exec exit 128+N, as a shell reports it.
 #[test]
 fn a_child_killed_by_a_forwarded_signal_gives_128_plus_n() {
-    let t = pat_test();
+    let (t, _) = pat_test();
     for (name, signal) in signals_to_send() {
         let record = t.out_dir().join(format!("record-{signal}"));
         let child = signal_child(&t, signal, &record, false);

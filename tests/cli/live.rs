@@ -1,5 +1,5 @@
-//! `check --live` and `run --check-live` (issue 10, part 1) against the Atlassian stand-in
-//! (`tests/support/atlassian.rs`), which records every request's headers: the authentication
+//! `check --live` and `run --check-live` against the Atlassian stand-in
+//! (`tests/cli/support/atlassian.rs`), which records every request's headers: the authentication
 //! is exactly cme's (Basic, Bearer, Cookie; the gateway with a cloud_id), each failure is told
 //! in words, proxies and CA settings are respected, and `run --check-live` starts nothing when
 //! an instance does not authenticate.
@@ -48,17 +48,13 @@ impl Creds {
         format!(
             "[confluence.{}]\nusername = \"env://CME_TEST_LIVE_USER\"\napi_token = {}\n",
             q(url),
-            q(&file_ref(&self.token_file))
+            q(file_ref(&self.token_file))
         )
     }
 
     /// `[jira.URL]` with pat.
     fn jira_pat(&self, url: &str) -> String {
-        format!(
-            "[jira.{}]\npat = {}\n",
-            q(url),
-            q(&file_ref(&self.pat_file))
-        )
+        format!("[jira.{}]\npat = {}\n", q(url), q(file_ref(&self.pat_file)))
     }
 
     fn basic(&self) -> String {
@@ -134,9 +130,9 @@ fn session_cookies_are_sent_as_cme_sends_them() {
     let wiki = AtlassianStandIn::start(Behaviour::accepting("cookie", &expected));
     let t = t.config_toml(&format!(
         "[confluence.{}]\nsession_cookies = {}\npat = {}\n",
-        q(&wiki.base_url()),
-        q(&file_ref(&cookies)),
-        q(&file_ref(&pat_file))
+        q(wiki.base_url()),
+        q(file_ref(&cookies)),
+        q(file_ref(&pat_file))
     ));
     let out = t.run_args(["check", "--live"]);
     out.assert_success();
@@ -267,7 +263,7 @@ fn check_live_uses_the_ca_bundle_cme_would_use() {
         "config/confluence-markdown-exporter/app_data.json",
         format!(
             "{{\"connection_config\": {{\"ca_bundle\": {}}}}}",
-            q(&other.display().to_string())
+            q(other.display().to_string())
         ),
     );
     let out = t.run_args(["check", "--live"]);
@@ -500,7 +496,7 @@ fn run_check_live_starts_nothing_unless_every_instance_authenticates() {
     t.assert_clean();
 }
 
-/// Issue 11: no certificate is read for `http://` instances: with `SSL_CERT_FILE` naming a file
+/// No certificate is read for `http://` instances: with `SSL_CERT_FILE` naming a file
 /// that holds none, the live check of a plain-HTTP site still runs (it would fail at once if the
 /// roots were loaded), and one over `https://` names the variable.
 #[test]

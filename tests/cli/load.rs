@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::support::scripts::{self, sh_quote};
 use crate::support::*;
+use crate::*;
 
 const RUNS: usize = 50;
 
@@ -165,14 +166,6 @@ exit 0
         fs::remove_dir_all(&dir).unwrap();
     }
     t.assert_clean();
-}
-
-fn read_pid(path: &Path) -> i32 {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .parse()
-        .expect("a pid")
 }
 
 /// `strace`, or a failure that says how to install it.

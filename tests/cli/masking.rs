@@ -737,3 +737,66 @@ fn default_masking_follows_the_terminal_and_ci() {
     }
     t.assert_clean();
 }
+
+/// Masking is decided per stream. On a terminal with `2>file`, stderr (cme's log) is
+/// masked while stdout stays the child's terminal, untouched; `--no-mask` turns both off.
+#[test]
+fn masking_is_decided_per_stream() {
+    use crate::support::launch::{from_terminal, pty_runner};
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = t
+        .env("CME_TEST_PAT", &pat)
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://CME_TEST_PAT\"\n");
+    let payload = t.secret_file("payload", format!("secret={pat}\n"));
+    let child = t.script(
+        "print-both",
+        &format!(
+            "#!/usr/bin/env bash\ncat '{p}'\ncat '{p}' >&2\nif [ -t 1 ]; then echo stdout=terminal; else echo stdout=not-terminal; fi\nif [ -t 2 ]; then echo stderr=terminal >&2; else echo stderr=not-terminal >&2; fi\n",
+            p = payload.display()
+        ),
+    );
+    let pty = pty_runner(&t);
+    let err_file = t.out_dir().join("export.log");
+    let redirect = format!("exec \"$@\" 2>'{}'", err_file.display());
+    for (flag, stderr_masked) in [(None, true), (Some("--no-mask"), false)] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        if let Some(f) = flag {
+            args.push(f.as_ref());
+        }
+        args.extend(["--".as_ref(), child.as_os_str()]);
+        let out = t
+            .launch(args)
+            .env_remove("CI")
+            .wrapper([
+                pty.as_os_str(),
+                "/bin/sh".as_ref(),
+                "-c".as_ref(),
+                redirect.as_ref(),
+                "sh".as_ref(),
+            ])
+            .allow_secrets_in_stdout()
+            .run();
+        assert_eq!(out.code(), Some(0), "{flag:?}: {}", out.describe());
+        assert_eq!(
+            redact(&from_terminal(&out.stdout)),
+            redact(&format!("secret={pat}\nstdout=terminal\n")),
+            "{flag:?}: the terminal on stdout stays the child's, untouched"
+        );
+        let log = std::fs::read_to_string(&err_file).unwrap();
+        if stderr_masked {
+            assert_eq!(
+                redact(&log),
+                "secret=***\nstderr=not-terminal\n",
+                "stderr redirected to a file is masked"
+            );
+        } else {
+            assert_eq!(
+                redact(&log),
+                redact(&format!("secret={pat}\nstderr=not-terminal\n"))
+            );
+        }
+        std::fs::remove_file(&err_file).unwrap();
+    }
+    t.assert_clean();
+}

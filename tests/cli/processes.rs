@@ -9,18 +9,16 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::support::http::Silent;
 use crate::support::launch::{cannot_run, from_terminal, pid_namespace, pty_runner, Launch};
 use crate::support::scripts::{self, sh_quote};
 use crate::support::*;
+use crate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -28,24 +26,6 @@ use crate::support::*;
 
 fn os(parts: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
     parts.iter().map(|p| p.as_ref().to_owned()).collect()
-}
-
-/// A Test with one Jira PAT from a variable (a sentinel).
-fn pat_test() -> (Test, String) {
-    let mut t = Test::new();
-    let pat = t.sentinel("pat");
-    let t = t
-        .env("CME_TEST_PAT", &pat)
-        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://CME_TEST_PAT\"\n");
-    (t, pat)
-}
-
-fn read_pid(path: &Path) -> i32 {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .parse()
-        .expect("a pid")
 }
 
 /// `SigIgn`, `SigCgt` and `SigBlk` of a `/proc/PID/status` text.
@@ -760,47 +740,13 @@ fn child_of(parent: i32) -> i32 {
 // A signal during resolution
 // ---------------------------------------------------------------------------------------------
 
-/// A TCP server on 127.0.0.1 that accepts connections and never answers; counts them.
-struct Hanging {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    _streams: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Hanging {
-    fn start() -> Hanging {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let streams = Arc::new(Mutex::new(Vec::new()));
-        let (count, keep) = (Arc::clone(&accepted), Arc::clone(&streams));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                // Read what arrives (never answer), so the client is waiting on us.
-                let mut reader = stream.try_clone().unwrap();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
-                });
-                keep.lock().unwrap().push(stream);
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        Hanging {
-            port,
-            accepted,
-            _streams: streams,
-        }
-    }
-}
-
 /// While a store hangs (a Vault address that accepts and never answers), SIGTERM, SIGINT,
-/// SIGHUP, and any other signal whose default is to end a process (SIGALRM, SIGUSR1: issue 14;
+/// SIGHUP, and any other signal whose default is to end a process (SIGALRM, SIGUSR1;
 /// SIGALRM used to kill cme-exec outright) each end the run at once with 128+N, long before the
 /// deadline; nothing is started or written (`--via file` and `render`).
 #[test]
 fn a_signal_during_resolution_aborts_at_once() {
-    let server = Hanging::start();
+    let server = Silent::start();
     let mut t = Test::new();
     let token = t.sentinel("vault-token");
     let t = t
@@ -809,7 +755,7 @@ fn a_signal_during_resolution_aborts_at_once() {
         .global_arg("60")
         .config_toml(&format!(
             "[providers.v]\nkind = \"vault\"\naddress = \"http://127.0.0.1:{}\"\nkv_version = 2\nauth = {{ method = \"token\" }}\n\n[jira.\"https://jira.example.com\"]\npat = \"v://secret/app#pat\"\n",
-            server.port
+            server.port()
         ));
     let marker = t.out_dir().join("child-ran");
     let child = t.script("touch", &scripts::touch(&marker));
@@ -826,12 +772,12 @@ fn a_signal_during_resolution_aborts_at_once() {
         (Signal::SIGTERM, os(&[&"render", &"--output", &output])),
     ];
     for (signal, args) in cases {
-        let before = server.accepted.load(Ordering::SeqCst);
+        let before = server.accepted();
         let running = t.spawn_args(&args);
         wait_until(
             "cme-exec connects to the hanging store",
             Duration::from_secs(20),
-            || server.accepted.load(Ordering::SeqCst) > before,
+            || server.accepted() > before,
         );
         let sent = Instant::now();
         running.signal(signal);

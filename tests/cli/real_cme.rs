@@ -46,14 +46,14 @@ session_cookies = {cookie_ref}
 [confluence."https://x.atlassian.net"]
 pat = {cloud_pat_ref}
 "#,
-        basic = q(&basic_site.base_url()),
-        pat_url = q(&pat_site.base_url()),
-        cookie = q(&cookie_site.base_url()),
-        user_ref = q(&format!("env://{user_var}")),
-        token_ref = q(&file_ref(&token_file)),
-        pat_ref = q(&format!("{}#pat", file_ref(&pats))),
-        cookie_ref = q(&format!("env://{cookie_var}")),
-        cloud_pat_ref = q(&format!("{}#/nested/pat", file_ref(&pats))),
+        basic = q(basic_site.base_url()),
+        pat_url = q(pat_site.base_url()),
+        cookie = q(cookie_site.base_url()),
+        user_ref = q(format!("env://{user_var}")),
+        token_ref = q(file_ref(&token_file)),
+        pat_ref = q(format!("{}#pat", file_ref(&pats))),
+        cookie_ref = q(format!("env://{cookie_var}")),
+        cloud_pat_ref = q(format!("{}#/nested/pat", file_ref(&pats))),
     );
     let t = t
         .env(&user_var, &user)

@@ -1,6 +1,7 @@
 //! References and configuration sources: the local reference forms, the environment alone,
 //! and the order in which config files are discovered.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -56,9 +57,9 @@ api_token = {override_ref}
 [jira."https://jira2.example.com"]
 pat = "file:secrets/creds.env#PAT"
 "#,
-        bulk = q(&file_ref(&bulk)),
-        from = q(&file_ref(&from)),
-        override_ref = q(&format!("env://{}", "CME_TEST_OVERRIDE")),
+        bulk = q(file_ref(&bulk)),
+        from = q(file_ref(&from)),
+        override_ref = q(format!("env://{}", "CME_TEST_OVERRIDE")),
     );
     let t = t.env("CME_TEST_OVERRIDE", &s[7]).config_toml(&config);
     let child = t.script("dump-env", &scripts::dump_env(&t.out_dir()));
@@ -204,7 +205,7 @@ fn config_discovery_order() {
     );
 
     let t = t.env_remove("CME_EXEC_CONFIG");
-    // The working directory's file only once trusted (issue 9, item 1).
+    // The working directory's file only once trusted (a checkout must not choose the stores).
     t.run_args(args!["--", child]).assert_code(125);
     t.run_args(["trust", "--yes"]).assert_success();
     t.run_args(args!["--", child]).assert_success();
@@ -246,8 +247,8 @@ fn a_secret_file_everyone_can_read_is_a_warning() {
     let t = t.config_toml(&format!(
         "[confluence.\"https://company.atlassian.net\"]\nusername = \"u@example.com\"\napi_token = {}\n\n\
          [jira.\"https://jira.example.com\"]\nfrom = {}\n",
-        q(&file_ref(&file)),
-        q(&file_ref(&keys)),
+        q(file_ref(&file)),
+        q(file_ref(&keys)),
     ));
     let out = t.run_args(["check"]);
     out.assert_success();
@@ -275,5 +276,105 @@ fn a_secret_file_everyone_can_read_is_a_warning() {
         );
     }
     set(t.path(), 0o700);
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unusable values
+// ---------------------------------------------------------------------------------------------
+
+/// A field whose reference resolves to an unusable value (empty, or holding a control
+/// character) is reported once, as FAILED: never first as `ok` and then again as failed.
+#[test]
+fn check_reports_an_unusable_value_once() {
+    let mut t = Test::new();
+    let token = t.sentinel("token");
+    let token_file = t.secret_file("token", format!("{token}\x07bell"));
+    let t = t.env("CME_TEST_USER", "").config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_USER\"\n\
+         api_token = \"file://{}\"\n",
+        token_file.display()
+    ));
+    let out = t.run_args(["check"]);
+    out.assert_code(1);
+    for field in ["username", "api_token"] {
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("] {field} ")))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{field} is reported once\n{}",
+            out.describe()
+        );
+        assert!(lines[0].contains("FAILED"), "{}", out.describe());
+    }
+    assert!(out.stdout.contains("2 of 2 failed"), "{}", out.describe());
+}
+
+/// A value with NUL (from a file) or ESC (from a variable) is refused by `run`
+/// (125, no child), `render` (125, nothing written), `check` and `explain` (1), each naming the
+/// field and never showing the value. A value with tab and a CRLF ending still resolves.
+#[test]
+fn control_characters_in_values_are_refused() {
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let nul_token = format!("{token}\0tail");
+    let token_file = t.secret_file("token", nul_token.as_bytes());
+    let esc_user = format!("{user}\x1b[2J");
+    let t = t.env("CME_TEST_USER", &esc_user).config_toml(&format!(
+        "[confluence.\"https://company.atlassian.net\"]\nusername = \"env://CME_TEST_USER\"\n\
+         api_token = \"file://{}\"\n",
+        token_file.display()
+    ));
+    let marker = t.out_dir().join("child-ran");
+    let child = t.script("touch", &scripts::touch(&marker));
+    let output = t.out_dir().join("app_data.json");
+    let runs: [(Vec<&OsStr>, i32); 4] = [
+        (
+            vec![OsStr::new("run"), OsStr::new("--"), child.as_os_str()],
+            125,
+        ),
+        (
+            vec![
+                OsStr::new("render"),
+                OsStr::new("--output"),
+                output.as_os_str(),
+            ],
+            125,
+        ),
+        (vec![OsStr::new("check")], 1),
+        (vec![OsStr::new("explain")], 1),
+    ];
+    for (args, code) in runs {
+        let out = t.run_args(&args);
+        out.assert_code(code);
+        let text = format!("{}{}", out.stdout, out.stderr);
+        // The reason is told once, with the fields it concerns under it (or on the same line).
+        assert!(
+            text.contains("control character"),
+            "{args:?}: the reason is given\n{}",
+            out.describe()
+        );
+        for field in ["username", "api_token"] {
+            assert!(
+                text.lines().any(|l| l.contains(&format!("] {field}"))),
+                "{args:?}: {field} is named with the reason\n{}",
+                out.describe()
+            );
+        }
+        assert!(!text.contains("tail"), "{args:?}: no part of the value");
+        assert!(!text.contains('\x1b'), "{args:?}: no escape sequence");
+    }
+    assert!(!marker.exists(), "the child must not start");
+    assert!(!output.exists(), "render writes nothing");
+
+    // Tab and a CRLF line ending are fine.
+    fs::write(&token_file, format!("{token}\tx\r\n")).unwrap();
+    let t = t.env("CME_TEST_USER", format!("{user}\r"));
+    t.run_args(["check"]).assert_success();
     t.assert_clean();
 }

@@ -25,19 +25,11 @@ use crate::support::launch::{cannot_run, is_root, mount_namespace};
 use crate::support::scripts::{self, sh_quote};
 use crate::support::secrets;
 use crate::support::*;
+use crate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A TOML basic string.
-fn q(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serialises")
-}
-
-fn file_ref(path: &Path) -> String {
-    format!("file://{}", path.display())
-}
 
 fn os(parts: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
     parts.iter().map(|p| p.as_ref().to_owned()).collect()
@@ -355,7 +347,7 @@ fn non_utf8_secret_bytes() {
     let mut t = Test::new();
     let bytes = invalid(&mut t);
     let file = t.secret_file("token", &bytes);
-    let t = with_config(t, &format!("{JIRA}pat = {}\n", q(&file_ref(&file))));
+    let t = with_config(t, &format!("{JIRA}pat = {}\n", q(file_ref(&file))));
     expect_config_error(&t, &[&file.display().to_string(), "UTF-8", "pat"]);
 
     let mut t = Test::new();
@@ -366,7 +358,7 @@ fn non_utf8_secret_bytes() {
     let file = t.secret_file("creds.json", &json);
     let t = with_config(
         t,
-        &format!("{JIRA}pat = {}\n", q(&format!("{}#pat", file_ref(&file)))),
+        &format!("{JIRA}pat = {}\n", q(format!("{}#pat", file_ref(&file)))),
     );
     expect_config_error(&t, &[&file.display().to_string(), "UTF-8", "pat"]);
 
@@ -380,7 +372,7 @@ fn non_utf8_secret_bytes() {
         t,
         &format!(
             "[confluence.\"https://x.example.com\"]\nfrom = {}\n",
-            q(&file_ref(&dir))
+            q(file_ref(&dir))
         ),
     );
     expect_config_error(&t, &["api_token", "UTF-8", "from"]);
@@ -418,7 +410,7 @@ fn two_mib_secret_is_over_the_limit() {
     let mut t = Test::new();
     let value = big(&mut t);
     let file = t.secret_file("token", &value);
-    let t = with_config(t, &format!("{JIRA}pat = {}\n", q(&file_ref(&file))));
+    let t = with_config(t, &format!("{JIRA}pat = {}\n", q(file_ref(&file))));
     assert_limit(&expect_config_error(
         &t,
         &[&file.display().to_string(), "pat"],
@@ -432,7 +424,7 @@ fn two_mib_secret_is_over_the_limit() {
     );
     let t = with_config(
         t,
-        &format!("{JIRA}pat = {}\n", q(&format!("{}#pat", file_ref(&file)))),
+        &format!("{JIRA}pat = {}\n", q(format!("{}#pat", file_ref(&file)))),
     );
     assert_limit(&expect_config_error(
         &t,
@@ -451,7 +443,7 @@ fn two_mib_secret_is_over_the_limit() {
         t,
         &format!(
             "[confluence.\"https://x.example.com\"]\nfrom = {}\n",
-            q(&file_ref(&dir))
+            q(file_ref(&dir))
         ),
     );
     assert_limit(&expect_config_error(
@@ -468,7 +460,7 @@ fn two_mib_secret_is_over_the_limit() {
 /// Values with quotes, backslashes, braces, newlines, tabs, CR, Unicode line separators and
 /// non-ASCII text reach the child exactly, through every hand-over and `render`: the JSON cme
 /// reads round-trips, and nothing is injected into it. (NUL and the other control characters
-/// are refused since issue 9 item 16: `review_fixes::issue_9_16_...`.)
+/// are refused: `references::control_characters_in_values_are_refused`.)
 #[test]
 fn values_with_quotes_backslashes_braces_and_newlines_round_trip() {
     let mut t = Test::new();
@@ -494,8 +486,8 @@ fn values_with_quotes_backslashes_braces_and_newlines_round_trip() {
     let config = format!(
         "[confluence.{url}]\nusername = \"env://CME_TEST_USER\"\napi_token = {token_ref}\nsession_cookies = {cookies_ref}\ncloud_id = {cloud_id}\n",
         url = q(url),
-        token_ref = q(&format!("{}#api_token", file_ref(&json))),
-        cookies_ref = q(&file_ref(&whole)),
+        token_ref = q(format!("{}#api_token", file_ref(&json))),
+        cookies_ref = q(file_ref(&whole)),
         cloud_id = q(&cloud_id),
     );
     let t = t.env("CME_TEST_USER", &username).config_toml(&config);
@@ -574,15 +566,10 @@ fn values_with_quotes_backslashes_braces_and_newlines_round_trip() {
 // File safety
 // ---------------------------------------------------------------------------------------------
 
-/// A Test with one Jira PAT from a variable (a sentinel).
+/// [`crate::pat_test`] with a 30-second deadline for each run.
 fn pat_test() -> (Test, String) {
-    let mut t = Test::new();
-    let pat = t.sentinel("pat");
-    let t = t
-        .env("CME_TEST_PAT", &pat)
-        .config_toml(&format!("{JIRA}pat = \"env://CME_TEST_PAT\"\n"))
-        .timeout(Duration::from_secs(30));
-    (t, pat)
+    let (t, pat) = crate::pat_test();
+    (t.timeout(Duration::from_secs(30)), pat)
 }
 
 /// An outside file a link could be pointed at, with known contents.
@@ -1024,5 +1011,151 @@ echo swapped
         }
     }
     assert_precious(&inner);
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// cme-exec is not dumpable
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `<tmp>/bin/proc-probe PID` as `uid` (and the same gid, no groups) and returns what it
+/// could do with `/proc/PID`: `environ=read|refused`, `mem=read|refused`, `fd=listed|refused`.
+/// `mem` is read at the first mapping `maps` names; when `maps` is unreadable the probe still
+/// tries to open `mem`, and an open that works counts as read.
+fn probe_proc_as(t: &Test, uid: u32, pid: i32) -> String {
+    let probe = t.script(
+        "proc-probe",
+        r#"#!/bin/sh
+pid=$1
+if cat /proc/$pid/environ >/dev/null 2>&1; then echo environ=read; else echo environ=refused; fi
+start=$(head -n 1 /proc/$pid/maps 2>/dev/null | cut -d- -f1)
+if [ -n "$start" ]; then
+  if dd if=/proc/$pid/mem of=/dev/null bs=16 count=1 skip=$((0x$start)) iflag=skip_bytes 2>/dev/null; then
+    echo mem=read
+  else
+    echo mem=refused
+  fi
+elif (exec 3</proc/$pid/mem) 2>/dev/null; then
+  echo mem=read
+else
+  echo mem=refused
+fi
+if ls /proc/$pid/fd >/dev/null 2>&1 || readlink /proc/$pid/fd/0 >/dev/null 2>&1; then
+  echo fd=listed
+else
+  echo fd=refused
+fi
+"#,
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+        ])
+        .arg(&probe)
+        .arg(pid.to_string())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run setpriv: {e}. To fix: install util-linux (setpriv), run as root")
+        });
+    assert!(
+        out.status.success(),
+        "the probe as uid {uid} failed: {}. To fix: run the tests as root (CI does), with \
+         util-linux's setpriv",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', " ")
+}
+
+/// cme-exec, holding secrets, is not dumpable (PR_SET_DUMPABLE 0), so its
+/// /proc files belong to root: neither the same non-root user nor another can read its
+/// `environ` or `mem` or list its `fd`. The child (dumpable, as cme would be) is readable by its
+/// own user with the same probe, which shows the probe can see.
+#[test]
+fn cme_exec_is_not_dumpable_by_other_processes() {
+    const USER: u32 = 65534;
+    const OTHER: u32 = 65533;
+    let (t, _) = pat_test();
+    assert!(
+        crate::support::launch::is_root(),
+        "this test plays two non-root users with setpriv and needs root. To fix: run the tests \
+         as root (CI does)"
+    );
+    // Everything the run as USER needs: the test directory traversable, its config readable,
+    // somewhere to record pids.
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in ["work", "out", "run", "tmp", "config"] {
+        crate::file_provider::chown_to(&t.path().join(dir), USER);
+    }
+    crate::file_provider::chown_to(&t.config_path(), USER);
+    let pids = t.out_dir().join("pids");
+    let release = t.out_dir().join("release");
+    let child = t.script(
+        "wait-child",
+        &format!(
+            r#"#!/bin/sh
+echo "$$ $PPID" > {pids}
+echo ready
+while [ ! -e {release} ]; do sleep 0.02; done
+"#,
+            pids = sh_quote(&pids),
+            release = sh_quote(&release)
+        ),
+    );
+    let mut running = t
+        .launch([
+            OsStr::new("run"),
+            OsStr::new("--no-mask"),
+            OsStr::new("--"),
+            child.as_os_str(),
+        ])
+        .wrapper([
+            "setpriv".to_owned(),
+            format!("--reuid={USER}"),
+            format!("--regid={USER}"),
+            "--clear-groups".into(),
+        ])
+        .spawn();
+    running.wait_for_line("ready", std::time::Duration::from_secs(30));
+    let text = fs::read_to_string(&pids).unwrap();
+    let (child_pid, cme_exec_pid) = text
+        .trim()
+        .split_once(' ')
+        .map(|(c, p)| (c.parse::<i32>().unwrap(), p.parse::<i32>().unwrap()))
+        .unwrap();
+    assert_eq!(
+        cme_exec_pid,
+        running.pid(),
+        "the child's parent is cme-exec"
+    );
+    let owner = fs::metadata(format!("/proc/{cme_exec_pid}/environ"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+
+    let child_seen = probe_proc_as(&t, USER, child_pid);
+    let same_user = probe_proc_as(&t, USER, cme_exec_pid);
+    let other_user = probe_proc_as(&t, OTHER, cme_exec_pid);
+    fs::write(&release, "").unwrap();
+    let out = running.wait();
+    out.assert_success();
+
+    assert_eq!(
+        child_seen, "environ=read mem=read fd=listed",
+        "the probe sees a dumpable process of its own user"
+    );
+    assert_eq!(owner, 0, "cme-exec's /proc files belong to root");
+    assert_eq!(
+        same_user, "environ=refused mem=refused fd=refused",
+        "cme-exec's own user (another process of uid {USER})"
+    );
+    assert_eq!(
+        other_user, "environ=refused mem=refused fd=refused",
+        "another user (uid {OTHER})"
+    );
     t.assert_clean();
 }

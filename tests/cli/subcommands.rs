@@ -1,6 +1,7 @@
 //! The commands besides `run`: `check`, `render`, `explain`, completions and the man page, and
 //! the embedded cme schema against the installed cme.
 
+use std::ffi::OsStr;
 use std::fs;
 
 use serde_json::Value;
@@ -237,8 +238,8 @@ fn check_names_the_fields_a_from_document_supplied() {
     );
     let t = t.env("CME_TEST_PAT", &pat).config_toml(&format!(
         "[auth]\nfrom = {}\n\n[confluence.\"https://company.atlassian.net\"]\nfrom = {}\npat = \"env://CME_TEST_PAT\"\n",
-        q(&file_ref(&bulk)),
-        q(&file_ref(&from)),
+        q(file_ref(&bulk)),
+        q(file_ref(&from)),
     ));
     let out = t.run_args(["check"]);
     out.assert_success();
@@ -296,8 +297,8 @@ fn check_offline_builds_no_provider_and_contacts_nothing() {
          [confluence.\"https://third.atlassian.net\"]\nfrom = {}\n\n\
          [jira.\"https://jira.example.com\"]\npat = \"aws-sm://cme/jira#pat\"\n\n\
          [jira.\"https://jira2.example.com\"]\npat = \"pass://cme/jira2\"\n",
-        q(&file_ref(&present)),
-        q(&file_ref(&missing)),
+        q(file_ref(&present)),
+        q(file_ref(&missing)),
     );
     let t = t
         .env("VAULT_ADDR", &address)
@@ -385,5 +386,65 @@ fn check_offline_builds_no_provider_and_contacts_nothing() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    t.assert_clean();
+}
+
+/// `man` has ENVIRONMENT, EXIT STATUS and run's options; every subcommand page
+/// it refers to is written by `man --dir DIR`, each with the same sections.
+#[test]
+fn man_pages_are_complete() {
+    let t = Test::new();
+    let out = t.run_args(["man"]);
+    out.assert_success();
+    let main = out.stdout.clone();
+    for needle in [
+        ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"RUN OPTIONS\"",
+        "\\-\\-via",
+        "CME_EXEC_CONFIG",
+        "101",
+    ] {
+        assert!(main.contains(needle), "cme-exec.1 has {needle:?}");
+    }
+    let dir = t.out_dir().join("man1");
+    fs::create_dir(&dir).unwrap();
+    let out = t.run_args([OsStr::new("man"), OsStr::new("--dir"), dir.as_os_str()]);
+    out.assert_success();
+    assert_eq!(
+        fs::read_to_string(dir.join("cme-exec.1")).unwrap(),
+        main,
+        "--dir writes the same cme-exec.1"
+    );
+    // Every `cme-exec-NAME(1)` the main page names has its file.
+    let mut referenced = Vec::new();
+    for (i, _) in main.match_indices("cme\\-exec\\-") {
+        let rest = &main[i + "cme\\-exec\\-".len()..];
+        if let Some(end) = rest.find("(1)") {
+            let name = &rest[..end];
+            if name.chars().all(|c| c.is_ascii_lowercase()) {
+                referenced.push(format!("cme-exec-{name}.1"));
+            }
+        }
+    }
+    referenced.sort();
+    referenced.dedup();
+    assert!(
+        referenced.len() >= 6,
+        "the subcommands are listed: {referenced:?}"
+    );
+    for page in &referenced {
+        let text = fs::read_to_string(dir.join(page))
+            .unwrap_or_else(|e| panic!("{page} is referenced but not written: {e}"));
+        assert!(
+            text.contains(".SH ENVIRONMENT") && text.contains(".SH \"EXIT STATUS\""),
+            "{page} has ENVIRONMENT and EXIT STATUS"
+        );
+    }
+    let run = fs::read_to_string(dir.join("cme-exec-run.1")).unwrap();
+    assert!(
+        run.contains("\\-\\-grace"),
+        "cme-exec-run.1 has run's options"
+    );
     t.assert_clean();
 }

@@ -1,4 +1,4 @@
-//! Issue 9, item 1: a `./cme-exec.toml` found in the working directory is used only once
+//! A `./cme-exec.toml` found in the working directory is used only once
 //! trusted (`cme-exec trust`), and ambient credentials (the Vault token of VAULT_TOKEN,
 //! BAO_TOKEN, ~/.vault-token; the AWS default chain) go only to the address the environment
 //! names, unless the config ties them explicitly. The attack is a listener on a loopback port
@@ -9,10 +9,7 @@ use serde_json::json;
 use crate::support::moto::Moto;
 use crate::support::openbao::{Action, OpenBao, StandIn};
 use crate::support::*;
-
-fn q(value: impl AsRef<str>) -> String {
-    serde_json::to_string(value.as_ref()).expect("a string serialises")
-}
+use crate::*;
 
 /// A listener that answers like a Vault KV v2 read and records every request.
 fn listener() -> StandIn {

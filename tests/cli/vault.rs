@@ -17,15 +17,11 @@ use serde_json::{json, Value};
 use crate::support::openbao::{Action, Audited, OpenBao, StandIn, TcpCounter};
 use crate::support::scripts;
 use crate::support::*;
+use crate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A TOML basic string.
-fn q(value: impl AsRef<str>) -> String {
-    serde_json::to_string(value.as_ref()).expect("a string serialises")
-}
 
 /// A policy that reads every KV path these tests use, except `secret/private`.
 const READER: &str = r#"
@@ -45,53 +41,12 @@ fn server_with_token(t: &mut Test) -> (OpenBao, String) {
     (bao, token)
 }
 
-/// The child that records its environment and config into `out/`.
-fn dump_env_child(t: &Test) -> std::path::PathBuf {
-    t.script("dump-env", &scripts::dump_env(&t.out_dir()))
-}
-
-/// `auth.<product>[url]` of the config a child received.
-#[track_caller]
-fn entry<'a>(config: &'a Value, product: &str, url: &str) -> &'a Value {
-    let instances = config
-        .pointer(&format!("/auth/{product}"))
-        .and_then(Value::as_object)
-        .unwrap_or_else(|| panic!("the config has no auth.{product}"));
-    instances
-        .iter()
-        .find(|(k, _)| k.trim_end_matches('/') == url.trim_end_matches('/'))
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("auth.{product} has no entry for {url}"))
-}
-
-/// Asserts that a field of the child's config holds `expected` (a sentinel), without printing it.
-#[track_caller]
-fn assert_field(config: &Value, product: &str, url: &str, field: &str, expected: &str) {
-    let value = entry(config, product, url)
-        .get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("auth.{product}[{url}] has no {field}"));
-    assert!(
-        value == expected,
-        "auth.{product}[{url}].{field} is not the expected {}",
-        crate::support::secrets::label_of(expected)
-    );
-}
-
 /// How many audited requests had this operation and path.
 fn count(requests: &[Audited], operation: &str, path: &str) -> usize {
     requests
         .iter()
         .filter(|r| r.operation == operation && r.path == path)
         .count()
-}
-
-fn listing(requests: &[Audited]) -> String {
-    requests
-        .iter()
-        .map(|r| format!("{} {}", r.operation, r.path))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Asserts that the child never ran (the marker script would have created `marker`).
@@ -177,8 +132,8 @@ fn login_run(bao: &OpenBao, mut t: Test, auth_toml: &str, login_path: &str) -> T
     let out = t.run_args([std::ffi::OsString::from("--"), child.into_os_string()]);
     out.assert_success();
     let config = t.child_env().config_json();
-    assert_field(&config, "confluence", url, "username", &user);
-    assert_field(&config, "confluence", url, "api_token", &token);
+    assert_config_field(&config, "confluence", url, "username", &user);
+    assert_config_field(&config, "confluence", url, "api_token", &token);
     let requests = bao.requests_since(mark);
     assert_eq!(
         (
@@ -189,7 +144,7 @@ fn login_run(bao: &OpenBao, mut t: Test, auth_toml: &str, login_path: &str) -> T
         ),
         (1, 1, 1, 3),
         "expected one login, one read (two fields of one document) and one revocation:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert_eq!(
         bao.accessors(),
@@ -260,35 +215,35 @@ from = "vault://secret/wiki"
 
     let env = t.child_env();
     let config = env.config_json();
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://latest.example.com",
         "api_token",
         &new,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://pinned.example.com",
         "api_token",
         &old,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "confluence",
         "https://pinned.example.com",
         "username",
         &user,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "jira",
         "https://jira.example.com",
         "username",
         &wiki_user,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "jira",
         "https://jira.example.com",
@@ -311,7 +266,7 @@ from = "vault://secret/wiki"
         ),
         (1, 2, 1, 4),
         "expected one KV version detection for `secret`, the two versions of atlassian and wiki:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert!(
         bao.token_valid(&token),
@@ -338,14 +293,14 @@ fn vault_two_fields_of_one_document_cost_one_read() {
     t.run_args([std::ffi::OsString::from("--"), child.into_os_string()])
         .assert_success();
     let config = t.child_env().config_json();
-    assert_field(&config, "confluence", url, "username", &user);
-    assert_field(&config, "confluence", url, "api_token", &api_token);
+    assert_config_field(&config, "confluence", url, "username", &user);
+    assert_config_field(&config, "confluence", url, "api_token", &api_token);
     let requests = bao.requests_since(mark);
     assert_eq!(
         (count(&requests, "read", "secret/data/cme"), requests.len()),
         (1, 1),
         "two fields of one document must cost exactly one request:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     t.assert_clean();
 }
@@ -392,21 +347,21 @@ pat = "corp://apps/kv/jira#pat"
     t.run_args([std::ffi::OsString::from("--"), child.into_os_string()])
         .assert_success();
     let config = t.child_env().config_json();
-    assert_field(
+    assert_config_field(
         &config,
         "jira",
         "https://detected.example.com",
         "pat",
         &v1_pat,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "jira",
         "https://team.example.com",
         "pat",
         &team_pat,
     );
-    assert_field(
+    assert_config_field(
         &config,
         "jira",
         "https://nested.example.com",
@@ -425,7 +380,7 @@ pat = "corp://apps/kv/jira#pat"
         ),
         (1, 1, 1, 1, 1, 5),
         "the nested mount is declared (no detection); the others are detected once each:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
 
     // Declared as KV v1: no detection at all.
@@ -442,7 +397,7 @@ pat = "corp://apps/kv/jira#pat"
         (count(&requests, "read", "legacy/jira"), requests.len()),
         (1, 2),
         "a declared KV v1 mount needs no detection (the other request is check's lookup-self):\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     t.assert_clean();
     t2.assert_clean();
@@ -616,7 +571,7 @@ fn vault_token_from_each_source_is_used_and_never_revoked() {
         let out = t.run_args([std::ffi::OsString::from("--"), child.into_os_string()]);
         out.assert_success();
         let env = t.child_env();
-        assert_field(&env.config_json(), "confluence", url, "username", &user);
+        assert_config_field(&env.config_json(), "confluence", url, "username", &user);
         assert_no_leak_in(
             &format!("the child's environment ({source})"),
             &env.raw_env,
@@ -677,7 +632,7 @@ fn vault_approle_logs_in_once_and_revokes_its_token() {
     let env = t.child_env();
     let config = env.config_json();
     for (i, pat) in pats.iter().enumerate() {
-        assert_field(
+        assert_config_field(
             &config,
             "jira",
             &format!("https://jira{i}.example.com"),
@@ -702,7 +657,7 @@ fn vault_approle_logs_in_once_and_revokes_its_token() {
         ),
         (1, 1, 3, 1, 6),
         "one login, one detection, three reads, one revocation:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert_eq!(
         bao.accessors(),
@@ -742,7 +697,7 @@ fn vault_approle_with_a_wrong_secret_id_is_denied() {
         count(&requests, "update", "auth/approle/login"),
         1,
         "a refused login is not retried, and not repeated per field:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
 }
 
@@ -1008,7 +963,7 @@ fn vault_ten_documents_are_read_concurrently() {
     out.assert_success();
     let config = t.child_env().config_json();
     for (i, pat) in pats.iter().enumerate() {
-        assert_field(
+        assert_config_field(
             &config,
             "jira",
             &format!("https://jira{i}.example.com"),
@@ -1035,7 +990,7 @@ fn vault_ten_documents_are_read_concurrently() {
 // ---------------------------------------------------------------------------------------------
 
 /// `-dev-tls`: the CA through VAULT_CACERT works; without it the run fails with a TLS reason and
-/// Issue 11, item 3: over https the reads of a run share one connection (HTTP/2, negotiated by
+/// Over https the reads of a run share one connection (HTTP/2, negotiated by
 /// ALPN; the first read goes alone so that the others find it), with the token method and a
 /// configured KV version, where no login or detection opens the connection first.
 #[test]
@@ -1068,7 +1023,7 @@ fn vault_https_reads_share_one_http2_connection() {
         .assert_success();
     let config = t.child_env().config_json();
     for (i, value) in values.iter().enumerate() {
-        assert_field(
+        assert_config_field(
             &config,
             "jira",
             &format!("https://jira{i}.example.com"),
@@ -1103,7 +1058,7 @@ fn vault_tls_ca_cert_and_failures() {
     let child = dump_env_child(&t);
     t.run_args([std::ffi::OsString::from("--"), child.into_os_string()])
         .assert_success();
-    assert_field(
+    assert_config_field(
         &t.child_env().config_json(),
         "jira",
         "https://jira.example.com",
@@ -1323,7 +1278,7 @@ fn vault_503_twice_then_success() {
         count(&requests, "read", "secret/data/app"),
         1,
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
 
     // Always 503: gives up after the retries with Vault's status and errors.
@@ -1435,7 +1390,7 @@ fn vault_concurrent_runs_each_revoke_their_login() {
         ),
         (6, 6),
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert_eq!(bao.accessors(), before, "a login token outlived its run");
     let unique: BTreeSet<_> = requests.iter().map(|r| r.path.clone()).collect();
@@ -1471,7 +1426,7 @@ fn vault_namespace_from_config_and_environment() {
     let mark = bao.audit_mark();
     t.run_args([std::ffi::OsString::from("--"), child.into_os_string()])
         .assert_success();
-    assert_field(
+    assert_config_field(
         &t.child_env().config_json(),
         "jira",
         "https://jira.example.com",
@@ -1486,7 +1441,7 @@ fn vault_namespace_from_config_and_environment() {
         ),
         (1, 1),
         "the audit log shows paths relative to the namespace:\n{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     t.assert_clean();
 
@@ -1556,7 +1511,7 @@ fn vault_login_token_is_revoked_when_resolution_is_cut_short() {
         ),
         (1, 1),
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert_eq!(
         bao.accessors(),
@@ -1619,7 +1574,7 @@ fn vault_login_token_is_revoked_when_resolution_is_cut_short() {
         ),
         (1, 1),
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     assert_eq!(
         bao.accessors(),
@@ -1664,10 +1619,134 @@ fn vault_batch_token_login_is_left_to_expire() {
         ),
         (1, 0, 2),
         "{}",
-        listing(&requests)
+        audit_listing(&requests)
     );
     let check = t.run_args(["check"]);
     check.assert_success();
     check.assert_stdout_contains("revoked_at_exit=no (batch token: expires with its TTL)");
+    t.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vault hints point at the cause
+// ---------------------------------------------------------------------------------------------
+
+/// A Vault test: two fields of one KV v2 document `secret/app`, the built-in provider from
+/// `VAULT_ADDR`, nothing else.
+fn vault_hint_test(t: Test, address: &str) -> Test {
+    t.env("VAULT_ADDR", address).config_toml(
+        "[confluence.\"https://x.atlassian.net\"]\nusername = \"vault://secret/app#user\"\n\
+         api_token = \"vault://secret/app#token\"\n",
+    )
+}
+
+/// The `hint:` line of a failed run.
+#[track_caller]
+fn hint_of(out: &Output) -> String {
+    out.assert_code(125);
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint\n{}", out.describe()))
+        .to_owned()
+}
+
+/// A wrong token, a token whose policies do not allow the read, a misspelt namespace and
+/// `https://` against a plain-HTTP server: each gets the hint for its own cause.
+#[test]
+fn vault_hints_name_the_cause() {
+    let bao = OpenBao::start();
+    let mut t = Test::new();
+    let user = t.sentinel("user");
+    let token = t.sentinel("token");
+    let wrong = t.sentinel("wrong-token");
+    let reader = t.sentinel("reader-token");
+    bao.kv2_put("secret", "app", json!({ "user": user, "token": token }));
+    bao.policy(
+        "elsewhere",
+        "path \"secret/data/other\" { capabilities = [\"read\"] }",
+    );
+    bao.token_with_id(&reader, &["elsewhere"]);
+    let t = vault_hint_test(t, &bao.address());
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    let run = |token: &str, extra: &[(&str, &str)]| {
+        let mut l = t
+            .launch([std::ffi::OsString::from("--"), child.clone().into()])
+            .env("VAULT_TOKEN", token);
+        for (k, v) in extra {
+            l = l.env(k, v);
+        }
+        l.run()
+    };
+
+    let hint = hint_of(&run(&wrong, &[]));
+    assert!(
+        hint.contains("does not accept the token") && !hint.contains("mount's name"),
+        "a wrong token: {hint}"
+    );
+
+    let hint = hint_of(&run(&reader, &[]));
+    assert!(
+        hint.contains("token is valid") && hint.contains("policies"),
+        "a token without read: {hint}"
+    );
+
+    let hint = hint_of(&run(bao.root_token(), &[("VAULT_NAMESPACE", "no-such-ns")]));
+    assert!(
+        hint.contains("namespace") && !hint.contains("mount's name"),
+        "a misspelt namespace: {hint}"
+    );
+
+    let https = bao.address().replacen("http://", "https://", 1);
+    let out = t
+        .launch([std::ffi::OsString::from("--"), child.clone().into()])
+        .env("VAULT_TOKEN", bao.root_token())
+        .env("VAULT_ADDR", &https)
+        .run();
+    let hint = hint_of(&out);
+    assert!(
+        hint.contains("plain HTTP") && !hint.contains("VAULT_CACERT"),
+        "https:// against plain HTTP: {hint}"
+    );
+    t.assert_clean();
+}
+
+/// A run whose AppRole login fails at a real OpenBao (an unknown role id), with three fields
+/// (two instances) that all need the login; it must exit 125.
+pub(crate) fn failed_approle_login(confluence_url: &str) -> (OpenBao, Test, Output) {
+    let bao = OpenBao::start();
+    bao.enable_auth("approle", "approle");
+    bao.ok(
+        "POST",
+        "auth/approle/role/reader",
+        json!({ "token_policies": ["default"] }),
+    );
+    let mut t = Test::new();
+    let secret_id = t.sentinel("secret-id");
+    let config = format!(
+        "[providers.vault]\nkind = \"vault\"\naddress = {}\n\
+         auth = {{ method = \"approle\", role_id = \"no-such-role-id\", secret_id_env = \"SECRET_ID\" }}\n\n\
+         [confluence.{}]\nusername = \"vault://secret/app#user\"\n\
+         api_token = \"vault://secret/app#token\"\n\n\
+         [jira.\"https://jira.example.com\"]\npat = \"vault://secret/jira#pat\"\n",
+        serde_json::to_string(&bao.address()).expect("a string"),
+        serde_json::to_string(confluence_url).expect("a string"),
+    );
+    let t = t.env("SECRET_ID", &secret_id).config_toml(&config);
+    let child = t.script("true", "#!/bin/sh\nexit 0\n");
+    let out = t.run_args([std::ffi::OsString::from("--"), child.into()]);
+    out.assert_code(125);
+    (bao, t, out)
+}
+
+/// A failed login is told once, with the fields it stopped under it, not once per field.
+#[test]
+fn vault_failed_login_is_told_once() {
+    let (_bao, t, out) = failed_approle_login("https://x.atlassian.net");
+    let logins = out.stderr.matches("logging in to").count();
+    assert_eq!(logins, 1, "the login failure once\n{}", out.describe());
+    for field in ["username", "api_token", "pat"] {
+        out.assert_stderr_contains(field);
+    }
     t.assert_clean();
 }

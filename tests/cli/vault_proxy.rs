@@ -1,4 +1,4 @@
-//! Agent mode (issue 11, item 1): cme-exec behind a real OpenBao Proxy (`bao proxy`, see
+//! Agent mode: cme-exec behind a real OpenBao Proxy (`bao proxy`, see
 //! `support/bao_proxy.rs`) with AppRole auto-auth and `use_auto_auth_token`, in front of a real
 //! OpenBao dev server with a file audit device. `VAULT_AGENT_ADDR` names the proxy's unix socket
 //! or its TCP listener; cme-exec then sends no token, never logs in and never revokes, and the
@@ -15,11 +15,7 @@ use serde_json::{json, Value};
 use crate::support::bao_proxy::BaoProxy;
 use crate::support::openbao::{Audited, OpenBao};
 use crate::support::*;
-
-/// A TOML basic string.
-fn q(value: impl AsRef<str>) -> String {
-    serde_json::to_string(value.as_ref()).expect("a string serialises")
-}
+use crate::*;
 
 const READER: &str = r#"path "secret/data/*" { capabilities = ["read"] }"#;
 
@@ -433,7 +429,8 @@ fn proxy_address_and_setting_errors_name_the_key_and_the_socket() {
     );
 
     // A login method at the agent's address: its revoke-self at exit would go through the agent,
-    // which (with use_auto_auth_token = "force") swaps in its own token (issue 11's review).
+    // which (with use_auto_auth_token = "force") swaps in its own token and would revoke the
+    // agent's instead of the login's.
     let t = Test::new()
         .env("VAULT_AGENT_ADDR", "unix:///run/proxy.sock")
         .config_toml(&format!(

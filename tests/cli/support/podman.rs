@@ -142,7 +142,7 @@ impl Podman {
         };
         let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
         let containers_conf = format!(
-            "# Written by tests/support/podman.rs for the deployment tests.\n\
+            "# Written by tests/cli/support/podman.rs for the deployment tests.\n\
              [containers]\n\
              default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
              [engine]\n\
@@ -158,7 +158,7 @@ impl Podman {
             volumes = q(&volumes),
         );
         let storage_conf = format!(
-            "# Written by tests/support/podman.rs for the deployment tests.\n\
+            "# Written by tests/cli/support/podman.rs for the deployment tests.\n\
              [storage]\n\
              driver = \"{driver}\"\n\
              graphroot = {}\n\
@@ -166,7 +166,8 @@ impl Podman {
             q(&graphroot),
             q(&runroot)
         );
-        let registries_conf = "# Written by tests/support/podman.rs: no registry is ever asked.\n\
+        let registries_conf =
+            "# Written by tests/cli/support/podman.rs: no registry is ever asked.\n\
                                unqualified-search-registries = []\n";
         let files = [
             (

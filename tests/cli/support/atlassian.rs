@@ -14,13 +14,11 @@
 //! - An absolute request target (`GET http://x.atlassian.net/... HTTP/1.1`) is answered the same
 //!   way, so it also serves as an `HTTP_PROXY`; `CONNECT` is recorded and refused with 403.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::http::{self, Server};
 use super::standin::Recorded;
 
 /// How the authenticated calls are answered.
@@ -80,48 +78,29 @@ impl Behaviour {
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     behaviour: Behaviour,
-    stop: AtomicBool,
 }
 
 pub struct AtlassianStandIn {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 impl AtlassianStandIn {
     pub fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the Atlassian stand-in");
-        let addr = listener.local_addr().expect("stand-in address");
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             behaviour,
-            stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("atlassian stand-in {addr}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || serve(stream, &shared));
-                }
-            })
-            .expect("spawn the stand-in's accept thread");
-        AtlassianStandIn {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("atlassian stand-in", move |stream, _| {
+            serve(&stream, &serving)
+        });
+        AtlassianStandIn { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -153,63 +132,12 @@ impl AtlassianStandIn {
     }
 }
 
-impl Drop for AtlassianStandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.accept_thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let Ok(read_half) = stream.try_clone() else {
+fn serve(stream: &TcpStream, shared: &Shared) {
+    http::set_timeouts(stream, Duration::from_secs(10));
+    let Some(request) = http::read_request(stream, 1 << 20) else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-    let content_length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if content_length > 0 {
-        let _ = std::io::copy(
-            &mut (&mut reader).take(content_length.min(1 << 20)),
-            &mut std::io::sink(),
-        );
-    }
-    let (host, path) = split_target(&target, &headers);
-    let recorded = Recorded {
-        method,
-        target,
-        path,
-        host,
-        headers,
-    };
+    let recorded = Recorded::of(request);
     let (status, extra, body) = answer(&recorded, &shared.behaviour);
     shared
         .requests
@@ -224,37 +152,9 @@ fn serve(stream: TcpStream, shared: &Shared) {
         410 => "Gone",
         _ => "Not Found",
     };
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (n, v) in extra {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut stream = stream;
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-fn split_target(target: &str, headers: &[(String, String)]) -> (String, String) {
-    for scheme in ["http://", "https://"] {
-        if let Some(rest) = target.strip_prefix(scheme) {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            return (authority.to_owned(), path.to_owned());
-        }
-    }
-    let host = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    (host, target.to_owned())
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend(extra.iter().map(|(n, v)| (*n, v.as_str())));
+    http::respond(stream, status, reason, &headers, body.as_bytes());
 }
 
 enum Who {

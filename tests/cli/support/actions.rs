@@ -15,7 +15,9 @@
 //!   `github.action_ref` is the action's ref in a step's `env:` and empty inside `run:` (the
 //!   runner's long-standing behaviour for composite actions);
 //! - `ACTIONS_ID_TOKEN_REQUEST_URL` and `_TOKEN` are set only when the workflow grants
-//!   `permissions: id-token: write`.
+//!   `permissions: id-token: write`;
+//! - a `::add-mask::VALUE` line a step prints is not shown, and VALUE is `***` in every step's
+//!   output from then on (the runner masks it before the log is written).
 //!
 //! `${{ }}` expressions are evaluated for the plain context paths these files use (`inputs.X`,
 //! `github.X`, `runner.temp`, `env.X`, `steps.ID.outputs.X`); anything else fails the test,
@@ -89,7 +91,9 @@ pub struct Job {
     runner_temp: PathBuf,
     files: PathBuf,
     counter: usize,
-    /// Every step that ran, in order (composite steps included).
+    /// Values `::add-mask::` asked to hide.
+    masks: Vec<String>,
+    /// Every step that ran, in order (composite steps included), its output masked.
     pub runs: Vec<StepRun>,
 }
 
@@ -214,6 +218,13 @@ impl Job {
         vars.insert("HOME".into(), home.display().to_string());
         vars.insert("GITHUB_WORKSPACE".into(), workspace.display().to_string());
         vars.insert("RUNNER_TEMP".into(), runner_temp.display().to_string());
+        for (name, value) in [
+            ("GITHUB_RUN_ID", "4242"),
+            ("GITHUB_REPOSITORY", "company/docs-export"),
+            ("GITHUB_REF", "refs/heads/main"),
+        ] {
+            vars.insert(name.into(), value.into());
+        }
         let mut base_path = "/usr/local/bin:/usr/bin:/bin".to_owned();
         for (k, v) in env {
             if *k == "PATH" {
@@ -239,6 +250,7 @@ impl Job {
             runner_temp,
             files,
             counter: 0,
+            masks: Vec::new(),
             runs: Vec::new(),
         }
     }
@@ -486,12 +498,22 @@ impl Job {
         let out = command
             .output()
             .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut shown = String::new();
+        for line in stdout.split_inclusive('\n') {
+            match line.trim_end_matches('\n').strip_prefix("::add-mask::") {
+                Some(value) if !value.is_empty() => self.masks.push(value.to_owned()),
+                Some(_) => {}
+                None => shown.push_str(line),
+            }
+        }
         let run = StepRun {
             name: label.to_owned(),
             status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
+            stdout: self.mask(&shown),
+            stderr: self.mask(&String::from_utf8_lossy(&out.stderr)),
+            took,
         };
         let failed = !out.status.success();
         self.runs.push(run);
@@ -511,6 +533,13 @@ impl Job {
                 .into_iter()
                 .collect(),
         )
+    }
+
+    /// `text` with every masked value replaced by `***`.
+    fn mask(&self, text: &str) -> String {
+        self.masks
+            .iter()
+            .fold(text.to_owned(), |text, value| text.replace(value, "***"))
     }
 
     /// What every step printed, with each step's name, for a failure message.

@@ -21,13 +21,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::http::{Server, Stop};
 use super::Venv;
 
 /// The access key id of the static test credentials (moto accepts any until IAM is enforced).
@@ -522,15 +522,13 @@ struct ProxyShared {
     connections: AtomicUsize,
     /// Serve several requests per connection (HTTP/1.1 keep-alive) instead of one.
     keep_alive: bool,
-    stop: AtomicBool,
 }
 
 /// An HTTP proxy on a free loopback port in front of moto: records each request's operation,
 /// optionally misbehaves. One request per connection (`Connection: close`). Stops on drop.
 pub struct MotoProxy {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<ProxyShared>,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 impl MotoProxy {
@@ -545,8 +543,6 @@ impl MotoProxy {
     }
 
     fn start_with(upstream_port: u16, fault: Fault, keep_alive: bool) -> MotoProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the moto proxy");
-        let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(ProxyShared {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
             fault,
@@ -556,32 +552,17 @@ impl MotoProxy {
             throttled: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             keep_alive,
-            stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("moto proxy {addr}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || relay(stream, &shared));
-                }
-            })
-            .expect("spawn the proxy's accept thread");
-        MotoProxy {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("moto proxy", move |stream, stop| {
+            relay(stream, &serving, stop)
+        });
+        MotoProxy { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The operation of every request so far, in arrival order (`secretsmanager.GetSecretValue`,
@@ -617,17 +598,7 @@ impl MotoProxy {
     }
 }
 
-impl Drop for MotoProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.accept_thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn relay(client: TcpStream, shared: &ProxyShared) {
+fn relay(client: TcpStream, shared: &ProxyShared, stop: &Stop) {
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(read_half) = client.try_clone() else {
@@ -637,7 +608,7 @@ fn relay(client: TcpStream, shared: &ProxyShared) {
     let mut client = client;
     // One request per turn; with `keep_alive` the connection then waits for the next.
     while let Some((head_text, body)) = read_one(&mut reader) {
-        let answer = answer(shared, &head_text, &body);
+        let answer = answer(shared, stop, &head_text, &body);
         let Some(answer) = answer else {
             let _ = client.shutdown(Shutdown::Both);
             return;
@@ -693,7 +664,7 @@ fn header_in(head: &str, name: &str) -> Option<String> {
 
 /// The whole answer to one request (as moto or the fault sends it, `Connection: close`), or
 /// `None` to close the connection without one.
-fn answer(shared: &ProxyShared, head_text: &str, body: &[u8]) -> Option<Vec<u8>> {
+fn answer(shared: &ProxyShared, stop: &Stop, head_text: &str, body: &[u8]) -> Option<Vec<u8>> {
     let operation = header_in(head_text, "x-amz-target").unwrap_or_else(|| {
         String::from_utf8_lossy(body)
             .split('&')
@@ -716,7 +687,7 @@ fn answer(shared: &ProxyShared, head_text: &str, body: &[u8]) -> Option<Vec<u8>>
     match shared.fault {
         Fault::Hang => {
             // Hold the connection open, answering nothing, until the proxy stops.
-            while !shared.stop.load(Ordering::SeqCst) {
+            while !stop.is_set() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             return None;

@@ -16,12 +16,10 @@
 //!
 //! One thread per connection, `Connection: close` after each response; stops on drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::http::{self, Request, Server};
 
 /// One request as the stand-in saw it. No `Debug`: its headers hold credentials (print
 /// [`ConfluenceStandIn::summary`] instead).
@@ -53,16 +51,27 @@ impl Recorded {
     }
 }
 
+impl Recorded {
+    pub(super) fn of(request: Request) -> Recorded {
+        let (host, path) = request.host_and_path();
+        Recorded {
+            method: request.method,
+            target: request.target,
+            path,
+            host,
+            headers: request.headers,
+        }
+    }
+}
+
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     cloud_id: Option<String>,
-    stop: AtomicBool,
 }
 
 pub struct ConfluenceStandIn {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
 }
 
 impl ConfluenceStandIn {
@@ -77,41 +86,22 @@ impl ConfluenceStandIn {
     }
 
     fn start_with(cloud_id: Option<String>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the Confluence stand-in");
-        let addr = listener.local_addr().expect("stand-in address");
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             cloud_id,
-            stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("stand-in {addr}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || serve(stream, &shared));
-                }
-            })
-            .expect("spawn the stand-in's accept thread");
-        ConfluenceStandIn {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("stand-in", move |stream, _| serve(&stream, &serving));
+        ConfluenceStandIn { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     /// `http://127.0.0.1:PORT`, for `HTTP_PROXY`.
@@ -163,66 +153,13 @@ impl ConfluenceStandIn {
     }
 }
 
-impl Drop for ConfluenceStandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.accept_thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let Ok(read_half) = stream.try_clone() else {
+fn serve(stream: &std::net::TcpStream, shared: &Shared) {
+    http::set_timeouts(stream, Duration::from_secs(10));
+    // None: the drop's wake-up connection, or a client that gave up.
+    let Some(request) = http::read_request(stream, 1 << 20) else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return; // the drop's wake-up connection, or a client that gave up
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-    let content_length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if content_length > 0 {
-        let _ = std::io::copy(
-            &mut (&mut reader).take(content_length.min(1 << 20)),
-            &mut std::io::sink(),
-        );
-    }
-
-    let (host, path) = split_target(&target, &headers);
-    let recorded = Recorded {
-        method: method.clone(),
-        target,
-        path,
-        host,
-        headers,
-    };
+    let recorded = Recorded::of(request);
     let (status, body) = answer(&recorded, shared.cloud_id.as_deref());
     // Record before answering: once the client has the answer, the request is in the list.
     shared
@@ -230,39 +167,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(recorded);
-
     let reason = match status {
         200 => "OK",
         403 => "Forbidden",
         _ => "Not Found",
     };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    http::respond(
+        stream,
+        status,
+        reason,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
     );
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// `(host, origin-form path)` of a request target in origin form or absolute form.
-fn split_target(target: &str, headers: &[(String, String)]) -> (String, String) {
-    for scheme in ["http://", "https://"] {
-        if let Some(rest) = target.strip_prefix(scheme) {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            return (authority.to_owned(), path.to_owned());
-        }
-    }
-    let host = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    (host, target.to_owned())
 }
 
 fn answer(request: &Recorded, cloud_id: Option<&str>) -> (u16, String) {

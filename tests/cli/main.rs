@@ -1,5 +1,5 @@
 //! Integration tests: the real `cme-exec` binary, run with a cleared environment in a private
-//! temporary directory (see `tests/support`), against the real cme from `.venv`, a Confluence
+//! temporary directory (see `tests/cli/support`), against the real cme from `.venv`, a Confluence
 //! stand-in and small child scripts.
 //!
 //! Every secret is a sentinel; every run's stdout and stderr are checked for the test's sentinels
@@ -7,9 +7,9 @@
 //! its `assert_clean` check, run when it is dropped: nothing left in XDG_RUNTIME_DIR, TMPDIR or
 //! /dev/shm, and no sentinel in any file outside the test's own `secrets/` and `out/` directories.
 //!
-//! This file holds only the list of modules (one file per topic under `tests/cli/`, kept in
-//! alphabetical order, as casey/just's `tests/` does) and the helpers several of them share. A new
-//! topic is a new file and one `mod` line here.
+//! This file holds only the list of modules (one file per topic beside it, kept in alphabetical
+//! order, as casey/just's `tests/` and uv's `tests/it/main.rs` do) and the helpers several of them
+//! share. A new topic is a new file and one `mod` line here.
 
 // Before the modules: a `macro_rules!` macro is visible only after its definition.
 /// Arguments of mixed types (`&str`, `String`, `PathBuf`, `&Path`) as one `[OsString; N]`.
@@ -19,85 +19,48 @@ macro_rules! args {
     };
 }
 
-#[path = "cli/aws_credentials.rs"]
 mod aws_credentials;
-#[path = "cli/aws_sm.rs"]
 mod aws_sm;
-#[path = "cli/aws_ssm.rs"]
 mod aws_ssm;
-#[path = "cli/aws_transport.rs"]
 mod aws_transport;
-#[path = "cli/base_config.rs"]
 mod base_config;
-#[path = "cli/child_env.rs"]
 mod child_env;
-#[path = "cli/ci_templates.rs"]
 mod ci_templates;
-#[path = "cli/cme_releases.rs"]
 mod cme_releases;
-#[path = "cli/command_provider.rs"]
 mod command_provider;
-#[path = "cli/config_errors.rs"]
 mod config_errors;
-#[path = "cli/conformance.rs"]
 mod conformance;
-#[path = "cli/deploy.rs"]
 mod deploy;
-#[path = "cli/dist.rs"]
 mod dist;
-#[path = "cli/exit_codes.rs"]
+mod documentation;
 mod exit_codes;
-#[path = "cli/expiry.rs"]
 mod expiry;
-#[path = "cli/faults.rs"]
+mod explain;
 mod faults;
-#[path = "cli/first_contact.rs"]
-mod first_contact;
-#[path = "cli/handover.rs"]
+mod file_provider;
 mod handover;
-#[path = "cli/harness.rs"]
 mod harness;
-#[path = "cli/import.rs"]
 mod import;
-#[path = "cli/init.rs"]
 mod init;
-#[path = "cli/job_control.rs"]
 mod job_control;
-#[path = "cli/live.rs"]
 mod live;
-#[path = "cli/load.rs"]
 mod load;
-#[path = "cli/masking.rs"]
 mod masking;
-#[path = "cli/processes.rs"]
+mod output;
 mod processes;
-#[path = "cli/properties.rs"]
 mod properties;
-#[path = "cli/real_cme.rs"]
 mod real_cme;
-#[path = "cli/references.rs"]
 mod references;
-#[path = "cli/review_fixes.rs"]
-mod review_fixes;
-#[path = "cli/review_secrets.rs"]
-mod review_secrets;
-#[path = "cli/safety.rs"]
 mod safety;
-#[path = "cli/signals.rs"]
 mod signals;
-#[path = "cli/subcommands.rs"]
 mod subcommands;
 mod support;
-#[path = "cli/trust.rs"]
 mod trust;
-#[path = "cli/vault.rs"]
 mod vault;
-#[path = "cli/vault_proxy.rs"]
 mod vault_proxy;
-#[path = "cli/writeback.rs"]
 mod writeback;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -109,8 +72,8 @@ use support::*;
 // ---------------------------------------------------------------------------------------------
 
 /// A TOML basic string (JSON string syntax is valid TOML for these values).
-fn q(value: &str) -> String {
-    serde_json::to_string(value).expect("a string serialises")
+fn q(value: impl AsRef<str>) -> String {
+    serde_json::to_string(value.as_ref()).expect("a string serialises")
 }
 
 /// `file://` + absolute path.
@@ -153,8 +116,8 @@ fn basic_with_extra(url: &str, extra_toml: &str) -> Basic {
     let config = format!(
         "[confluence.{url}]\nusername = {user_ref}\napi_token = {token_ref}\n{extra_toml}",
         url = q(url),
-        user_ref = q(&format!("env://{user_var}")),
-        token_ref = q(&file_ref(&token_file)),
+        user_ref = q(format!("env://{user_var}")),
+        token_ref = q(file_ref(&token_file)),
     );
     let t = t.env(&user_var, &user).config_toml(&config);
     Basic {
@@ -166,23 +129,79 @@ fn basic_with_extra(url: &str, extra_toml: &str) -> Basic {
     }
 }
 
-/// The `auth.confluence[url]` entry of a cme config.
+/// A test with one Jira instance whose PAT (a sentinel, returned) comes from a variable.
+fn pat_test() -> (Test, String) {
+    let mut t = Test::new();
+    let pat = t.sentinel("pat");
+    let t = t
+        .env("CME_TEST_PAT", &pat)
+        .config_toml("[jira.\"https://jira.example.com\"]\npat = \"env://CME_TEST_PAT\"\n");
+    (t, pat)
+}
+
+/// The child that records its environment and config into `out/`.
+fn dump_env_child(t: &Test) -> PathBuf {
+    t.script("dump-env", &scripts::dump_env(&t.out_dir()))
+}
+
+/// A child that only proves it ran, by creating `out/ran`: (the child, the marker).
+fn marker_child(t: &Test) -> (PathBuf, PathBuf) {
+    let marker = t.out_dir().join("ran");
+    (t.script("mark", &scripts::touch(&marker)), marker)
+}
+
+/// The pid a child wrote into `path`.
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Operation and path of each audited Vault request, one a line (no values: safe to print).
+fn audit_listing(requests: &[support::openbao::Audited]) -> String {
+    requests
+        .iter()
+        .map(|r| format!("{} {}", r.operation, r.path))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `auth.PRODUCT[url]` entry of a cme config (a trailing `/` on either side ignored).
 #[track_caller]
-fn confluence_entry<'a>(config: &'a Value, url: &str) -> &'a Value {
+fn entry<'a>(config: &'a Value, product: &str, url: &str) -> &'a Value {
     let instances = config
-        .pointer("/auth/confluence")
+        .pointer(&format!("/auth/{product}"))
         .and_then(Value::as_object)
-        .expect("the config has auth.confluence");
+        .unwrap_or_else(|| panic!("the config has no auth.{product}"));
     instances
         .iter()
         .find(|(key, _)| key.trim_end_matches('/') == url.trim_end_matches('/'))
         .map(|(_, entry)| entry)
         .unwrap_or_else(|| {
             panic!(
-                "auth.confluence has no entry for {url}; keys: {:?}",
+                "auth.{product} has no entry for {url}; keys: {:?}",
                 instances.keys().collect::<Vec<_>>()
             )
         })
+}
+
+/// The `auth.confluence[url]` entry of a cme config.
+#[track_caller]
+fn confluence_entry<'a>(config: &'a Value, url: &str) -> &'a Value {
+    entry(config, "confluence", url)
+}
+
+/// Asserts `auth.PRODUCT[url].field == expected` without printing either value.
+#[track_caller]
+fn assert_config_field(config: &Value, product: &str, url: &str, field: &str, expected: &str) {
+    assert_field(
+        entry(config, product, url),
+        field,
+        expected,
+        &format!("auth.{product}[{url}]"),
+    );
 }
 
 /// Asserts that `entry[name]` is the secret `expected`, printing only redacted values.

@@ -7,26 +7,26 @@
 //! Also here: [`peak_rss_wrapper`], which measures cme-exec's peak resident set without the test
 //! harness's memory in it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::http::{self, Server, Stop};
 use super::openbao::{read_request, Seen};
 
 /// One accepted connection, after its request was read.
 pub struct Conn {
     stream: TcpStream,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     reset: bool,
 }
 
 impl Conn {
     /// True once the server is being dropped.
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_set()
     }
 
     /// Writes and flushes `bytes`.
@@ -92,43 +92,32 @@ type Handler = dyn Fn(&Seen, usize, &mut Conn) + Send + Sync;
 struct Shared {
     handler: Box<Handler>,
     seen: Mutex<Vec<(Seen, Instant)>>,
-    stop: Arc<AtomicBool>,
 }
 
 /// An HTTP server on `127.0.0.1:0` whose handler writes each answer itself (`(request, index,
 /// connection)`, index counting from 0 in arrival order). One request per connection; the
 /// connection is closed when the handler returns.
 pub struct FaultServer {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
 }
 
 impl FaultServer {
     pub fn start(handler: impl Fn(&Seen, usize, &mut Conn) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fault stand-in");
-        let addr = listener.local_addr().expect("fault stand-in address");
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
             seen: Mutex::new(Vec::new()),
-            stop: Arc::new(AtomicBool::new(false)),
         });
-        let accept = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&accept);
-                std::thread::spawn(move || serve(stream, &shared));
-            }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("fault stand-in", move |stream, stop| {
+            serve(stream, &serving, stop)
         });
-        FaultServer { addr, shared }
+        FaultServer { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Every request so far, in arrival order.
@@ -152,16 +141,8 @@ impl FaultServer {
     }
 }
 
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+fn serve(stream: TcpStream, shared: &Shared, stop: &Stop) {
+    http::set_timeouts(&stream, Duration::from_secs(30));
     let Some(seen) = read_request(&stream) else {
         return;
     };
@@ -172,7 +153,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
     };
     let mut conn = Conn {
         stream,
-        stop: Arc::clone(&shared.stop),
+        stop: stop.clone(),
         reset: false,
     };
     (shared.handler)(&seen, index, &mut conn);

@@ -588,7 +588,7 @@ pub fn pid_namespace() -> Result<&'static [&'static str], String> {
         .clone()
 }
 
-/// A test that cannot run here fails, with the reason and the fix (issue 9, item 25): it used
+/// A test that cannot run here fails, with the reason and the fix: it used
 /// to report "SKIPPED" and pass, so a machine without namespaces passed tests that never ran.
 pub fn cannot_run(test: &str, why: &str) -> ! {
     panic!(

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::http::{self, Request, Server, Stop};
 use super::{redact, sentinel, Venv};
 
 // ---------------------------------------------------------------------------------------------
@@ -625,39 +626,8 @@ impl Drop for OpenBao {
 // A programmable HTTP stand-in
 // ---------------------------------------------------------------------------------------------
 
-/// A request as a [`StandIn`] saw it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: String,
-    /// Origin form: path and query.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.target.split_once('?')?.1;
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
+/// A request as a [`StandIn`] saw it (origin form: its target is path and query).
+pub type Seen = Request;
 
 /// What a [`StandIn`] does with a request.
 pub enum Action {
@@ -696,7 +666,6 @@ type Handler = dyn Fn(&Seen, usize) -> Action + Send + Sync;
 struct StandInShared {
     handler: Box<Handler>,
     seen: Mutex<Vec<Seen>>,
-    stop: AtomicBool,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -704,42 +673,32 @@ struct StandInShared {
 /// An HTTP server on `127.0.0.1:0` whose answers a closure decides (`(request, index)`, index
 /// counting from 0 in arrival order). One request per connection (`Connection: close`).
 pub struct StandIn {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<StandInShared>,
 }
 
 impl StandIn {
     pub fn start(handler: impl Fn(&Seen, usize) -> Action + Send + Sync + 'static) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a stand-in");
-        let addr = listener.local_addr().expect("stand-in address");
         let shared = Arc::new(StandInShared {
             handler: Box::new(handler),
             seen: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
-        let accept = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&accept);
-                std::thread::spawn(move || serve_one(stream, &shared));
-            }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("stand-in", move |stream, stop| {
+            serve_one(&stream, &serving, stop)
         });
-        StandIn { addr, shared }
+        StandIn { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request so far, in arrival order.
@@ -766,55 +725,14 @@ impl StandIn {
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
 /// Reads one HTTP/1.1 request (also used by the fault stand-in in `faults.rs`).
 pub fn read_request(stream: &TcpStream) -> Option<Seen> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let target = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
-            break;
-        }
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length.min(4 << 20)];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body,
-    })
+    http::read_request(stream, 4 << 20)
 }
 
-fn serve_one(stream: TcpStream, shared: &StandInShared) {
+fn serve_one(stream: &TcpStream, shared: &StandInShared, stop: &Stop) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Some(seen) = read_request(&stream) else {
+    let Some(seen) = read_request(stream) else {
         return;
     };
     let index = {
@@ -832,7 +750,7 @@ fn serve_one(stream: TcpStream, shared: &StandInShared) {
             body,
         } => Some((status, headers, body)),
         Action::Forward { to, delay } => {
-            sleep_unless_stopped(delay, &shared.stop);
+            sleep_unless_stopped(delay, stop);
             match http_call(to, &seen.method, &seen.target, &seen.headers, &seen.body) {
                 Ok(reply) => Some((
                     reply.status,
@@ -852,7 +770,7 @@ fn serve_one(stream: TcpStream, shared: &StandInShared) {
             }
         }
         Action::Hang => {
-            sleep_unless_stopped(Duration::from_secs(3600), &shared.stop);
+            sleep_unless_stopped(Duration::from_secs(3600), stop);
             None
         }
         Action::Close => None,
@@ -860,26 +778,23 @@ fn serve_one(stream: TcpStream, shared: &StandInShared) {
     // A request stops counting as in flight before its answer is written: once the client has
     // the answer it may start its next request, which must not find this one still counted.
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    if let Some((status, headers, body)) = answer {
-        let mut head = format!("HTTP/1.1 {status} Stand-In\r\n");
-        for (n, v) in headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
+    match answer {
+        Some((status, headers, body)) => {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            http::respond(stream, status, "Stand-In", &headers, &body);
         }
-        head.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ));
-        let mut stream = &stream;
-        let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(&body);
-        let _ = stream.flush();
+        None => {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(total: Duration, stop: &Stop) {
     let end = Instant::now() + total;
-    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+    while Instant::now() < end && !stop.is_set() {
         std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
     }
 }
@@ -890,60 +805,42 @@ fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
 
 /// Forwards every connection to `upstream` byte for byte (TLS passes through) and counts them.
 pub struct TcpCounter {
-    addr: SocketAddr,
+    server: Server,
     connections: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
 }
 
 impl TcpCounter {
     pub fn start(upstream: SocketAddr) -> TcpCounter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TCP forwarder");
-        let addr = listener.local_addr().expect("forwarder address");
         let connections = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, halt) = (Arc::clone(&connections), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if halt.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                count.fetch_add(1, Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                for (from, to) in [
-                    (client.try_clone(), server.try_clone()),
-                    (server.try_clone(), client.try_clone()),
-                ] {
-                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
-                        std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut from, &mut to);
-                            let _ = to.shutdown(Shutdown::Write);
-                        });
-                    }
+        let count = Arc::clone(&connections);
+        let server = Server::start("TCP forwarder", move |client, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(upstream) else {
+                return;
+            };
+            for (from, to) in [
+                (client.try_clone(), server.try_clone()),
+                (server.try_clone(), client.try_clone()),
+            ] {
+                if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
                 }
             }
         });
         TcpCounter {
-            addr,
+            server,
             connections,
-            stop,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TcpCounter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
 }

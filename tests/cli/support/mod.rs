@@ -1,4 +1,4 @@
-//! Harness for the cme-exec integration tests (`tests/cli.rs`), in the spirit of casey/just's:
+//! Harness for the cme-exec integration tests (`tests/cli/main.rs`), in the spirit of casey/just's:
 //! a [`Test`] builder owns a temporary directory that is the child's HOME, XDG_CONFIG_HOME
 //! (`<tmp>/config`), XDG_RUNTIME_DIR (`<tmp>/run`, 0700) and TMPDIR (`<tmp>/tmp`); it runs the
 //! real `cme-exec` binary with a cleared environment (so the developer's `VAULT_*`/`AWS_*` never
@@ -19,6 +19,7 @@ pub mod bao_proxy;
 pub mod confluence_site;
 pub mod docs;
 pub mod faults;
+pub mod http;
 pub mod kubernetes;
 pub mod launch;
 pub mod moto;
