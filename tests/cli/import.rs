@@ -671,8 +671,8 @@ fn import_through_a_declared_provider_with_a_ca_and_approle() {
         .env("CME_TEST_SECRET_ID", &secret_id);
     let providers = format!(
         "[providers.bao]\nkind = \"vault\"\naddress = {}\nca_cert = {}\nauth = {{ method = \"approle\", role_id = {}, secret_id_env = \"CME_TEST_SECRET_ID\" }}\n",
-        q(&bao.address()),
-        q(&bao.ca_cert().display().to_string()),
+        q(bao.address()),
+        q(bao.ca_cert().display().to_string()),
         q(&role_id)
     );
     let toml_path = t.write_file("config/cme-exec/config.toml", &providers);
