@@ -19,6 +19,14 @@ pub const CME_EXEC_AUTH_FROM: &str = "CME_EXEC_AUTH_FROM";
 pub const CME_CONFIG_PATH: &str = "CME_CONFIG_PATH";
 /// Set for the child so that cme never opens an interactive prompt.
 pub const CME_NON_INTERACTIVE: &str = "CME_NON_INTERACTIVE";
+
+/// GitHub Actions' ID-token request pair: with it any process of the job can ask for an OIDC
+/// token for any audience (and assume what the workflow's roles allow). cme never needs it, so
+/// the child never inherits it, whoever used it (cme-exec's Vault login or a step before).
+pub const ID_TOKEN_REQUEST: [&str; 2] = [
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+];
 /// `--via env` hands the credentials over in these (cme's own names).
 pub const CME_AUTH_CONFLUENCE: &str = "CME_AUTH__CONFLUENCE";
 pub const CME_AUTH_JIRA: &str = "CME_AUTH__JIRA";

@@ -109,7 +109,8 @@ fn is_cme_auth_var(name: &OsStr) -> bool {
 }
 
 /// The child's environment: cme-exec's own, minus every variable that held a credential
-/// cme-exec used and any inherited `CME_AUTH*`, plus the hand-over variables.
+/// cme-exec used, any inherited `CME_AUTH*` and the CI's ID-token request variables, plus the
+/// hand-over variables. `--keep-env` keeps any of them but `CME_AUTH*`.
 pub fn child_env(
     parent: &std::collections::BTreeMap<OsString, OsString>,
     policy: &EnvPolicy,
@@ -126,7 +127,8 @@ pub fn child_env(
             if is_cme_auth_var(k) || k.as_os_str() == OsStr::new(names::CME_CONFIG_PATH) {
                 return false;
             }
-            kept(k) || !k.to_str().is_some_and(|k| consumed.contains(k))
+            let never = |k: &str| consumed.contains(k) || names::ID_TOKEN_REQUEST.contains(&k);
+            kept(k) || !k.to_str().is_some_and(never)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

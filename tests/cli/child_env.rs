@@ -9,7 +9,9 @@ fn child_environment_drops_credentials_and_sets_non_interactive() {
     let b = basic("https://company.atlassian.net");
     let t =
         b.t.env("CME_TEST_UNRELATED", "kept")
-            .env("CME_AUTH", r#"{"confluence":{}}"#);
+            .env("CME_AUTH", r#"{"confluence":{}}"#)
+            .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "not-a-secret-here")
+            .env("ACTIONS_ID_TOKEN_REQUEST_URL", "https://token.example/?x=1");
     let child = t.script("dump-env", &scripts::dump_env(&t.out_dir()));
     t.run_args(args!["--", child]).assert_success();
     let env = t.child_env();
@@ -31,6 +33,16 @@ fn child_environment_drops_credentials_and_sets_non_interactive() {
         "an inherited CME_AUTH would override the hand-over"
     );
     assert!(env.var("CME_CONFIG_PATH").is_some());
+    for name in [
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+    ] {
+        assert_eq!(
+            env.var(name),
+            None,
+            "{name} lets any process of a CI job mint OIDC tokens; cme never needs it"
+        );
+    }
     t.assert_clean();
 
     // --keep-env keeps a variable that an env:// reference read.

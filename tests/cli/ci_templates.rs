@@ -941,7 +941,7 @@ fn aws_token_endpoint(t: &mut Test) -> (StandIn, String, String, String) {
 
 /// The documented workflow: `configure-aws-credentials` (its stand-in) assumes the role with the
 /// job's OIDC token, cme-exec reads the secret with the session it left in the environment, cme
-/// logs in, and neither the session nor the token reaches the log, nor the session cme.
+/// logs in, and neither the session nor the token reaches the log or cme.
 #[test]
 fn github_oidc_role_workflow_reads_aws_secrets_manager_with_the_action() {
     let mut t = Test::new();
@@ -971,6 +971,7 @@ fn github_oidc_role_workflow_reads_aws_secrets_manager_with_the_action() {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     ]);
 }
 
@@ -1007,6 +1008,7 @@ fn github_oidc_role_workflow_reads_aws_secrets_manager_from_a_token_file() {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     ]);
 }
 
