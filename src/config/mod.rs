@@ -16,6 +16,8 @@ use cme_exec_providers::reference::{looks_like_reference, Reference};
 use cme_exec_providers::Kind;
 use cme_exec_providers::{registry, toml_key, Problem, ProviderSettings, TableReader};
 
+use zeroize::Zeroizing;
+
 use crate::envnames as names;
 use crate::error::Error;
 pub use instance::{normalise_url, redact_user_info, slug, Field, Product};
@@ -316,34 +318,34 @@ pub fn load_file(path: &Path, env: &EnvReader, needs_trust: bool) -> Result<Conf
     Ok(config)
 }
 
-/// The bytes of a config file, after its checks (regular file, not writable by others, size).
-pub fn read_config_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    use std::os::unix::fs::MetadataExt as _;
+/// The bytes of a config file, after its checks (regular file, not writable by others, size),
+/// made on the descriptor they are then read from.
+pub fn read_config_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    use cme_exec_providers::secure_io::{read_private_file, Checks, Refused};
     let shown = path.display().to_string();
-    let meta = fs_err::metadata(path).map_err(|e| {
-        Error::new(format!("cannot read the config file {shown}"))
-            .cause(e.source_text())
-            .hint("give an existing file with --config, or unset CME_EXEC_CONFIG")
-    })?;
-    if !meta.is_file() {
-        return Err(Error::new(format!(
+    let cannot_read = |e: std::io::Error| {
+        Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
+    };
+    match read_private_file(path, MAX_CONFIG_BYTES, &Checks::NOT_WRITABLE_BY_OTHERS) {
+        Ok(file) => Ok(file.bytes),
+        Err(Refused::Open(e)) => Err(cannot_read(e)
+            .hint("give an existing file with --config, or unset CME_EXEC_CONFIG")),
+        Err(Refused::Stat(e) | Refused::Read(e)) => Err(cannot_read(e)),
+        Err(Refused::NotRegular) => Err(Error::new(format!(
             "the config file {shown} is not a regular file"
-        )));
-    }
-    if meta.mode() & 0o002 != 0 {
-        return Err(Error::new(format!(
+        ))),
+        Err(Refused::Writable(_)) => Err(Error::new(format!(
             "the config file {shown} is writable by other users, who could point it at their own secrets"
         ))
-        .hint(format!("chmod o-w {shown}")));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Error::new(format!(
+        .hint(format!("chmod o-w {shown}"))),
+        // Not asked for: any owner is accepted.
+        Err(Refused::Owner(uid)) => Err(Error::new(format!(
+            "the config file {shown} belongs to another user (uid {uid})"
+        ))),
+        Err(Refused::TooLarge) => Err(Error::new(format!(
             "the config file {shown} is larger than 1 MiB"
-        )));
+        ))),
     }
-    fs_err::read(path).map_err(|e| {
-        Error::new(format!("cannot read the config file {shown}")).cause(e.source_text())
-    })
 }
 
 /// Parses the bytes of a config file (`path` only names it in messages).
@@ -827,3 +829,22 @@ impl SourceText for std::io::Error {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    /// A file that holds more than its `stat` size says (procfs reports 0; a file may grow
+    /// after the check) is still held to the limit while it is read.
+    #[test]
+    fn a_config_larger_than_its_stat_size_is_stopped_at_the_limit() {
+        let big = Path::new("/proc/kallsyms");
+        let said = std::fs::metadata(big).map_or(u64::MAX, |m| m.len());
+        let holds = std::fs::read(big).map_or(0, |b| b.len() as u64);
+        if said > MAX_CONFIG_BYTES || holds <= MAX_CONFIG_BYTES {
+            return; // no such file here
+        }
+        let err = read_config_bytes(big).unwrap_err().to_string();
+        assert!(err.contains("is larger than 1 MiB"), "{err}");
+    }
+}
