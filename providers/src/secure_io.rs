@@ -440,16 +440,23 @@ pub fn readable_by_everyone(path: &Path, meta: &std::fs::Metadata) -> bool {
 /// same way), for secret files every user can read: `what` names them (a path, or a directory
 /// and its keys). Said once per file and process.
 pub fn warn_readable_by_everyone(path: &Path, what: &str, meta: &std::fs::Metadata) {
+    if first_time(path) {
+        warning(&readable_warning(path, what, meta));
+    }
+}
+
+/// Whether `path` is named here for the first time in this process.
+fn first_time(path: &Path) -> bool {
     use std::collections::BTreeSet;
     use std::sync::Mutex;
     static SAID: Mutex<BTreeSet<std::path::PathBuf>> = Mutex::new(BTreeSet::new());
-    if !SAID
-        .lock()
+    SAID.lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(path.to_owned())
-    {
-        return;
-    }
+}
+
+/// The text of [`warn_readable_by_everyone`], with the hint that fits the file.
+fn readable_warning(path: &Path, what: &str, meta: &std::fs::Metadata) -> String {
     let mode = meta.mode() & 0o7777;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     // kubelet's atomic writer keeps the files under `..DATE` directories (file.rs).
@@ -467,9 +474,9 @@ pub fn warn_readable_by_everyone(path: &Path, what: &str, meta: &std::fs::Metada
     } else {
         "keep secrets in files only you (or your group) can read".to_owned()
     };
-    warning(&format!(
+    format!(
         "{what}: readable by every user on this system (mode {mode:04o}); a secret should not be: {hint}"
-    ));
+    )
 }
 
 /// A warning on stderr, in the binary's format, control characters removed (a path may hold

@@ -1,5 +1,5 @@
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
 use super::*;
 
@@ -172,6 +172,12 @@ fn owners_accepts_whom_it_names() {
         assert!(!owners.accept(stranger), "{owners:?}");
     }
     assert!(Owners::RootMeOr(stranger).accept(stranger));
+}
+
+#[test]
+fn euid_is_the_owner_of_what_this_process_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(std::fs::metadata(dir.path()).unwrap().uid(), euid());
 }
 
 #[test]
@@ -425,6 +431,40 @@ fn a_world_writable_file_is_refused_with_a_hint_to_follow() {
         &std::fs::metadata("/dev/null").unwrap(),
     );
     assert!(!e.hint().unwrap().contains("chmod"), "{e}");
+}
+
+#[test]
+fn the_readable_warning_gives_the_hint_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tok");
+    std::fs::write(&f, "x").unwrap();
+    set_mode(&f, 0o644);
+    let meta = std::fs::metadata(&f).unwrap();
+    assert_eq!(
+        readable_warning(&f, "the token", &meta),
+        format!(
+            "the token: readable by every user on this system (mode 0644); a secret should not be: chmod o-r {}",
+            f.display()
+        )
+    );
+    let dmeta = std::fs::metadata(dir.path()).unwrap();
+    assert!(readable_warning(dir.path(), "d", &dmeta)
+        .ends_with(&format!("chmod o-rx {}", dir.path().display())));
+    // kubelet's layout: the Secret volume's mode is what to change.
+    let k = dir.path().join("..2026_01_01").join("tok");
+    std::fs::create_dir_all(k.parent().unwrap()).unwrap();
+    std::fs::write(&k, "x").unwrap();
+    assert!(readable_warning(&k, "k", &meta)
+        .ends_with("defaultMode: 0400 (or 0440 with the pod's fsGroup)"));
+    // A system file, or one of another user's: no chmod.
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(readable_warning(Path::new("/dev/null"), "n", &null)
+        .ends_with("keep secrets in files only you (or your group) can read"));
+    // Said once per path.
+    let once = dir.path().join("once");
+    assert!(first_time(&once));
+    assert!(!first_time(&once));
+    assert!(first_time(&dir.path().join("other")));
 }
 
 #[test]
