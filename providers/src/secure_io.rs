@@ -483,9 +483,15 @@ fn readable_warning(path: &Path, what: &str, meta: &std::fs::Metadata) -> String
 /// them); printed whatever the verbosity.
 pub fn warning(message: &str) {
     use std::io::Write as _;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(warning_line(message).as_bytes());
+}
+
+/// The line [`warning`] prints.
+fn warning_line(message: &str) -> String {
     let clean: String = message.chars().filter(|c| !c.is_control()).collect();
-    let text = format!("cme-exec: warning: {clean}\n");
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    format!("cme-exec: warning: {clean}\n")
 }
 
 /// `chmod o-w PATH` only for a regular file or directory of the user's own outside the system's

@@ -468,6 +468,45 @@ fn the_readable_warning_gives_the_hint_that_fits() {
 }
 
 #[test]
+fn a_warning_is_one_line_in_the_binarys_format() {
+    assert_eq!(
+        warning_line("a\u{1b}[2Jb\nc"),
+        "cme-exec: warning: a[2Jbc\n"
+    );
+}
+
+/// `chmod o-w` only for a file of the user's own, outside the system's directories whether
+/// reached as given or through a link.
+#[test]
+fn a_chmod_hint_only_for_own_files_outside_system_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tok");
+    std::fs::write(&f, "x").unwrap();
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    assert!(permission_hint(&f, &meta(&f)).starts_with("chmod o-w"));
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let name = format!("cme-exec-hint-{}", std::process::id());
+        let own = shm.join(&name);
+        std::fs::write(&own, "x").unwrap();
+        let link = shm.join(format!("{name}-link"));
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let said = (
+            permission_hint(&own, &meta(&own)),
+            permission_hint(&link, &meta(&link)),
+        );
+        std::fs::remove_file(&own).unwrap();
+        std::fs::remove_file(&link).unwrap();
+        assert!(!said.0.contains("chmod"), "{}", said.0);
+        assert!(!said.1.contains("chmod"), "{}", said.1);
+    }
+    if euid() == 0 {
+        std::os::unix::fs::chown(&f, Some(4242), None).unwrap();
+        assert!(!permission_hint(&f, &meta(&f)).contains("chmod"));
+    }
+}
+
+#[test]
 fn no_chmod_hint_for_system_paths() {
     assert!(is_system_path(Path::new("/tmp")));
     assert!(is_system_path(Path::new("/var/tmp")));
