@@ -49,7 +49,7 @@
 //! User documentation: `docs/providers/command.md`.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -62,6 +62,7 @@ use tokio::io::AsyncReadExt as _;
 use zeroize::Zeroizing;
 
 use crate::payload::{Format, Payload, MAX_DOCUMENT_BYTES};
+use crate::secure_io::{allows, Access, SecretBuf, Who};
 use crate::table::TableReader;
 use crate::{Backend, BackendSettings, Context, Document, ErrorKind, FetchError, Kind, Provider};
 
@@ -460,12 +461,13 @@ fn find_program(program: &str, ctx: &Context) -> Result<PathBuf, FetchError> {
         )));
     };
     let meta = std::fs::metadata(&path).map_err(|e| FetchError::io(&path, &e))?;
-    crate::secure_fs::check_not_world_writable(&path, &meta)?;
+    crate::secure_io::check_not_world_writable(&path, &meta)?;
     Ok(path)
 }
 
 fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(p)
+        .is_ok_and(|m| m.is_file() && allows(m.mode(), Who::Anyone, Access::Execute))
 }
 
 struct CommandProvider {
@@ -673,27 +675,17 @@ impl Drop for GroupGuard {
 async fn read_capped(
     stdout: Option<tokio::process::ChildStdout>,
 ) -> Result<Zeroizing<Vec<u8>>, Failed> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+    let mut buf = SecretBuf::bounded(4096, MAX_DOCUMENT_BYTES);
     let Some(mut stdout) = stdout else {
-        return Ok(buf);
+        return Ok(buf.into_inner());
     };
     let mut chunk = Zeroizing::new(vec![0u8; 16 * 1024]);
     loop {
         let n = stdout.read(&mut chunk).await.map_err(Failed::Read)?;
         if n == 0 {
-            return Ok(buf);
+            return Ok(buf.into_inner());
         }
-        if buf.len() + n > MAX_DOCUMENT_BYTES {
-            return Err(Failed::TooLarge);
-        }
-        if buf.len() + n > buf.capacity() {
-            // Grow into a new buffer (the old one is wiped when dropped), never by reallocation.
-            let mut bigger =
-                Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend(&chunk[..n]).map_err(|_| Failed::TooLarge)?;
     }
 }
 

@@ -28,20 +28,19 @@
 //! directory: a link leading elsewhere is refused, never followed.
 
 use std::fs::File;
-use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
 use crate::payload::{Format, Payload, SecretMap, MAX_DOCUMENT_BYTES};
-use crate::secure_fs::{
-    check_not_world_writable, euid, permission_hint, readable_by_everyone, too_large,
-    warn_readable_by_everyone,
+use crate::secure_io::{
+    allows, check_not_world_writable, check_opened, is_sticky, open_nonblocking, permission_hint,
+    read_opened, readable_by_everyone, too_large, warn_readable_by_everyone, world_writable,
+    Access, Checks, Owners, Refused, Who,
 };
 use crate::table::TableReader;
 use crate::{Backend, BackendSettings, Context, Document, FetchError, Kind, Provider};
@@ -247,14 +246,14 @@ enum DirTrust {
 
 fn check_dir(path: &Path, meta: &std::fs::Metadata) -> Result<DirTrust, FetchError> {
     let mode = meta.mode();
-    if mode & 0o002 == 0 {
+    if !allows(mode, Who::Others, Access::Write) {
         return Ok(DirTrust::Closed);
     }
     let owner = meta.uid();
-    let why = if mode & 0o1000 == 0 {
+    let why = if !is_sticky(mode) {
         "others can write to it and it has no sticky bit, so anyone could replace a secret in it"
             .to_owned()
-    } else if owner == 0 || owner == euid() {
+    } else if Owners::RootOrMe.accept(owner) {
         return Ok(DirTrust::Sticky { owner });
     } else {
         format!(
@@ -269,19 +268,14 @@ fn check_dir(path: &Path, meta: &std::fs::Metadata) -> Result<DirTrust, FetchErr
 }
 
 fn read_path(path: &Path) -> Result<Payload, FetchError> {
-    // O_NONBLOCK: opening a FIFO must not hang; the type check below then refuses it.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| FetchError::io(path, &e))?;
+    // Not blocking: opening a FIFO must not hang; the type check below then refuses it.
+    let file = open_nonblocking(path, true).map_err(|e| FetchError::io(path, &e))?;
     let meta = file.metadata().map_err(|e| FetchError::io(path, &e))?;
     if meta.is_dir() {
         let trust = check_dir(path, &meta)?;
         return read_dir(path, trust).map(Payload::Object);
     }
-    check_regular(path, &meta)?;
-    check_not_world_writable(path, &meta)?;
+    check_opened(&meta, &Checks::NOT_WRITABLE_BY_OTHERS).map_err(|r| refusal(path, r))?;
     if readable_by_everyone(path, &meta) {
         warn_readable_by_everyone(path, &path.display().to_string(), &meta);
     }
@@ -289,7 +283,7 @@ fn read_path(path: &Path) -> Result<Payload, FetchError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let text = read_text(path, file, &meta)?;
+    let text = read_text(path, &file, &meta)?;
     Ok(Payload::Text {
         value: text,
         format: Format::from_file_name(&name),
@@ -298,46 +292,41 @@ fn read_path(path: &Path) -> Result<Payload, FetchError> {
 
 fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), FetchError> {
     if !meta.is_file() {
-        return Err(FetchError::invalid(format!(
-            "{} is not a regular file (a FIFO, socket or device is never read)",
-            path.display()
-        )));
+        return Err(not_regular(path));
     }
     Ok(())
 }
 
+fn not_regular(path: &Path) -> FetchError {
+    FetchError::invalid(format!(
+        "{} is not a regular file (a FIFO, socket or device is never read)",
+        path.display()
+    ))
+}
+
+/// A refusal of [`crate::secure_io`] in this provider's words (a directory's entries say an
+/// owner they do not accept in their own).
+fn refusal(path: &Path, refused: Refused) -> FetchError {
+    match refused {
+        Refused::NotRegular => not_regular(path),
+        Refused::Owner(uid) => FetchError::denied(format!(
+            "{} belongs to another user (uid {uid})",
+            path.display()
+        )),
+        Refused::Writable(meta) => world_writable(path, &meta),
+        Refused::TooLarge => too_large(path),
+        Refused::Open(e) | Refused::Stat(e) | Refused::Read(e) => FetchError::io(path, &e),
+    }
+}
+
+/// The document in a regular file, at most [`MAX_DOCUMENT_BYTES`], minus one trailing newline.
 fn read_text(
     path: &Path,
-    mut file: File,
+    file: &File,
     meta: &std::fs::Metadata,
 ) -> Result<SecretString, FetchError> {
-    check_regular(path, meta)?;
-    if meta.len() > MAX_DOCUMENT_BYTES as u64 {
-        return Err(too_large(path));
-    }
-    // Sized from the file's length, but a file can hold more than its metadata says (procfs
-    // and sysfs report 0, a file may grow): the buffer then grows by copying into a new wiped
-    // buffer, never by a reallocation that would leave the old bytes behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    let mut chunk = Zeroizing::new(vec![0u8; 16 * 1024]);
-    loop {
-        let n = match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FetchError::io(path, &e)),
-        };
-        if buf.len() + n > MAX_DOCUMENT_BYTES {
-            return Err(too_large(path));
-        }
-        if buf.len() + n > buf.capacity() {
-            let mut bigger =
-                Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut buf =
+        read_opened(file, meta, MAX_DOCUMENT_BYTES as u64).map_err(|r| refusal(path, r))?;
     if buf.last() == Some(&b'\n') {
         buf.pop();
         if buf.last() == Some(&b'\r') {
@@ -353,10 +342,13 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
     let mut map = Map::new();
     let mut total = 0usize;
     let inside = std::fs::canonicalize(dir).map_err(|e| FetchError::io(dir, &e))?;
-    let me = euid();
-    let trusted_owner = |uid: u32| match trust {
-        DirTrust::Closed => true,
-        DirTrust::Sticky { owner } => uid == 0 || uid == me || uid == owner,
+    let checks = Checks {
+        follow_links: false,
+        owners: match trust {
+            DirTrust::Closed => Owners::Anyone,
+            DirTrust::Sticky { owner } => Owners::RootMeOr(owner),
+        },
+        ..Checks::NOT_WRITABLE_BY_OTHERS
     };
     let foreign = |path: &Path, uid: u32| {
         FetchError::denied(format!(
@@ -383,7 +375,7 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
         }
         let path = dir.join(key);
         let link = std::fs::symlink_metadata(&path).map_err(|e| FetchError::io(&path, &e))?;
-        if !trusted_owner(link.uid()) {
+        if !checks.owners.accept(link.uid()) {
             return Err(foreign(&path, link.uid()));
         }
         // A link (kubelet's `KEY -> ..data/KEY`) is opened at where it resolves, which must be
@@ -402,24 +394,19 @@ fn read_dir(dir: &Path, trust: DirTrust) -> Result<SecretMap, FetchError> {
         } else {
             path.clone()
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&target)
-            .map_err(|e| FetchError::io(&path, &e))?;
+        let file = open_nonblocking(&target, false).map_err(|e| FetchError::io(&path, &e))?;
         let meta = file.metadata().map_err(|e| FetchError::io(&path, &e))?;
         if meta.is_dir() {
             continue;
         }
-        check_regular(&path, &meta)?;
-        if !trusted_owner(meta.uid()) {
-            return Err(foreign(&path, meta.uid()));
-        }
-        check_not_world_writable(&path, &meta)?;
+        check_opened(&meta, &checks).map_err(|r| match r {
+            Refused::Owner(uid) => foreign(&path, uid),
+            r => refusal(&path, r),
+        })?;
         if readable_by_everyone(&target, &meta) {
             open_to_all.push((key.to_owned(), meta.clone()));
         }
-        let text = read_text(&path, file, &meta)?;
+        let text = read_text(&path, &file, &meta)?;
         total += meta.len() as usize;
         if total > MAX_DOCUMENT_BYTES {
             return Err(too_large(dir));

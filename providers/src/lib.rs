@@ -11,8 +11,8 @@
 //! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], [`aws_ssm`], one module (or folder) each; none
 //!   imports another;
 //! - shared pieces the backends use: [`provider`] (the traits and [`fetch_concurrently`]),
-//!   [`aws_shared`] (for the AWS backends), [`secure_fs`], [`net`], [`progress`], [`payload`],
-//!   [`context`];
+//!   [`aws_shared`] (for the AWS backends), [`secure_io`] (secret bytes and private files),
+//!   [`net`], [`progress`], [`payload`], [`context`];
 //! - leaves: [`kind`], [`table`], [`reference`], [`error`].
 //!
 //! The list of kinds is never behind `#[cfg]`: a build without the `vault` or `aws-sm` feature
@@ -33,7 +33,7 @@ pub mod progress;
 pub mod provider;
 pub mod reference;
 pub mod registry;
-pub mod secure_fs;
+pub mod secure_io;
 pub mod table;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -12,11 +12,13 @@
 //! write without the sticky bit, is refused. What was loaded (its canonical path, device and
 //! inode) is kept, so that write-back writes into that same file and nothing else.
 
-use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use cme_exec_providers::context::EnvReader;
+use cme_exec_providers::secure_io::{
+    self, allows, is_sticky, open_private, Access, Checks, Owners, Refused, Who,
+};
 use serde_json::{Map, Value};
 
 use super::schema;
@@ -74,17 +76,24 @@ fn base_dir_independent(p: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// What the base config must be: a regular file of the user's or root's that others cannot
+/// write (a link the user keeps is followed).
+const CHECKS: Checks = Checks {
+    follow_links: true,
+    owners: Owners::RootOrMe,
+    refuse_writable_by: Some(Who::Others),
+};
+
 /// Loads and checks the base config.
 pub fn load(path: &Path) -> Result<BaseConfig, Error> {
     let shown = path.display();
-    // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let cannot_read = |e: std::io::Error| {
+        Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
+    };
+    // Opened without blocking: a FIFO planted at the path must not hang the open; it is refused.
+    let (file, meta) = match open_private(path, &CHECKS) {
+        Ok(opened) => opened,
+        Err(Refused::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             let real = real_path_of_missing(path);
             if let Some(dir) = real.parent().filter(|d| d.is_dir()) {
                 check_place(path, dir)?;
@@ -101,37 +110,27 @@ pub fn load(path: &Path) -> Result<BaseConfig, Error> {
                 }),
             });
         }
-        Err(e) => {
-            return Err(
-                Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
-            )
+        Err(Refused::Open(e) | Refused::Stat(e) | Refused::Read(e)) => return Err(cannot_read(e)),
+        Err(Refused::NotRegular) => {
+            return Err(Error::new(format!(
+                "the base config {shown} is not a regular file"
+            )))
         }
+        Err(Refused::Owner(uid)) => return Err(foreign_owner(path, uid)),
+        Err(Refused::Writable(_)) => {
+            return Err(Error::new(format!(
+                "the base config {shown} is writable by other users, who could change where cme sends the credentials"
+            ))
+            .hint(format!("chmod o-w {shown}")))
+        }
+        Err(Refused::TooLarge) => return Err(too_large(path)),
     };
-    let meta = file.metadata().map_err(|e| {
-        Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
-    })?;
-    if !meta.is_file() {
-        return Err(Error::new(format!(
-            "the base config {shown} is not a regular file"
-        )));
-    }
-    check_owner(path, meta.uid())?;
-    if meta.mode() & 0o002 != 0 {
-        return Err(Error::new(format!(
-            "the base config {shown} is writable by other users, who could change where cme sends the credentials"
-        ))
-        .hint(format!("chmod o-w {shown}")));
-    }
-    let real = std::fs::canonicalize(path).map_err(|e| {
-        Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
-    })?;
+    let real = std::fs::canonicalize(path).map_err(cannot_read)?;
     let dir = real.parent().unwrap_or(Path::new("/"));
     check_place(path, dir)?;
     let bytes = read_capped(file, meta.len()).map_err(|e| match e {
-        Capped::TooLarge => Error::new(format!("the base config {shown} is larger than 4 MiB")),
-        Capped::Io(e) => {
-            Error::new(format!("cannot read the base config {shown}")).cause(e.to_string())
-        }
+        Capped::TooLarge => too_large(path),
+        Capped::Io(e) => cannot_read(e),
     })?;
     let doc = parse(&bytes).map_err(|m| Error::new(format!("the base config {shown} {m}")))?;
     check(&doc).map_err(|e| {
@@ -168,11 +167,15 @@ pub fn load(path: &Path) -> Result<BaseConfig, Error> {
     })
 }
 
-/// Why [`read_capped`] stopped.
-pub(crate) enum Capped {
-    TooLarge,
-    Io(std::io::Error),
+fn too_large(path: &Path) -> Error {
+    Error::new(format!(
+        "the base config {} is larger than 4 MiB",
+        path.display()
+    ))
 }
+
+/// Why [`read_capped`] stopped: `TooLarge` or `Io`.
+pub(crate) use cme_exec_providers::secure_io::ReadError as Capped;
 
 /// Reads an open file, at most [`MAX_BASE_BYTES`] (a file that grows past its `stat` size while
 /// it is read is still stopped there), into a buffer that is wiped when dropped.
@@ -180,19 +183,7 @@ pub(crate) fn read_capped(
     file: std::fs::File,
     len: u64,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, Capped> {
-    if len > MAX_BASE_BYTES {
-        return Err(Capped::TooLarge);
-    }
-    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(
-        usize::try_from(len).unwrap_or(0).saturating_add(1),
-    ));
-    file.take(MAX_BASE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Capped::Io)?;
-    if bytes.len() as u64 > MAX_BASE_BYTES {
-        return Err(Capped::TooLarge);
-    }
-    Ok(bytes)
+    secure_io::read_capped(file, len, MAX_BASE_BYTES)
 }
 
 /// The canonical path a missing base config would have: its nearest existing ancestor made
@@ -216,19 +207,16 @@ fn real_path_of_missing(path: &Path) -> PathBuf {
 }
 
 fn is_trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+    Owners::RootOrMe.accept(uid)
 }
 
-/// The file belongs to the user or root.
-fn check_owner(path: &Path, uid: u32) -> Result<(), Error> {
-    if is_trusted_owner(uid) {
-        return Ok(());
-    }
-    Err(Error::new(format!(
+/// The refusal of a base config that belongs to neither the user nor root.
+fn foreign_owner(path: &Path, uid: u32) -> Error {
+    Error::new(format!(
         "the base config {} belongs to another user (uid {uid}), who could change where cme sends the credentials",
         path.display()
     ))
-    .hint("copy it into a file of your own (cp, then chmod 600) and point [cme] base_config (or CME_CONFIG_PATH) at the copy"))
+    .hint("copy it into a file of your own (cp, then chmod 600) and point [cme] base_config (or CME_CONFIG_PATH) at the copy")
 }
 
 /// The directory the base config is in (`dir`, canonical) and, when it differs (the path given
@@ -282,7 +270,7 @@ pub(crate) fn check_dir_of(
         ))
         .hint(format!("move {what} into a directory of your own (mode 0700) and point [cme] base_config (or CME_CONFIG_PATH) at it")));
     }
-    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+    if allows(mode, Who::Others, Access::Write) && !is_sticky(mode) {
         let fix = if uid == nix::unistd::geteuid().as_raw() {
             format!("chmod o-w {shown}, or move {what} into a directory of your own")
         } else {

@@ -6,8 +6,7 @@ pub mod release;
 pub mod schema;
 pub mod writeback;
 
-use std::io;
-
+use cme_exec_providers::secure_io::SecretBuf;
 use secrecy::ExposeSecret as _;
 use serde::ser::SerializeMap as _;
 use serde::Serialize;
@@ -20,12 +19,13 @@ pub use base::BaseConfig;
 
 /// Serialises the config cme gets: the base config with the resolved `auth` laid over it.
 ///
-/// Secrets go from their `SecretString` straight into a zeroising buffer; no intermediate
-/// `serde_json::Value` ever holds them. The base config was validated against cme's schema
-/// when it was loaded, and the overlay only adds strings where cme's schema wants strings,
-/// so the result is valid too (tests check it with cme itself).
+/// Secrets go from their `SecretString` straight into a wiped buffer ([`SecretBuf`] grows by
+/// copying into a new wiped buffer, never leaving a stale copy in freed memory); no
+/// intermediate `serde_json::Value` ever holds them. The base config was validated against
+/// cme's schema when it was loaded, and the overlay only adds strings where cme's schema wants
+/// strings, so the result is valid too (tests check it with cme itself).
 pub fn render(base: &BaseConfig, auth: &Auth) -> Zeroizing<Vec<u8>> {
-    let mut out = ZeroizingWriter::with_capacity(4096 + base.size_hint);
+    let mut out = SecretBuf::with_capacity(4096 + base.size_hint);
     let doc = Doc {
         base: &base.doc,
         auth,
@@ -34,8 +34,9 @@ pub fn render(base: &BaseConfig, auth: &Auth) -> Zeroizing<Vec<u8>> {
         serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::new());
     doc.serialize(&mut ser)
         .expect("serialising into memory cannot fail");
-    out.0.push(b'\n');
-    out.0
+    out.extend(b"\n")
+        .expect("an unbounded buffer takes every byte");
+    out.into_inner()
 }
 
 /// `CME_AUTH__CONFLUENCE` / `CME_AUTH__JIRA` for `--via env`: `{URL: {fields}}` as JSON.
@@ -43,7 +44,7 @@ pub fn render_product(auth: &Auth, product: Product) -> Option<Zeroizing<Vec<u8>
     if !auth.instances.keys().any(|(p, _)| *p == product) {
         return None;
     }
-    let mut out = ZeroizingWriter::with_capacity(1024);
+    let mut out = SecretBuf::with_capacity(1024);
     let mut ser = serde_json::Serializer::new(&mut out);
     ProductSer {
         product,
@@ -52,34 +53,7 @@ pub fn render_product(auth: &Auth, product: Product) -> Option<Zeroizing<Vec<u8>
     }
     .serialize(&mut ser)
     .expect("serialising into memory cannot fail");
-    Some(out.0)
-}
-
-/// A `Write` into a `Zeroizing<Vec<u8>>` that, when it must grow, copies into a new buffer and
-/// lets the old one be wiped, so no stale copy of a secret is left in freed memory.
-struct ZeroizingWriter(Zeroizing<Vec<u8>>);
-
-impl ZeroizingWriter {
-    fn with_capacity(n: usize) -> Self {
-        ZeroizingWriter(Zeroizing::new(Vec::with_capacity(n)))
-    }
-}
-
-impl io::Write for ZeroizingWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let needed = self.0.len() + buf.len();
-        if needed > self.0.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(self.0.capacity() * 2)));
-            bigger.extend_from_slice(&self.0);
-            self.0 = bigger; // the old buffer is zeroised as it drops
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    Some(out.into_inner())
 }
 
 /// The key cme would use for an `auth` entry written as `key`.

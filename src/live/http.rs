@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use cme_exec_providers::secure_io::{deepest_cause, into_wiped_bytes};
 use reqwest::header::{HeaderName, HeaderValue};
-use zeroize::Zeroizing;
 
 use super::{Answer, Credential, Problem, Settings, Tls, MAX_BODY_BYTES};
 use crate::error::Error;
@@ -70,7 +70,7 @@ impl Client {
             }
         };
         let inner = builder.build().map_err(|e| {
-            Error::new("cannot set up the HTTP client for the live check").cause(deepest(&e))
+            Error::new("cannot set up the HTTP client for the live check").cause(deepest_cause(&e))
         })?;
         Ok(Client {
             inner,
@@ -111,8 +111,8 @@ impl Client {
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some((name, value)) = credential.header {
-            let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Wiped(value)))
-                .map_err(|_| {
+            let mut value =
+                HeaderValue::from_maybe_shared(into_wiped_bytes(value)).map_err(|_| {
                     Problem::new(
                         None,
                         "a credential holds characters that cannot be sent in an HTTP header",
@@ -168,7 +168,7 @@ impl Client {
             .url()
             .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default();
-        let cause = deepest(e);
+        let cause = deepest_cause(e);
         let lower = cause.to_ascii_lowercase();
         if e.is_timeout() {
             return Problem::new(
@@ -213,33 +213,5 @@ impl Client {
             );
         }
         Problem::new(None, format!("{host}: {cause}"), None)
-    }
-}
-
-/// The innermost message of an error chain (reqwest's own text repeats the URL).
-fn deepest(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut messages = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        messages.push(err.to_string());
-        next = err.source();
-    }
-    // The last two levels say what happened at the bottom ("tcp connect error: Connection
-    // refused (os error 111)").
-    let n = messages.len();
-    let tail = if n >= 2 {
-        format!("{}: {}", messages[n - 2], messages[n - 1])
-    } else {
-        messages.pop().unwrap_or_default()
-    };
-    crate::error::strip_controls(&tail)
-}
-
-/// A buffer that is wiped when hyper drops the last reference to it.
-struct Wiped(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }

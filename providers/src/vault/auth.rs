@@ -7,8 +7,6 @@
 //! environment. They live in [`SecretString`]s; the request bodies that carry them are wiped
 //! buffers, and the vaultrs request structs that serialise them are wiped after use.
 
-use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -303,41 +301,27 @@ pub fn read_small_file(
             None => err,
         }
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| context(FetchError::io(path, &e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| context(FetchError::io(path, &e)))?;
-    if !meta.is_file() {
-        return Err(context(FetchError::invalid(format!(
-            "{} is not a regular file",
-            path.display()
-        ))));
-    }
-    crate::secure_fs::check_not_world_writable(path, &meta).map_err(context)?;
-    if meta.len() > limit {
-        return Err(context(FetchError::invalid(format!(
-            "{} is larger than {} KiB",
-            path.display(),
-            limit / 1024
-        ))));
-    }
-    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    (&file)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| context(FetchError::io(path, &e)))?;
-    if buf.len() as u64 > limit {
-        return Err(context(FetchError::invalid(format!(
-            "{} is larger than {} KiB",
-            path.display(),
-            limit / 1024
-        ))));
-    }
-    Ok(buf)
+    use crate::secure_io::{read_private_file, world_writable, Checks, Refused};
+    let read = read_private_file(path, limit, &Checks::NOT_WRITABLE_BY_OTHERS);
+    read.map(|file| file.bytes).map_err(|refused| {
+        context(match refused {
+            Refused::Open(e) | Refused::Stat(e) | Refused::Read(e) => FetchError::io(path, &e),
+            Refused::NotRegular => {
+                FetchError::invalid(format!("{} is not a regular file", path.display()))
+            }
+            Refused::Writable(meta) => world_writable(path, &meta),
+            // Not asked for: any owner is accepted.
+            Refused::Owner(uid) => FetchError::denied(format!(
+                "{} belongs to another user (uid {uid})",
+                path.display()
+            )),
+            Refused::TooLarge => FetchError::invalid(format!(
+                "{} is larger than {} KiB",
+                path.display(),
+                limit / 1024
+            )),
+        })
+    })
 }
 
 /// Asks the GitHub Actions OIDC endpoint for an ID token: `GET $ACTIONS_ID_TOKEN_REQUEST_URL`

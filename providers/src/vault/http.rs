@@ -27,6 +27,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::payload::MAX_DOCUMENT_BYTES;
+use crate::secure_io::{deepest_cause, wiped_bytes, SecretBuf};
 use crate::{ErrorKind, FetchError};
 
 /// The largest response body read from Vault: a document of [`MAX_DOCUMENT_BYTES`] plus the
@@ -695,21 +696,6 @@ impl Transport {
     }
 }
 
-/// A buffer that is wiped when dropped, as the owner of a [`bytes::Bytes`].
-struct Wiped(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for Wiped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// A copy of `b` as `Bytes` whose buffer is wiped when the last reference is dropped (reqwest
-/// and hyper hold request bodies and header values as `Bytes`).
-fn wiped_bytes(b: &[u8]) -> bytes::Bytes {
-    bytes::Bytes::from_owner(Wiped(Zeroizing::new(b.to_vec())))
-}
-
 /// The `X-Vault-Token` header: one copy of the token, in a buffer wiped when the header map's
 /// last clone is dropped, marked sensitive (never shown by `Debug` or logged by hyper/h2).
 /// What hyper writes into its own head buffer and what rustls encrypts are not under
@@ -732,24 +718,11 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Zeroizing<Vec<u8>
         return Err(Failure::TooLarge);
     }
     let expected = response.content_length().unwrap_or(4096) as usize;
-    let mut body = Zeroizing::new(Vec::with_capacity(expected.min(MAX_RESPONSE_BYTES)));
+    let mut body = SecretBuf::bounded(expected, MAX_RESPONSE_BYTES);
     while let Some(chunk) = response.chunk().await.map_err(Failure::from_reqwest)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(Failure::TooLarge);
-        }
-        if body.len() + chunk.len() > body.capacity() {
-            // Grow by hand so that the old buffer is wiped, not just freed.
-            let mut bigger = Zeroizing::new(Vec::with_capacity(
-                (body.capacity() * 2)
-                    .max(body.len() + chunk.len())
-                    .min(MAX_RESPONSE_BYTES),
-            ));
-            bigger.extend_from_slice(&body);
-            body = bigger;
-        }
-        body.extend_from_slice(&chunk);
+        body.extend(&chunk).map_err(|_| Failure::TooLarge)?;
     }
-    Ok(body)
+    Ok(body.into_inner())
 }
 
 /// One attempt's failure, before retries are decided.
@@ -882,22 +855,6 @@ fn describe_tls(e: &rustls::Error) -> String {
         }) => WRONG_NAME.to_owned(),
         other => other.to_string(),
     }
-}
-
-/// The innermost cause's text (`Connection refused (os error 111)`), without reqwest's own
-/// top line, which repeats the URL.
-pub fn deepest_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    let mut next = e.source();
-    while let Some(err) = next {
-        last = err;
-        next = err.source();
-    }
-    if let Some(io) = last.downcast_ref::<std::io::Error>() {
-        return io.to_string();
-    }
-    let text = last.to_string();
-    text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// Follows a redirect only within the same origin, never from https to http, at most
