@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::payload::{zeroize_value, MAX_DOCUMENT_BYTES};
 use crate::provider::{Destination, Fields};
-use crate::secure_fs::euid;
+use crate::secure_io::euid;
 use crate::FetchError;
 
 /// `import --to SCHEME:///DIR`: one file per name, `DIR/NAME.json`.
