@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::envnames as names;
 use crate::handover::Via;
+use cme_exec_providers::secure_io::{allows, Access, Who};
 
 /// Run confluence-markdown-exporter (cme) with credentials from your secret stores.
 ///
@@ -452,7 +453,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
         Ok(m) if m <= 0o777 => {
-            if m & 0o002 != 0 {
+            if allows(m, Who::Others, Access::Write) {
                 Err("refusing a world-writable mode for a file holding secrets".into())
             } else {
                 Ok(m)

@@ -11,6 +11,7 @@ use cme_exec_providers::EnvReader;
 
 use crate::envnames as names;
 use crate::error::Error;
+use cme_exec_providers::secure_io::{allows, euid, Access, Who};
 
 /// The state directory's path, without creating it.
 pub fn dir(env: &EnvReader) -> Result<PathBuf, Error> {
@@ -62,7 +63,7 @@ fn check_private_dir(d: &Path) -> Result<(), Error> {
             d.display()
         )));
     }
-    if m.mode() & 0o022 != 0 {
+    if allows(m.mode(), Who::GroupOrOthers, Access::Write) {
         return Err(Error::new(format!(
             "{} is writable by other users; cme-exec keeps its trust records and keys there",
             d.display()
@@ -113,7 +114,7 @@ pub fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
             path.display()
         )));
     }
-    if m.mode() & 0o077 != 0 || m.uid() != nix::unistd::geteuid().as_raw() {
+    if allows(m.mode(), Who::GroupOrOthers, Access::Any) || m.uid() != euid() {
         return Err(Error::new(format!(
             "{} is accessible to other users (or not yours)",
             path.display()

@@ -47,6 +47,7 @@ use serde_json::{Map, Value};
 use super::{base, normalised_key, schema, BaseConfig};
 use crate::config::Product;
 use crate::error::Error;
+use cme_exec_providers::secure_io::{allows, Access, Who};
 
 /// What write-back did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -202,11 +203,11 @@ fn read_current(base: &BaseConfig, locked: &Locked) -> Result<(Map<String, Value
         )));
     }
     let mode = current.mode;
-    if mode & 0o200 == 0 {
+    if !allows(mode, Who::Owner, Access::Write) {
         return Err(left(format!("is read-only (mode {mode:04o})"))
             .hint(format!("make it writable (chmod u+w {shown}) to let cme-exec save cme's changes, or run with --no-write-back")));
     }
-    if mode & 0o002 != 0 {
+    if allows(mode, Who::Others, Access::Write) {
         return Err(left("is writable by other users".into()).hint(format!("chmod o-w {shown}")));
     }
     let doc = base::parse(&current.bytes)

@@ -24,6 +24,7 @@ use crate::envnames as names;
 use crate::error::{self, Error};
 use crate::exit::Exit;
 use crate::resolve::{Auth, InstanceAuth, Origin, Value};
+use cme_exec_providers::secure_io::{allows, Access, Who};
 
 pub fn explain(cli: &Cli, args: &ReportArgs) -> Exit {
     let (prepared, resolution) = match crate::session::prepare_and_resolve(cli, false, |_| {}) {
@@ -177,7 +178,7 @@ fn shared_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
     if !meta.is_file() || meta.len() > 4096 {
         return Err(Error::new(format!("{what} is not a small regular file")));
     }
-    if meta.mode() & 0o007 != 0 {
+    if allows(meta.mode(), Who::Others, Access::Any) {
         return Err(Error::new(format!("{what} is accessible to other users"))
             .hint(format!("chmod o-rwx {}", path.display())));
     }

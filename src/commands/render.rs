@@ -7,6 +7,7 @@ use crate::cli::{Cli, RenderArgs};
 use crate::cme_config;
 use crate::error::{self, Error};
 use crate::exit::Exit;
+use cme_exec_providers::secure_io::{allows, Access, Who};
 
 pub fn render(cli: &Cli, args: &RenderArgs) -> Exit {
     match render_inner(cli, args) {
@@ -67,9 +68,9 @@ fn render_inner(cli: &Cli, args: &RenderArgs) -> Result<(), (Exit, Error)> {
 
 /// A mode that lets every user read the secrets is allowed (the user asked for it) but never
 /// silent. Group-readable (`0640`) is not warned about: a group shared with the cme container is
-/// the documented way to hand the file over (issue 9, item 18).
+/// the documented way to hand the file over ([Kubernetes](../../docs/kubernetes.md)).
 fn warn_if_others_can_read(path: &std::path::Path, mode: u32) {
-    if mode & 0o004 != 0 {
+    if allows(mode, Who::Others, Access::Read) {
         error::warn(format_args!(
             "{} is readable by every user on this system (mode {mode:04o}): it holds secrets; \
              prefer 0600, or 0640 with a group shared with the reader",

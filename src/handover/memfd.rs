@@ -6,7 +6,7 @@
 //! holding it exits, even if cme-exec is killed with SIGKILL.
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::fd::{AsRawFd as _, RawFd};
 
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -44,17 +44,14 @@ impl Memfd {
 
     pub fn read_all(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut f = &self.file;
-        let len = f
-            .metadata()
-            .map(|m| m.len())
-            .unwrap_or(0)
-            .min(MAX_READ_BACK);
-        let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
-        f.seek(SeekFrom::Start(0))
-            .and_then(|_| f.take(MAX_READ_BACK).read_to_end(&mut buf))
-            .map_err(|e| {
-                Error::new("cannot read the in-memory config back").cause(e.to_string())
-            })?;
-        Ok(buf)
+        let err = |e: std::io::Error| {
+            Error::new("cannot read the in-memory config back").cause(e.to_string())
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        f.seek(SeekFrom::Start(0)).map_err(err)?;
+        super::read_back(f, len, MAX_READ_BACK).map_err(|e| match e {
+            super::ReadError::TooLarge => super::too_large(MAX_READ_BACK),
+            super::ReadError::Io(e) => err(e),
+        })
     }
 }

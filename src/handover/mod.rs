@@ -23,6 +23,16 @@ use crate::error::Error;
 use crate::platform;
 use crate::resolve::Auth;
 
+pub(crate) use cme_exec_providers::secure_io::{read_capped as read_back, ReadError};
+
+/// cme's config read back after the run is larger than cme-exec reads (cme's own is a few KiB).
+pub(crate) fn too_large(limit: u64) -> Error {
+    Error::new(format!(
+        "the config cme left is larger than {} MiB; not read back",
+        limit / (1024 * 1024)
+    ))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Via {
     /// An anonymous in-memory file, inherited by cme (Linux only; the default there).

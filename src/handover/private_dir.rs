@@ -8,7 +8,7 @@
 //! sweeps the directory.
 
 use std::fs::File;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 
 use crate::envnames as names;
 use crate::error::{self, Error};
+use cme_exec_providers::secure_io::{allows, euid, is_sticky, Access, Who};
+
+use super::{read_back, too_large, ReadError};
 
 const PREFIX: &str = "cme-exec.";
 const CONFIG_NAME: &str = "app_data.json";
@@ -107,7 +110,7 @@ impl PrivateDir {
         )
         .map_err(|e| fail("open", e))?;
         let st = fstat(&fd).map_err(|e| fail("inspect", e))?;
-        if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o077 != 0 {
+        if st.st_uid != euid() || allows(mode_bits(&st), Who::GroupOrOthers, Access::Any) {
             return Err(fail("trust", nix::Error::EPERM));
         }
         let dir = Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock)
@@ -163,13 +166,10 @@ impl PrivateDir {
                 "the config was replaced by something that is not a file; not read back",
             ));
         }
-        let mut buf = Zeroizing::new(Vec::with_capacity(
-            meta.len().min(MAX_READ_BACK) as usize + 1,
-        ));
-        file.take(MAX_READ_BACK)
-            .read_to_end(&mut buf)
-            .map_err(err)?;
-        Ok(buf)
+        read_back(&file, meta.len(), MAX_READ_BACK).map_err(|e| match e {
+            ReadError::TooLarge => too_large(MAX_READ_BACK),
+            ReadError::Io(e) => err(e),
+        })
     }
 }
 
@@ -261,8 +261,9 @@ pub fn sweep(root_path: &Path, root: &OwnedFd) {
 fn check_trusted_root(path: &Path, root: &OwnedFd) -> Result<(), Error> {
     let st = fstat(root)
         .map_err(|e| Error::new(format!("cannot inspect {}", path.display())).cause(e.desc()))?;
-    let owner_ok = st.st_uid == 0 || st.st_uid == nix::unistd::geteuid().as_raw();
-    let others_can_rename = st.st_mode & 0o022 != 0 && st.st_mode & 0o1000 == 0;
+    let owner_ok = st.st_uid == 0 || st.st_uid == euid();
+    let others_can_rename =
+        allows(mode_bits(&st), Who::GroupOrOthers, Access::Write) && !is_sticky(mode_bits(&st));
     if !owner_ok || others_can_rename {
         return Err(Error::new(format!(
             "{} is not a safe place for the config: {}",
@@ -276,4 +277,10 @@ fn check_trusted_root(path: &Path, root: &OwnedFd) -> Result<(), Error> {
         .hint("use a directory of your own (mode 0700) with --dir, or --via memfd"));
     }
     Ok(())
+}
+
+/// A `stat`'s mode as u32 (`mode_t` is u16 on macOS, u32 on Linux).
+#[allow(clippy::unnecessary_cast)]
+fn mode_bits(st: &nix::sys::stat::FileStat) -> u32 {
+    st.st_mode as u32
 }

@@ -243,7 +243,9 @@ pub fn credential(product: Product, instance: &InstanceAuth) -> Credential {
         if let Some(cookies) = field(instance, Field::SessionCookies) {
             // cme: split on `;`, keep `name=value` pairs (trimmed), into the session's jar;
             // requests then sends them as one `Cookie: a=1; b=2` header.
-            let mut header = Zeroizing::new(Vec::new());
+            // Sized once, never grown (a reallocation would leave a copy unwiped): each `;`
+            // becomes at most `; `, so the header is never longer than twice the cookies.
+            let mut header = Zeroizing::new(Vec::with_capacity(cookies.len() * 2));
             for pair in cookies.split(';') {
                 let pair = pair.trim();
                 let Some((name, value)) = pair.split_once('=') else {

@@ -3,17 +3,16 @@
 //! exclusively beside it, fsynced, renamed over it, the directory fsynced), never through a
 //! symbolic link, and left alone when it already holds exactly these fields.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 use crate::payload::{zeroize_value, MAX_DOCUMENT_BYTES};
 use crate::provider::{Destination, Fields};
-use crate::secure_io::euid;
+use crate::secure_io::{allows, euid, read_capped, Access, ReadError, Who};
 use crate::FetchError;
 
 /// `import --to SCHEME:///DIR`: one file per name, `DIR/NAME.json`.
@@ -58,11 +57,13 @@ fn private_dir(dir: &Path) -> Result<(), FetchError> {
         Ok(m) if m.uid() != euid() => Err(FetchError::denied(format!(
             "{shown} belongs to another user; refusing to write secrets into it"
         ))),
-        Ok(m) if m.mode() & 0o077 != 0 => Err(FetchError::denied(format!(
-            "{shown} is open to other users (mode {:04o}); refusing to write secrets into it",
-            m.mode() & 0o7777
-        ))
-        .with_hint(format!("chmod 700 {shown}"))),
+        Ok(m) if allows(m.mode(), Who::GroupOrOthers, Access::Any) => {
+            Err(FetchError::denied(format!(
+                "{shown} is open to other users (mode {:04o}); refusing to write secrets into it",
+                m.mode() & 0o7777
+            ))
+            .with_hint(format!("chmod 700 {shown}")))
+        }
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -106,11 +107,11 @@ fn holds(path: &Path, fields: &Fields) -> Result<bool, FetchError> {
     if meta.len() > MAX_DOCUMENT_BYTES as u64 {
         return Ok(false);
     }
-    // One allocation of the file's size (plus one byte to see it grew), never reallocated.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
-    file.take(meta.len() + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| FetchError::io(path, &e))?;
+    let bytes = match read_capped(&file, meta.len(), MAX_DOCUMENT_BYTES as u64) {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge) => return Ok(false),
+        Err(ReadError::Io(e)) => return Err(FetchError::io(path, &e)),
+    };
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(false);
     };

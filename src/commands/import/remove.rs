@@ -4,9 +4,9 @@
 //! is not the one imported, is kept, and so is every other field of its instance (so that
 //! importing again stores them together).
 
+use cme_exec_providers::secure_io::SecretBuf;
 use secrecy::ExposeSecret as _;
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
 use super::plan::{Instance, Plan};
 use super::SECRET_FIELDS;
@@ -73,8 +73,11 @@ pub fn remove_secrets(plan: &Plan, wait: std::time::Duration) -> Result<Removal,
     }
     let mut whole = Value::Object(doc);
     let written = if removal.removed > 0 {
-        let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(&whole).expect("JSON serialises"));
-        bytes.push(b'\n');
+        // The rest of cme's config may still hold secrets (a value kept because it changed
+        // meanwhile): serialised into a buffer that is wiped, also when it grows.
+        let mut bytes = SecretBuf::with_capacity(current.bytes.len() + 1);
+        serde_json::to_writer_pretty(&mut bytes, &whole).expect("JSON serialises");
+        bytes.extend(b"\n").expect("an unbounded buffer");
         locked.replace(&bytes, current.mode)
     } else {
         Ok(())
