@@ -18,7 +18,7 @@
 //!
 //! The keychain is reached through the `keyring` crate, with the `keyring` cargo feature (in the
 //! default build). The calls block (a locked collection may show the platform's unlock prompt),
-//! so they run on tokio's blocking threads, one at a time, and never on the runtime's own.
+//! so they run on a thread of their own, one at a time, and never on the runtime's.
 
 #[cfg(feature = "keyring")]
 mod store;

@@ -5,8 +5,8 @@
 //! The crate hands a value back as a `String`: it is moved into a wiped buffer at once, and a
 //! value that is not text, which the crate returns in its error, is wiped there too.
 //!
-//! Every call blocks (D-Bus round trips, perhaps the platform's unlock prompt): it runs on one of
-//! tokio's blocking threads, and a provider makes one call at a time, so that a locked keychain
+//! Every call blocks (D-Bus round trips, perhaps the platform's unlock prompt): it runs on a
+//! thread of its own, and a provider makes one call at a time, so that a locked keychain
 //! asks once, not once per document. The Secret Service client runs its own small runtime on
 //! that thread (zbus's), never the caller's.
 
@@ -36,15 +36,30 @@ impl KeyringProvider {
         }
     }
 
-    /// Runs `call` on a blocking thread, alone.
+    /// Runs `call` on a thread of its own, alone. Not tokio's blocking pool: a runtime waits for
+    /// its blocking tasks when it shuts down, so a keychain that never answers (a stuck bus, an
+    /// unanswered prompt) would keep cme-exec alive past its deadline; a thread of its own is
+    /// left behind and ends with the process.
     async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce() -> Result<T, FetchError> + Send + 'static,
     ) -> Result<T, FetchError> {
         let _turn = self.calls.lock().await;
-        tokio::task::spawn_blocking(call).await.unwrap_or_else(|e| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("cme-exec-keyring".into())
+            .spawn(move || {
+                let _ = tx.send(call());
+            })
+            .map_err(|e| {
+                FetchError::unavailable(format!(
+                    "provider {}: cannot start a thread for the keychain: {e}",
+                    self.name
+                ))
+            })?;
+        rx.await.unwrap_or_else(|_| {
             Err(FetchError::unavailable(format!(
-                "the keychain call of provider {} failed: {e}",
+                "provider {}: the keychain call ended without an answer",
                 self.name
             )))
         })
