@@ -8,7 +8,7 @@
 //!
 //! Layers, each importing only the ones below it:
 //! - [`registry`]: every backend listed once ([`registry::BACKENDS`]), building by kind;
-//! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], [`aws_ssm`], one module (or folder) each; none
+//! - the backends: [`file`], [`env`], [`command`], [`vault`], [`aws_sm`], [`aws_ssm`], [`keyring`], one module (or folder) each; none
 //!   imports another;
 //! - shared pieces the backends use: [`provider`] (the traits and [`fetch_concurrently`]),
 //!   [`aws_shared`] (for the AWS backends), [`secure_io`] (secret bytes and private files),
@@ -26,6 +26,7 @@ pub mod context;
 pub mod env;
 pub mod error;
 pub mod file;
+pub mod keyring;
 pub mod kind;
 pub mod net;
 pub mod payload;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::provider::{Backend, BackendSettings, Destination, Provider};
 use crate::table::TableReader;
-use crate::{aws_sm, aws_ssm, command, env, file, vault};
+use crate::{aws_sm, aws_ssm, command, env, file, keyring, vault};
 use crate::{Context, Document, FetchError, Kind};
 
 /// Every backend cme-exec knows, whether or not this build includes its client.
@@ -24,6 +24,7 @@ pub static BACKENDS: &[&dyn Backend] = &[
     &vault::VaultBackend,
     &aws_sm::AwsSmBackend,
     &aws_ssm::AwsSsmBackend,
+    &keyring::KeyringBackend,
 ];
 
 /// The backend of a kind name.

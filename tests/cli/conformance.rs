@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::support::faults::FaultServer;
+use crate::support::keyring::SecretService;
 use crate::support::moto::{self, Fault, Moto, MotoProxy};
 use crate::support::openbao::OpenBao;
 use crate::support::*;
@@ -28,6 +29,7 @@ const STORES: &[(&str, MakeStore)] = &[
     ("vault", || Box::new(VaultStore::start())),
     ("aws-sm", || Box::new(AwsStore::start(Aws::Sm))),
     ("aws-ssm", || Box::new(AwsStore::start(Aws::Ssm))),
+    ("keyring", || Box::new(KeyringStore::start())),
 ];
 
 /// A store that a backend reads, set up for one test.
@@ -39,7 +41,8 @@ trait Store {
     /// A reference to a document the store does not have.
     fn missing(&self) -> String;
     /// Whether the store can hold a document larger than cme-exec's limit (1024 KiB); Secrets
-    /// Manager (64 KiB), Parameter Store (8 KiB) and the environment (128 KiB per variable) cannot.
+    /// Manager (64 KiB), Parameter Store (8 KiB), the environment (128 KiB per variable) and
+    /// secret-tool's entries cannot.
     fn holds_oversize(&self) -> bool;
     /// How many times the store served `doc` so far, where the store shows it.
     fn fetches(&self, doc: &str) -> Option<usize>;
@@ -340,6 +343,59 @@ impl Store for AwsStore {
     }
 }
 
+/// GNOME Keyring on a private bus, entries stored with secret-tool; a bus that never answers is
+/// a socket nobody accepts on.
+struct KeyringStore {
+    ss: SecretService,
+    silent: Option<(tempfile::TempDir, std::os::unix::net::UnixListener)>,
+}
+
+impl KeyringStore {
+    fn start() -> KeyringStore {
+        KeyringStore {
+            ss: SecretService::start(),
+            silent: None,
+        }
+    }
+}
+
+impl Store for KeyringStore {
+    fn prepare(&mut self, t: Test) -> (Test, String) {
+        (
+            t.env("DBUS_SESSION_BUS_ADDRESS", self.ss.address()),
+            String::new(),
+        )
+    }
+    fn put(&mut self, _t: &mut Test, doc: &str, content: &str) -> String {
+        self.ss.store("conformance", doc, content);
+        format!("keyring://conformance/{doc}")
+    }
+    fn missing(&self) -> String {
+        "keyring://conformance/missing".into()
+    }
+    /// secret-tool refuses a value that large ("password is too long").
+    fn holds_oversize(&self) -> bool {
+        false
+    }
+    fn fetches(&self, _doc: &str) -> Option<usize> {
+        None
+    }
+    fn hanging(&mut self) -> Option<(Vec<(String, String)>, String)> {
+        let dir = tempfile::tempdir().expect("a directory for the silent bus");
+        let path = dir.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the silent bus");
+        self.silent = Some((dir, listener));
+        let env = vec![(
+            "DBUS_SESSION_BUS_ADDRESS".to_owned(),
+            format!("unix:path={}", path.display()),
+        )];
+        Some((env, "keyring://conformance/good".into()))
+    }
+    fn destination(&self, _t: &Test) -> Result<String, String> {
+        Ok("keyring://conformance/".into())
+    }
+}
+
 /// `check`'s line for a field of an instance.
 #[track_caller]
 fn line_of<'o>(out: &'o Output, host: &str) -> &'o str {
@@ -413,6 +469,7 @@ fn conformance(kind: &str, mut store: Box<dyn Store>) {
             "does not exist",
             "ResourceNotFoundException",
             "ParameterNotFound",
+            "has no entry",
         ],
     );
     failed("nokey", &["no key `nokey`"]);

@@ -89,7 +89,10 @@ fn version_shows_commit_target_and_backends() {
         .iter()
         .find_map(|l| l.strip_prefix("backends: "))
         .unwrap_or_else(|| panic!("no backends line\n{}", out.describe()));
-    assert_eq!(backends, "+env +file +command +vault +aws-sm +aws-ssm");
+    assert_eq!(
+        backends,
+        "+env +file +command +vault +aws-sm +aws-ssm +keyring"
+    );
     // -V stays one line, for scripts.
     let short = t.run_args(["-V"]);
     short.assert_success();

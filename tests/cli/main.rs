@@ -43,6 +43,7 @@ mod harness;
 mod import;
 mod init;
 mod job_control;
+mod keyring;
 mod live;
 mod load;
 mod masking;

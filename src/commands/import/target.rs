@@ -149,7 +149,8 @@ fn read_existing(path: &Path) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-const DESTINATIONS: &str = "use file:///DIR, vault://MOUNT/PREFIX or aws-sm://PREFIX/, or \
+const DESTINATIONS: &str =
+    "use file:///DIR, vault://MOUNT/PREFIX, aws-sm://PREFIX/ or keyring://SERVICE/, or \
      NAME://... for a [providers.NAME] table (of kind";
 
 fn bad(raw: &str, why: &str) -> Error {

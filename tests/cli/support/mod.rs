@@ -20,6 +20,7 @@ pub mod confluence_site;
 pub mod docs;
 pub mod faults;
 pub mod http;
+pub mod keyring;
 pub mod kubernetes;
 pub mod launch;
 pub mod moto;
