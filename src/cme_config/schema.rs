@@ -45,7 +45,8 @@
 //!
 //! Any keyword outside this subset makes compiling the embedded schema fail, which the unit tests
 //! catch; so a newer cme that starts using, say, `minimum` or `required` cannot be silently
-//! under-validated: extend this module instead.
+//! under-validated: extend this module instead (and build.rs, which generates the code that
+//! builds each compiled schema, so that a run parses no JSON; see docs/performance.md).
 //!
 //! # Regenerating
 //!
@@ -91,13 +92,27 @@ static COMPILED: LazyLock<Vec<OnceLock<Schema>>> =
 
 fn compiled(index: usize) -> &'static Schema {
     COMPILED[index].get_or_init(|| {
-        Schema::compile(RELEASES[index].1).unwrap_or_else(|e| {
-            panic!(
-                "src/cme_config/schemas/{}.json is not supported by schema.rs: {e}",
-                RELEASES[index].0
-            )
+        // Built by code that build.rs generated from the same file: no JSON parsed here.
+        built::built(RELEASES[index].0).unwrap_or_else(|| {
+            Schema::compile(RELEASES[index].1).unwrap_or_else(|e| {
+                panic!(
+                    "src/cme_config/schemas/{}.json is not supported by schema.rs: {e}",
+                    RELEASES[index].0
+                )
+            })
         })
     })
+}
+
+/// `built(version)`: each release's [`Schema`], as [`Schema::compile`] makes it from
+/// `schemas/VERSION.json`, built by code that build.rs generated from that file.
+#[allow(clippy::all, clippy::pedantic)]
+mod built {
+    use super::{JsonType, Node, Schema};
+    use serde_json::{Map, Value};
+    use std::collections::BTreeMap;
+
+    include!(concat!(env!("OUT_DIR"), "/cme_schemas.rs"));
 }
 
 /// The release chosen for this run ([`select`]); the newest when none was chosen.
@@ -862,6 +877,21 @@ mod tests {
             let schema = Schema::compile(text).unwrap_or_else(|e| panic!("cme {version}: {e}"));
             assert!(!schema.defs.is_empty());
             assert_eq!(schema.cme_version, version, "schemas/{version}.json");
+        }
+    }
+
+    #[test]
+    fn every_release_is_built_as_it_compiles() {
+        // build.rs's generated code must build exactly what compiling the file builds.
+        for (version, text) in RELEASES {
+            let built = built::built(version)
+                .unwrap_or_else(|| panic!("build.rs generated no schema for cme {version}"));
+            let compiled = Schema::compile(text).unwrap_or_else(|e| panic!("cme {version}: {e}"));
+            assert_eq!(
+                format!("{built:?}"),
+                format!("{compiled:?}"),
+                "cme {version}"
+            );
         }
     }
 
