@@ -5,17 +5,21 @@
 //! [`terminal`].
 
 pub mod signals;
+#[cfg(target_os = "linux")]
+mod spawn;
 pub mod startup;
 pub mod terminal;
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
+#[cfg(not(target_os = "linux"))]
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::io::{Read, Write};
+#[cfg(not(target_os = "linux"))]
 use std::process::Stdio;
 use std::sync::{mpsc, Arc};
 
@@ -217,48 +221,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         .as_ref()
         .filter(|t| t.is_foreground())
         .map(Terminal::fd);
-    let mut cmd = std::process::Command::new(spec.program);
-    cmd.arg0(&spec.argv[0])
-        .args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .process_group(0);
-    // A hook between fork and exec makes std fork the whole process instead of using
-    // posix_spawn (vfork). On Linux there is always one: the child must die with cme-exec
-    // (`die_with_parent`). Elsewhere it is only needed to hand the terminal over without a
-    // race, or to give back a signal state posix_spawn would not (see `startup`).
-    // (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child; no program
-    // can use them, since glibc reserves them.)
-    let start = startup::at_start();
-    let restore = take_terminal.is_some() || start.needs_restoring();
-    #[cfg(target_os = "linux")]
-    let hook = true;
-    #[cfg(not(target_os = "linux"))]
-    let hook = restore;
-    if hook {
-        #[cfg(target_os = "linux")]
-        let parent = nix::unistd::getpid().as_raw();
-        unsafe {
-            cmd.pre_exec(move || {
-                #[cfg(target_os = "linux")]
-                die_with_parent(parent);
-                if restore {
-                    terminal::in_child(take_terminal);
-                    start.restore_in_child();
-                }
-                Ok(())
-            });
-        }
-    }
-    if let Some(m) = &spec.mask {
-        if m.stdout {
-            cmd.stdout(Stdio::piped());
-        }
-        if m.stderr {
-            cmd.stderr(Stdio::piped());
-        }
-    }
-    let mut child = cmd.spawn().map_err(|e| {
+    let cannot_start = |e: std::io::Error| {
         let exit = match e.kind() {
             std::io::ErrorKind::NotFound => Exit::NotFound,
             _ => Exit::CannotExecute,
@@ -267,8 +230,68 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
             exit,
             Error::new(format!("cannot start {}", spec.program.display())).cause(e.to_string()),
         )
-    })?;
-    let pid = Pid::from_raw(child.id() as i32);
+    };
+    let (pipe_stdout, pipe_stderr) = spec
+        .mask
+        .as_ref()
+        .map_or((false, false), |m| (m.stdout, m.stderr));
+    // On Linux the child is started by `clone(CLONE_VM | CLONE_VFORK)`, without copying
+    // cme-exec, and sets its death signal itself (`spawn`).
+    #[cfg(target_os = "linux")]
+    let (pid, child_stdout, child_stderr) = {
+        let started = spawn::spawn(
+            spec.program,
+            spec.argv,
+            &spec.env,
+            pipe_stdout,
+            pipe_stderr,
+            take_terminal,
+            startup::at_start(),
+        )
+        .map_err(cannot_start)?;
+        (Pid::from_raw(started.pid), started.stdout, started.stderr)
+    };
+    #[cfg(not(target_os = "linux"))]
+    let (pid, child_stdout, child_stderr) = {
+        let mut cmd = std::process::Command::new(spec.program);
+        cmd.arg0(&spec.argv[0])
+            .args(&spec.argv[1..])
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .process_group(0);
+        // A hook between fork and exec makes std fork the whole process instead of using
+        // posix_spawn (vfork): only when needed to hand the terminal over without a race, or
+        // to give back a signal state posix_spawn would not (see `startup`).
+        let start = startup::at_start();
+        if take_terminal.is_some() || start.needs_restoring() {
+            unsafe {
+                cmd.pre_exec(move || {
+                    terminal::in_child(take_terminal);
+                    start.restore_in_child();
+                    Ok(())
+                });
+            }
+        }
+        if pipe_stdout {
+            cmd.stdout(Stdio::piped());
+        }
+        if pipe_stderr {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().map_err(cannot_start)?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let out = child
+            .stdout
+            .take()
+            .map(|o| std::fs::File::from(std::os::fd::OwnedFd::from(o)));
+        let err = child
+            .stderr
+            .take()
+            .map(|e| std::fs::File::from(std::os::fd::OwnedFd::from(e)));
+        // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
+        std::mem::forget(child);
+        (pid, out, err)
+    };
     // Also from this side, so neither order of parent and child can leave a gap.
     let _ = nix::unistd::setpgid(pid, pid);
     if let (Some(t), Some(_)) = (&terminal, take_terminal) {
@@ -280,20 +303,18 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
         let masker = Arc::new(Lazy::new(crate::mask::values_of(mask.auth)));
-        if let Some(out) = child.stdout.take() {
+        if let Some(out) = child_stdout {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));
             pumps += 1;
         }
-        if let Some(err) = child.stderr.take() {
+        if let Some(err) = child_stderr {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(err, std::io::stderr(), m, tx));
             pumps += 1;
         }
     }
     drop(done_tx);
-    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
-    std::mem::forget(child);
 
     let mut grace_deadline: Option<tokio::time::Instant> = None;
     let status = loop {
@@ -350,7 +371,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     Ok(status)
 }
 
-/// In the child, between fork and exec: SIGKILL when cme-exec is gone, so that a SIGKILLed
+/// In the child, between `clone` and exec ([`spawn`]): SIGKILL when cme-exec is gone, so that a SIGKILLed
 /// cme-exec (the OOM killer, `kill -9`, a supervisor's last resort) does not leave the child
 /// running with nobody to forward its signals, enforce `--grace`, mask its output or take the
 /// terminal back. SIGKILL rather than SIGTERM: cme-exec forwards every catchable signal and
@@ -369,7 +390,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
 /// process group, still holding its hand-over) until it exits by itself.
 ///
 /// # Safety
-/// Only async-signal-safe calls; call only in the forked child.
+/// Only async-signal-safe calls; call only in the child before exec.
 #[cfg(target_os = "linux")]
 unsafe fn die_with_parent(parent: libc::pid_t) {
     libc::prctl(
