@@ -1,6 +1,6 @@
 //! Build facts for `cme-exec --version`: the git commit and the target (the backends come from
-//! the providers' registry at run time); and cme's JSON schemas, turned into Rust code that
-//! builds each compiled schema without parsing JSON at run time (see [`cme_schemas`]).
+//! the providers' registry at run time); and cme's JSON schemas, turned into static data from
+//! which a run builds each compiled schema without parsing JSON (see [`cme_schemas`]).
 //!
 //! The commit comes from, in order: `CME_EXEC_BUILD_COMMIT` (a release pipeline that builds from
 //! an export), `.cargo_vcs_info.json` (what `cargo package` records, so a crates.io build still
@@ -29,13 +29,15 @@ fn main() {
     cme_schemas::generate(&dir);
 }
 
-/// `src/cme_config/schemas/VERSION.json` -> `$OUT_DIR/cme_schemas.rs`: one function per release
-/// that builds the `Schema` that `Schema::compile` makes from that file at run time, and
-/// `built(version)` to choose one. A run then neither parses the schema's JSON nor checks its
-/// keywords (about 0.15 ms). The keywords are those `src/cme_config/schema.rs` compiles; a
-/// file using any other is left out here (`built` returns `None` for it), so the run falls
-/// back to compiling it and its unit tests report the keyword, as before. A unit test checks
-/// that every generated schema equals the one compiled from the file.
+/// `src/cme_config/schemas/VERSION.json` -> `$OUT_DIR/cme_schemas.rs`: each release's schema as
+/// static data (`Op`s in preorder, the defaults as `Lit`s, both declared in
+/// `src/cme_config/schema.rs`), from which a run builds the `Schema` that `Schema::compile`
+/// makes from the file, without parsing JSON or checking keywords (about 0.1 ms); data rather
+/// than code, so that the run touches a few KB of it, not the code of every release. The
+/// keywords are those `schema.rs` compiles; a file using any other is left out here (`DATA`
+/// has no entry for it), so the run falls back to compiling it and its unit tests report the
+/// keyword, as before. A unit test checks that every schema built from the data equals the one
+/// compiled from the file.
 mod cme_schemas {
     use serde_json::Value;
     use std::fmt::Write as _;
@@ -49,8 +51,8 @@ mod cme_schemas {
             .unwrap_or_default();
         files.sort();
         let mut out = String::new();
-        let mut arms = String::new();
-        // Releases whose schemas differ only in their version share one function.
+        let mut entries = String::new();
+        // Releases whose schemas differ only in their version share one `Data`.
         let mut bodies: Vec<String> = Vec::new();
         for path in &files {
             if path.extension().is_none_or(|e| e != "json") {
@@ -68,31 +70,24 @@ mod cme_schemas {
                 continue;
             };
             let i = bodies.iter().position(|b| *b == body).unwrap_or_else(|| {
-                let _ = writeln!(
-                    out,
-                    "fn schema_{}(version: &str) -> Schema {{\n    {body}\n}}\n",
-                    bodies.len()
-                );
+                let _ = writeln!(out, "static DATA_{}: Data = {body};\n", bodies.len());
                 bodies.push(body);
                 bodies.len() - 1
             });
-            let _ = writeln!(
-                arms,
-                "        {release:?} => Some(schema_{i}({version:?})),"
-            );
+            let _ = writeln!(entries, "    ({release:?}, {version:?}, &DATA_{i}),");
         }
-        out.push_str(&format!(
-            "/// The schema of cme `version`, built without parsing JSON; `None` when build.rs could\n\
-             /// not generate it (`Schema::compile` then says why).\n\
-             pub(super) fn built(version: &str) -> Option<Schema> {{\n    match version {{\n{arms}        _ => None,\n    }}\n}}\n"
-        ));
+        let _ = write!(
+            out,
+            "/// (release, its `x-cme-version`, its data) of every schema file build.rs could encode.\n\
+             pub(super) static DATA: &[(&str, &str, &Data)] = &[\n{entries}];\n"
+        );
         let dest =
             Path::new(&std::env::var_os("OUT_DIR").expect("set by cargo")).join("cme_schemas.rs");
         std::fs::write(dest, out).expect("OUT_DIR is writable");
     }
 
-    /// The document's `x-cme-version` and the expression building its `Schema { .. }` (with
-    /// the version as `version`), as `Schema::compile` does; `None` for a document it refuses.
+    /// The document's `x-cme-version` and its `Data { .. }` expression, or `None` for a document
+    /// `Schema::compile` refuses (or whose defaults hold a number this cannot write).
     fn schema(doc: Value) -> Option<(String, String)> {
         let Value::Object(mut top) = doc else {
             return None;
@@ -101,8 +96,8 @@ mod cme_schemas {
             return None;
         };
         let defaults = match top.remove("x-cme-defaults") {
-            Some(v @ Value::Object(_)) => value(&v),
-            None => "Value::Object(Map::new())".to_owned(),
+            Some(v @ Value::Object(_)) => lit(&v)?,
+            None => "Lit::Obj(&[])".to_owned(),
             Some(_) => return None,
         };
         let mut defs = String::new();
@@ -110,109 +105,110 @@ mod cme_schemas {
             None => {}
             Some(Value::Object(entries)) => {
                 for (name, sub) in &entries {
-                    let _ = write!(defs, "({name:?}.to_owned(), {}), ", node(sub)?);
+                    let mut ops = String::new();
+                    node(sub, &mut ops)?;
+                    let _ = write!(defs, "({name:?}, &[{ops}]), ");
                 }
             }
             Some(_) => return None,
         }
-        let root = node(&Value::Object(top))?;
-        let body = format!(
-            "Schema {{ cme_version: version.to_owned(), defaults: {defaults}, root: {root}, \
-             defs: BTreeMap::from([{defs}]) }}"
-        );
+        let mut root = String::new();
+        node(&Value::Object(top), &mut root)?;
+        let body = format!("Data {{ defaults: {defaults}, root: &[{root}], defs: &[{defs}] }}");
         Some((version, body))
     }
 
-    /// A `Node { .. }` expression for a (sub)schema, or `None` for a keyword `compile_node`
-    /// refuses.
-    fn node(schema: &Value) -> Option<String> {
+    /// Appends a (sub)schema's `Op`s to `ops`, or `None` for a keyword `compile_node` refuses.
+    fn node(schema: &Value, ops: &mut String) -> Option<()> {
         let Value::Object(keywords) = schema else {
             return None;
         };
-        let mut fields = String::new();
-        let mut properties = String::new();
+        let ty = match keywords.get("type") {
+            None => "None".to_owned(),
+            Some(t) => {
+                let ty = match t.as_str()? {
+                    "object" => "Object",
+                    "array" => "Array",
+                    "string" => "String",
+                    "integer" => "Integer",
+                    "number" => "Number",
+                    "boolean" => "Boolean",
+                    "null" => "Null",
+                    _ => return None,
+                };
+                format!("Some(JsonType::{ty})")
+            }
+        };
+        let _ = write!(ops, "Op::Node({ty}), ");
         for (keyword, arg) in keywords {
             match keyword.as_str() {
-                "type" => {
-                    let ty = match arg.as_str()? {
-                        "object" => "Object",
-                        "array" => "Array",
-                        "string" => "String",
-                        "integer" => "Integer",
-                        "number" => "Number",
-                        "boolean" => "Boolean",
-                        "null" => "Null",
-                        _ => return None,
-                    };
-                    let _ = write!(fields, "ty: Some(JsonType::{ty}), ");
-                }
+                "type" | "format" => {}
                 "enum" => {
-                    let members: Vec<String> = arg.as_array()?.iter().map(value).collect();
-                    let _ = write!(fields, "enumeration: Some(vec![{}]), ", members.join(", "));
+                    let members: Option<Vec<String>> = arg.as_array()?.iter().map(lit).collect();
+                    let _ = write!(ops, "Op::Enum(&[{}]), ", members?.join(", "));
                 }
                 "anyOf" => {
                     let branches = arg.as_array().filter(|b| !b.is_empty())?;
-                    let nodes: Option<Vec<String>> = branches.iter().map(node).collect();
-                    let _ = write!(fields, "any_of: Some(vec![{}]), ", nodes?.join(", "));
+                    let _ = write!(ops, "Op::AnyOf({}), ", branches.len());
+                    for b in branches {
+                        node(b, ops)?;
+                    }
                 }
                 "$ref" => {
                     let target = arg.as_str()?.strip_prefix("#/$defs/")?;
-                    let _ = write!(fields, "reference: Some({target:?}.to_owned()), ");
+                    let _ = write!(ops, "Op::Ref({target:?}), ");
                 }
                 "properties" => {
                     for (name, sub) in arg.as_object()? {
-                        let _ = write!(properties, "({name:?}.to_owned(), {}), ", node(sub)?);
+                        let _ = write!(ops, "Op::Prop({name:?}), ");
+                        node(sub, ops)?;
                     }
                 }
                 "additionalProperties" => {
-                    let _ = write!(
-                        fields,
-                        "additional_properties: Some(Box::new({})), ",
-                        node(arg)?
-                    );
+                    let _ = write!(ops, "Op::Additional, ");
+                    node(arg, ops)?;
                 }
                 "items" => {
-                    let _ = write!(fields, "items: Some(Box::new({})), ", node(arg)?);
+                    let _ = write!(ops, "Op::Items, ");
+                    node(arg, ops)?;
                 }
-                "format" => {}
                 _ => return None,
             }
         }
-        if !properties.is_empty() {
-            let _ = write!(fields, "properties: BTreeMap::from([{properties}]), ");
-        }
-        Some(format!("Node {{ {fields}..Node::default() }}"))
+        let _ = write!(ops, "Op::End, ");
+        Some(())
     }
 
-    /// A `serde_json::Value` expression, keys in document order (`preserve_order`).
-    fn value(v: &Value) -> String {
-        match v {
-            Value::Null => "Value::Null".to_owned(),
-            Value::Bool(b) => format!("Value::Bool({b})"),
+    /// A `Lit` expression for a JSON value, keys in document order (`preserve_order`); `None`
+    /// for a float this cannot write back exactly.
+    fn lit(v: &Value) -> Option<String> {
+        Some(match v {
+            Value::Null => "Lit::Null".to_owned(),
+            Value::Bool(b) => format!("Lit::Bool({b})"),
             Value::Number(n) => {
                 if let Some(u) = n.as_u64() {
-                    format!("Value::from({u}_u64)")
+                    format!("Lit::U64({u})")
                 } else if let Some(i) = n.as_i64() {
-                    format!("Value::from({i}_i64)")
+                    format!("Lit::I64({i})")
                 } else {
-                    format!("Value::from({:?}_f64)", n.as_f64().unwrap_or(0.0))
+                    let f = n.as_f64()?;
+                    f.is_finite().then(|| format!("Lit::F64({f:?})"))?
                 }
             }
-            Value::String(s) => format!("Value::String({s:?}.to_owned())"),
+            Value::String(s) => format!("Lit::Str({s:?})"),
             Value::Array(items) => {
-                let items: Vec<String> = items.iter().map(value).collect();
-                format!("Value::Array(vec![{}])", items.join(", "))
+                let items: Option<Vec<String>> = items.iter().map(lit).collect();
+                format!("Lit::Arr(&[{}])", items?.join(", "))
             }
-            Value::Object(entries) if entries.is_empty() => "Value::Object(Map::new())".to_owned(),
             Value::Object(entries) => {
-                let mut out = String::from("{ let mut m = Map::new(); ");
+                let mut out = String::from("Lit::Obj(&[");
                 for (k, v) in entries {
-                    let _ = write!(out, "m.insert({k:?}.to_owned(), {}); ", value(v));
+                    let _ = write!(out, "({k:?}, {}), ", lit(v)?);
                 }
-                out.push_str("Value::Object(m) }");
+                out.push_str("])");
                 out
             }
-        }
+        })
     }
 }
 
