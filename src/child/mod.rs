@@ -6,6 +6,8 @@
 
 pub mod mask;
 pub mod signals;
+#[cfg(target_os = "linux")]
+mod spawn;
 pub mod startup;
 pub mod terminal;
 
@@ -13,11 +15,13 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt as _;
+#[cfg(not(target_os = "linux"))]
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::io::{Read, Write};
+#[cfg(not(target_os = "linux"))]
 use std::process::Stdio;
 use std::sync::{mpsc, Arc};
 
@@ -221,8 +225,7 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
         .as_ref()
         .filter(|t| t.is_foreground())
         .map(Terminal::fd);
-    let mut cmd = command(&spec, take_terminal);
-    let mut child = cmd.spawn().map_err(|e| {
+    let (pid, child_stdout, child_stderr) = start(&spec, take_terminal).map_err(|e| {
         let exit = match e.kind() {
             std::io::ErrorKind::NotFound => Exit::NotFound,
             _ => Exit::CannotExecute,
@@ -232,15 +235,12 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
             Error::new(format!("cannot start {}", spec.program.display())).cause(e.to_string()),
         )
     })?;
-    let pid = Pid::from_raw(child.id() as i32);
     // Also from this side, so neither order of parent and child can leave a gap.
     let _ = nix::unistd::setpgid(pid, pid);
     if let (Some(t), Some(_)) = (&terminal, take_terminal) {
         t.hand_to(pid);
     }
-    let (done, pumps) = start_pumps(&mut child, spec.mask.as_ref());
-    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
-    std::mem::forget(child);
+    let (done, pumps) = start_pumps(child_stdout, child_stderr, spec.mask.as_ref());
     let status = wait(pid, terminal.as_ref(), signals, spec.grace).await;
     if let Some(t) = &terminal {
         t.take_back_from(pid);
@@ -249,38 +249,47 @@ pub async fn run(spec: Spec<'_>, signals: &mut Signals) -> Result<Exit, (Exit, E
     Ok(status)
 }
 
-/// The command to start: in a process group of its own, with the spec's environment only,
-/// its masked streams piped, and the hook that runs in the child between fork and exec.
-fn command(spec: &Spec<'_>, take_terminal: Option<RawFd>) -> std::process::Command {
+/// The child's pid and, with `--mask`, the read ends of its piped stdout and stderr.
+type Started = (Pid, Option<std::fs::File>, Option<std::fs::File>);
+
+/// Starts the child in a process group of its own, with the spec's environment only and its
+/// masked streams piped. On Linux by `clone(CLONE_VM | CLONE_VFORK)`, without copying
+/// cme-exec; the child sets its death signal itself ([`spawn`]).
+#[cfg(target_os = "linux")]
+fn start(spec: &Spec<'_>, take_terminal: Option<RawFd>) -> std::io::Result<Started> {
+    let (pipe_stdout, pipe_stderr) = spec
+        .mask
+        .as_ref()
+        .map_or((false, false), |m| (m.stdout, m.stderr));
+    let started = spawn::spawn(
+        spec.program,
+        spec.argv,
+        &spec.env,
+        pipe_stdout,
+        pipe_stderr,
+        take_terminal,
+        startup::at_start(),
+    )?;
+    Ok((Pid::from_raw(started.pid), started.stdout, started.stderr))
+}
+
+/// Elsewhere by std's `Command`: a hook between fork and exec makes std fork the whole process
+/// instead of using posix_spawn (vfork), so there is one only when needed to hand the terminal
+/// over without a race, or to give back a signal state posix_spawn would not (see `startup`).
+#[cfg(not(target_os = "linux"))]
+fn start(spec: &Spec<'_>, take_terminal: Option<RawFd>) -> std::io::Result<Started> {
     let mut cmd = std::process::Command::new(spec.program);
     cmd.arg0(&spec.argv[0])
         .args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0);
-    // A hook between fork and exec makes std fork the whole process instead of using
-    // posix_spawn (vfork). On Linux there is always one: the child must die with cme-exec
-    // (`die_with_parent`). Elsewhere it is only needed to hand the terminal over without a
-    // race, or to give back a signal state posix_spawn would not (see `startup`).
-    // (posix_spawn leaves glibc's internal signals 32 and 33 ignored in the child; no program
-    // can use them, since glibc reserves them.)
     let start = startup::at_start();
-    let restore = take_terminal.is_some() || start.needs_restoring();
-    #[cfg(target_os = "linux")]
-    let hook = true;
-    #[cfg(not(target_os = "linux"))]
-    let hook = restore;
-    if hook {
-        #[cfg(target_os = "linux")]
-        let parent = nix::unistd::getpid().as_raw();
+    if take_terminal.is_some() || start.needs_restoring() {
         unsafe {
             cmd.pre_exec(move || {
-                #[cfg(target_os = "linux")]
-                die_with_parent(parent);
-                if restore {
-                    terminal::in_child(take_terminal);
-                    start.restore_in_child();
-                }
+                terminal::in_child(take_terminal);
+                start.restore_in_child();
                 Ok(())
             });
         }
@@ -293,13 +302,26 @@ fn command(spec: &Spec<'_>, take_terminal: Option<RawFd>) -> std::process::Comma
             cmd.stderr(Stdio::piped());
         }
     }
-    cmd
+    let mut child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let out = child
+        .stdout
+        .take()
+        .map(|o| std::fs::File::from(std::os::fd::OwnedFd::from(o)));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| std::fs::File::from(std::os::fd::OwnedFd::from(e)));
+    // std's Child would reap on wait(); we reap with waitpid ourselves (to see stops too).
+    std::mem::forget(child);
+    Ok((pid, out, err))
 }
 
 /// With `--mask`, a thread per piped stream copies it through the mask. Returns where they
 /// say they are done, and how many there are.
 fn start_pumps(
-    child: &mut std::process::Child,
+    stdout: Option<std::fs::File>,
+    stderr: Option<std::fs::File>,
     mask: Option<&Mask<'_>>,
 ) -> (mpsc::Receiver<()>, usize) {
     let (done_tx, done_rx) = mpsc::channel();
@@ -308,12 +330,12 @@ fn start_pumps(
         // Nothing long enough to mask still goes through the pipes: the child sees the same
         // kind of stdout whatever its secrets are.
         let masker = Arc::new(Lazy::new(mask::values_of(mask.auth)));
-        if let Some(out) = child.stdout.take() {
+        if let Some(out) = stdout {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(out, std::io::stdout(), m, tx));
             pumps += 1;
         }
-        if let Some(err) = child.stderr.take() {
+        if let Some(err) = stderr {
             let (m, tx) = (masker.clone(), done_tx.clone());
             std::thread::spawn(move || pump(err, std::io::stderr(), m, tx));
             pumps += 1;
@@ -385,7 +407,7 @@ fn drain(done: &mpsc::Receiver<()>, pumps: usize) {
     }
 }
 
-/// In the child, between fork and exec: SIGKILL when cme-exec is gone, so that a SIGKILLed
+/// In the child, between `clone` and exec ([`spawn`]): SIGKILL when cme-exec is gone, so that a SIGKILLed
 /// cme-exec (the OOM killer, `kill -9`, a supervisor's last resort) does not leave the child
 /// running with nobody to forward its signals, enforce `--grace`, mask its output or take the
 /// terminal back. SIGKILL rather than SIGTERM: cme-exec forwards every catchable signal and
@@ -404,7 +426,7 @@ fn drain(done: &mpsc::Receiver<()>, pumps: usize) {
 /// process group, still holding its hand-over) until it exits by itself.
 ///
 /// # Safety
-/// Only async-signal-safe calls; call only in the forked child.
+/// Only async-signal-safe calls; call only in the child before exec.
 #[cfg(target_os = "linux")]
 unsafe fn die_with_parent(parent: libc::pid_t) {
     libc::prctl(

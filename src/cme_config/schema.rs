@@ -45,7 +45,8 @@
 //!
 //! Any keyword outside this subset makes compiling the embedded schema fail, which the unit tests
 //! catch; so a newer cme that starts using, say, `minimum` or `required` cannot be silently
-//! under-validated: extend this module instead.
+//! under-validated: extend this module instead (and build.rs, which writes each schema as the
+//! static data a run builds it from, so that a run parses no JSON; see docs/performance.md).
 //!
 //! # Regenerating
 //!
@@ -91,13 +92,122 @@ static COMPILED: LazyLock<Vec<OnceLock<Schema>>> =
 
 fn compiled(index: usize) -> &'static Schema {
     COMPILED[index].get_or_init(|| {
-        Schema::compile(RELEASES[index].1).unwrap_or_else(|e| {
-            panic!(
-                "src/cme_config/schemas/{}.json is not supported by schema.rs: {e}",
-                RELEASES[index].0
-            )
+        // Built from the data build.rs wrote from the same file: no JSON parsed here.
+        built::built(RELEASES[index].0).unwrap_or_else(|| {
+            Schema::compile(RELEASES[index].1).unwrap_or_else(|e| {
+                panic!(
+                    "src/cme_config/schemas/{}.json is not supported by schema.rs: {e}",
+                    RELEASES[index].0
+                )
+            })
         })
     })
+}
+
+/// Each release's [`Schema`], as [`Schema::compile`] makes it from `schemas/VERSION.json`, built
+/// from static data that build.rs wrote from that file (`DATA`): no JSON is parsed at run time.
+mod built {
+    use super::{JsonType, Node, Schema};
+    use serde_json::{Map, Value};
+
+    /// One step of a (sub)schema, in preorder: `Node` opens one (with its `type`), each keyword
+    /// follows, `End` closes it; `AnyOf(n)` is followed by its `n` branches, `Prop`,
+    /// `Additional` and `Items` by their node.
+    pub(super) enum Op {
+        Node(Option<JsonType>),
+        Enum(&'static [Lit]),
+        AnyOf(usize),
+        Ref(&'static str),
+        Prop(&'static str),
+        Additional,
+        Items,
+        End,
+    }
+
+    /// A JSON value as static data (object keys in document order). Not every variant occurs
+    /// in today's schemas (no negative or fractional default).
+    #[allow(dead_code)]
+    pub(super) enum Lit {
+        Null,
+        Bool(bool),
+        U64(u64),
+        I64(i64),
+        F64(f64),
+        Str(&'static str),
+        Arr(&'static [Lit]),
+        Obj(&'static [(&'static str, Lit)]),
+    }
+
+    /// One schema file's data.
+    pub(super) struct Data {
+        defaults: Lit,
+        root: &'static [Op],
+        defs: &'static [(&'static str, &'static [Op])],
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/cme_schemas.rs"));
+
+    /// The schema of cme `release`, or `None` when build.rs could not encode its file
+    /// (`Schema::compile` then says why).
+    pub(super) fn built(release: &str) -> Option<Schema> {
+        let (_, version, data) = DATA.iter().find(|(r, _, _)| *r == release)?;
+        Some(Schema {
+            cme_version: (*version).to_owned(),
+            defaults: value(&data.defaults),
+            root: node(&mut data.root.iter()),
+            defs: data
+                .defs
+                .iter()
+                .map(|(name, ops)| ((*name).to_owned(), node(&mut ops.iter())))
+                .collect(),
+        })
+    }
+
+    fn node(ops: &mut std::slice::Iter<'static, Op>) -> Node {
+        let mut node = Node::default();
+        if let Some(Op::Node(ty)) = ops.next() {
+            node.ty = *ty;
+        }
+        loop {
+            match ops.next() {
+                Some(Op::Enum(members)) => {
+                    node.enumeration = Some(members.iter().map(value).collect());
+                }
+                Some(Op::AnyOf(n)) => {
+                    node.any_of = Some((0..*n).map(|_| self::node(ops)).collect())
+                }
+                Some(Op::Ref(name)) => node.reference = Some((*name).to_owned()),
+                Some(Op::Prop(name)) => {
+                    let sub = self::node(ops);
+                    node.properties.insert((*name).to_owned(), sub);
+                }
+                Some(Op::Additional) => {
+                    node.additional_properties = Some(Box::new(self::node(ops)))
+                }
+                Some(Op::Items) => node.items = Some(Box::new(self::node(ops))),
+                Some(Op::End | Op::Node(_)) | None => return node,
+            }
+        }
+    }
+
+    fn value(lit: &Lit) -> Value {
+        match lit {
+            Lit::Null => Value::Null,
+            Lit::Bool(b) => Value::Bool(*b),
+            Lit::U64(n) => Value::from(*n),
+            Lit::I64(n) => Value::from(*n),
+            Lit::F64(n) => Value::from(*n),
+            Lit::Str(s) => Value::String((*s).to_owned()),
+            Lit::Arr(items) => Value::Array(items.iter().map(value).collect()),
+            Lit::Obj(entries) => {
+                let mut map = Map::new();
+                for (k, v) in *entries {
+                    map.insert((*k).to_owned(), value(v));
+                }
+                Value::Object(map)
+            }
+        }
+    }
 }
 
 /// The release chosen for this run ([`select`]); the newest when none was chosen.
@@ -862,6 +972,21 @@ mod tests {
             let schema = Schema::compile(text).unwrap_or_else(|e| panic!("cme {version}: {e}"));
             assert!(!schema.defs.is_empty());
             assert_eq!(schema.cme_version, version, "schemas/{version}.json");
+        }
+    }
+
+    #[test]
+    fn every_release_is_built_as_it_compiles() {
+        // build.rs's generated code must build exactly what compiling the file builds.
+        for (version, text) in RELEASES {
+            let built = built::built(version)
+                .unwrap_or_else(|| panic!("build.rs generated no schema for cme {version}"));
+            let compiled = Schema::compile(text).unwrap_or_else(|e| panic!("cme {version}: {e}"));
+            assert_eq!(
+                format!("{built:?}"),
+                format!("{compiled:?}"),
+                "cme {version}"
+            );
         }
     }
 
