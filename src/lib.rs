@@ -115,8 +115,8 @@ fn init_logging(verbose: u8) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Plain text, on a terminal too (so NO_COLOR holds trivially): asking for colour would
-        // need tracing-subscriber's `ansi` feature, and without it `with_ansi(true)` panics
-        // (issue 9, item 10). A few log lines do not need colour or another dependency.
+        // need tracing-subscriber's `ansi` feature, and without it `with_ansi(true)` panics.
+        // A few log lines do not need colour or another dependency.
         .with_ansi(false)
         .with_filter(filter.and(caps));
     let _ = tracing_subscriber::registry().with(layer).try_init();

@@ -1,6 +1,6 @@
 //! cme-exec's own stdout (`check`, `explain`, `completions`, `man`): every write goes through
 //! here, so that a reader that goes away (`cme-exec completions fish | head -1`) ends the output
-//! quietly instead of panicking in `println!` (issue 9, item 13).
+//! quietly instead of panicking in `println!`.
 //!
 //! The rule, as ripgrep's: a closed pipe (EPIPE; Rust ignores SIGPIPE, so it arrives as an
 //! error) is not a failure. Nothing more is written, nothing is printed about it, and the exit

@@ -61,7 +61,8 @@ impl Context {
 ///
 /// Providers read settings with [`EnvReader::var`] and credentials with
 /// [`EnvReader::secret`]; the names read through the latter are removed from the child's
-/// environment (SECURITY.md: the child does not inherit the credentials cme-exec used).
+/// environment: the child does not inherit the credentials cme-exec used
+/// ([security](../../docs/security.md#secrets-stay-out-of-everything-but-the-handed-over-config)).
 pub struct EnvReader {
     vars: BTreeMap<OsString, OsString>,
     consumed: Mutex<BTreeSet<String>>,

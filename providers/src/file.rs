@@ -18,7 +18,7 @@
 //! write is refused; one that every user can read (`o+r`, in directories every user can enter)
 //! is read, with a warning on stderr.
 //!
-//! Directories (issue 9, item 11): kubelet's atomic writer mounts a Secret or ConfigMap as
+//! Directories: kubelet's atomic writer mounts a Secret or ConfigMap as
 //! `..2026_11_30_05_33_52.123456789/KEY` (the files), `..data -> ..2026_...` and `KEY ->
 //! ..data/KEY`, and the volume root may be `drwxrwxrwt` owned by root. So a directory others can
 //! write is accepted only with the sticky bit and owned by root or by the user running cme-exec

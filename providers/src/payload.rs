@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(e.message, "no key `pat` in the document (its keys: none)");
     }
 
-    /// Issue 9, item 7: wiping a document wipes its keys too, and a dotenv file with an error
+    /// Wiping a document wipes its keys too, and a dotenv file with an error
     /// after a good line yields no map that is dropped unwiped (the error path returns through
     /// a SecretMap).
     #[test]

@@ -1,10 +1,10 @@
 //! The certificate authorities both HTTPS backends (Vault, AWS Secrets Manager, AWS SSM) and
-//! `check --live` trust, loaded once per process, and only when a connection needs them
-//! (issue 11): a run whose endpoints are all plain `http://` (a Vault or OpenBao Proxy on
+//! `check --live` trust, loaded once per process, and only when a connection needs them:
+//! a run whose endpoints are all plain `http://` (a Vault or OpenBao Proxy on
 //! loopback, moto, LocalStack) reads no certificate at all.
 //!
 //! The released binaries are static and must work in a `FROM scratch` image or on a system with
-//! no CA bundle at all (issue 8), so the roots are looked for in this order:
+//! no CA bundle at all, so the roots are looked for in this order:
 //!
 //! 1. `SSL_CERT_FILE` and/or `SSL_CERT_DIR`, when either is set: only what they name (both, when
 //!    both are set; a certificate found in both counts once; only the file when it lies in the

@@ -166,8 +166,8 @@ pub fn values_of(auth: &Auth) -> Vec<SecretString> {
     values
 }
 
-/// The mask of one run, built on first use by the thread that first has output to filter
-/// (issue 11): the child starts, and cme-exec waits for it, without waiting for the automaton
+/// The mask of one run, built on first use by the thread that first has output to filter:
+/// the child starts, and cme-exec waits for it, without waiting for the automaton
 /// (about 0.1 ms for a few instances, 170 ms and 10 MB for 3,000 secrets), and a child that
 /// prints nothing never has one built.
 pub struct Lazy {
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(out, b" sec");
     }
 
-    /// Issue 9, item 6: each cookie of `session_cookies`, and each value, is masked on its own;
+    /// Each cookie of `session_cookies`, and each value, is masked on its own;
     /// a value shorter than the minimum length is not.
     #[test]
     fn each_session_cookie_is_masked_on_its_own() {

@@ -444,7 +444,7 @@ unsafe fn die_with_parent(parent: libc::pid_t) {
 /// Reaps whatever has exited (as PID 1, orphans too). Returns the child's exit once it is gone.
 ///
 /// `waitpid` is called through libc: nix's decodes a status only for the signals it names, and
-/// a child killed by a real-time signal (now forwarded, issue 14) would be reaped and lost.
+/// a child killed by a real-time signal (now forwarded) would be reaped and lost.
 fn reap(child: Pid, terminal: Option<&Terminal>) -> Option<Exit> {
     loop {
         let mut status: libc::c_int = 0;
@@ -481,7 +481,7 @@ fn stopped(child: Pid, signal: libc::c_int, terminal: &Terminal) {
     }
     // Otherwise stop cme-exec too, so the shell sees the job stopped. Continued by `fg`,
     // cme-exec is the foreground job again and hands the terminal to the child; continued by
-    // `bg`, the shell keeps it (issue 14). Either way the child continues.
+    // `bg`, the shell keeps it. Either way the child continues.
     terminal.take_back_from(child);
     let _ = kill(Pid::this(), Signal::SIGTSTP);
     terminal.hand_to(child);

@@ -1,7 +1,7 @@
 //! The signals cme-exec listens to, installed before anything is fetched, so that a signal
 //! during resolution aborts it and one during the run is forwarded to the child.
 //!
-//! **Every catchable signal is forwarded** (tini's and dumb-init's rule, issue 14): a signal
+//! **Every catchable signal is forwarded** (tini's and dumb-init's rule): a signal
 //! cme-exec did not catch would kill it with its default action and leave the child running
 //! with nobody to relay its masked output, revoke a login token or remove a `--via file`
 //! hand-over. The exceptions, each with its reason, are [`NOT_FORWARDED`]. The real-time
@@ -56,7 +56,7 @@ impl fmt::Display for Sig {
     }
 }
 
-/// The signals cme-exec does not forward, and why (SECURITY.md, "Processes").
+/// The signals cme-exec does not forward, and why ([security](../../docs/security.md#processes)).
 pub const NOT_FORWARDED: &[(libc::c_int, &str)] = &[
     (libc::SIGKILL, "cannot be caught"),
     (libc::SIGSTOP, "cannot be caught"),
@@ -239,7 +239,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Where the received signals arrive: one handler for all of them writing to one pipe, read in
-/// the runtime (issue 11). It replaces a tokio handler per signal, whose registration cost
+/// the runtime. It replaces a tokio handler per signal, whose registration cost
 /// about 50 `sigaction` calls plus a copy of tokio's registry per signal at every start, and
 /// which could not register SIGRTMAX (tokio-rs/tokio#4555). The signals are not blocked: a
 /// mask would be inherited by the child, which std's `posix_spawn` leaves as it finds it.

@@ -7,13 +7,13 @@
 //! it directly, and colours and progress bars work. Afterwards the terminal is taken back.
 //!
 //! The terminal is found as a shell finds it: the first of stdin, stdout and stderr that is a
-//! terminal, and cme-exec's controlling one (issue 14: `cme-exec ... </dev/null` typed at a
+//! terminal, and cme-exec's controlling one (`cme-exec ... </dev/null` typed at a
 //! prompt is still the foreground job).
 //!
 //! Whether cme-exec is the foreground job is asked each time, never remembered: after Ctrl-Z,
 //! `fg` makes cme-exec's group the foreground one again and continues it, and `bg` only
 //! continues it. Handing the terminal over after `bg` would take it from the shell, which then
-//! prints its prompt and can never read the next command (issue 14). So the terminal changes
+//! prints its prompt and can never read the next command. So the terminal changes
 //! hands only from cme-exec's own group to the child's and back, never from anyone else's.
 
 use std::os::fd::{BorrowedFd, RawFd};

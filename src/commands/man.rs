@@ -1,5 +1,5 @@
 //! `cme-exec man [--dir DIR]`: the man pages, generated from the same clap definitions as
-//! `--help` (issue 9, item 13).
+//! `--help`.
 //!
 //! Without `--dir`, `cme-exec.1` goes to stdout. It lists `cme-exec-run(1)` and the other
 //! subcommands' pages, which `--dir DIR` writes (with `cme-exec.1`) into DIR. Because `run` is the

@@ -324,7 +324,7 @@ fn a_world_writable_config_is_refused() {
     );
 }
 
-/// Issue 9, item 4: a secret pasted before a colon (`Sup3rSecretPwd:x`, `user:password`) is
+/// A secret pasted before a colon (`Sup3rSecretPwd:x`, `user:password`) is
 /// not named as an "unknown scheme"; a value with `://` still names its scheme.
 #[test]
 fn a_pasted_secret_before_a_colon_is_not_named_as_a_scheme() {
@@ -347,7 +347,7 @@ fn a_pasted_secret_before_a_colon_is_not_named_as_a_scheme() {
     assert!(parse("[confluence.\"https://x.atlassian.net\"]\npat = \"file:rel/pat\"\n").is_ok());
 }
 
-/// Issue 9, item 8: `Debug` of a parsed config never shows a literal user name.
+/// `Debug` of a parsed config never shows a literal user name.
 #[test]
 fn debug_of_a_config_hides_literal_values() {
     let sentinel = "lit-S3NT1NEL@example.com";

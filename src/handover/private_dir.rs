@@ -44,7 +44,7 @@ pub struct PrivateDir {
 pub fn choose_root(dir: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(d) = dir {
         // Absolute, so that CME_CONFIG_PATH still names the file after the child changes its
-        // working directory (issue 9, item 17).
+        // working directory.
         return std::path::absolute(d).map_err(|e| {
             Error::new(format!("cannot use {} for --via file", d.display())).cause(e.to_string())
         });

@@ -17,7 +17,7 @@ pub struct Client {
 
 /// The roots a verifying client trusts when cme's settings name no bundle: the providers' shared
 /// trust store (SSL_CERT_FILE/SSL_CERT_DIR, else the system's, else the compiled-in Mozilla
-/// roots; issue 8), so that a static binary in a scratch image can check live too.
+/// roots), so that a static binary in a scratch image can check live too.
 fn default_roots(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, Error> {
     let roots = cme_exec_providers::tls::roots()
         .map_err(|e| Error::new(format!("no CA certificates for the live check: {e}")))?;

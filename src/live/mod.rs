@@ -701,7 +701,7 @@ pub async fn check_all(
     settings: &Settings,
     skip: &std::collections::BTreeSet<(Product, String)>,
 ) -> Result<Vec<Report>, Error> {
-    // TLS (and so the trusted roots, issue 11) only when a call can need it: an `https://`
+    // TLS (and so the trusted roots) only when a call can need it: an `https://`
     // instance, one with a cloud_id (called through the gateway, GATEWAY_PREFIX, over https),
     // or a proxy reached over TLS.
     let https = |u: &str| {

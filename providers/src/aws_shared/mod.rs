@@ -193,7 +193,8 @@ pub fn check_region(region: &str) -> Result<(), String> {
 }
 
 /// An endpoint is an absolute `https://` URL without credentials, query or fragment; plain
-/// `http://` only to a loopback address unless `allow_http` (SECURITY.md, Network).
+/// `http://` only to a loopback address unless `allow_http`: a token or key sent in clear
+/// text could be read on the way.
 pub fn check_endpoint(raw: &str, allow_http: bool) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|_| {
         "not an absolute URL (such as \"https://secretsmanager.eu-central-1.amazonaws.com\")"

@@ -42,7 +42,7 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest backoff between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// The SDK's adaptive retry mode (issue 11): the standard mode's retries of connection errors,
+/// The SDK's adaptive retry mode: the standard mode's retries of connection errors,
 /// 5xx and throttling (`ThrottlingException`, `TooManyRequestsException`, HTTP 429, ...), at
 /// most [`MAX_ATTEMPTS`] attempts with full-jitter exponential backoff ([`INITIAL_BACKOFF`]
 /// doubling, up to [`MAX_BACKOFF`]), plus a client-side rate limiter that slows this process's
@@ -123,7 +123,7 @@ pub fn check_environment(
     ctx: &Context,
 ) -> Result<Option<String>, FetchError> {
     let kind = service.kind;
-    // The chain may read any of these; the child must not inherit them (SECURITY.md).
+    // The chain may read any of these; the child must not inherit them.
     for var in CREDENTIAL_VARS {
         ctx.env.mark_consumed(var);
     }

@@ -1298,7 +1298,7 @@ mod tests {
         assert!(e.message().contains("jwt_file"), "{e}");
     }
 
-    /// Issue 9, item 1: the ambient token goes only to the environment's address, unless the
+    /// The ambient token goes only to the environment's address, unless the
     /// config ties them with an explicit token method.
     #[test]
     fn an_ambient_token_goes_only_to_the_environments_address() {
@@ -1330,7 +1330,7 @@ mod tests {
         assert!(provider(&[("VAULT_ADDR", "http://127.0.0.1:9999")], tied).is_ok());
     }
 
-    /// Issue 11: VAULT_AGENT_ADDR comes before VAULT_ADDR and brings the agent method (no token
+    /// VAULT_AGENT_ADDR comes before VAULT_ADDR and brings the agent method (no token
     /// sent, whatever VAULT_TOKEN holds) unless the table names another; a table's address
     /// that VAULT_AGENT_ADDR names is the agent's too.
     #[test]

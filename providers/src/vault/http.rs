@@ -1,6 +1,6 @@
 //! The transport under the Vault provider: vaultrs describes each API call (path, method, query,
 //! body), and this module sends it, because the network rules of cme-exec are stricter than
-//! what vaultrs' own client does (SECURITY.md, "Network"):
+//! what vaultrs' own client does ([security](../../../docs/security.md#fail-closed)):
 //!
 //! - **Redirects** are followed only to the same origin (scheme, host and port), so the
 //!   `X-Vault-Token` header can never reach another server; reqwest only strips its own list of
@@ -1030,7 +1030,7 @@ mod tests {
         assert_eq!(t.origin(), "https://vault.example.com:8200");
     }
 
-    /// Issue 11: a revocation is never sent without a token (through a proxy with
+    /// A revocation is never sent without a token (through a proxy with
     /// `use_auto_auth_token` it would revoke the proxy's own token); nothing reaches the network.
     #[tokio::test]
     async fn a_revocation_without_a_token_is_never_sent() {
@@ -1064,7 +1064,7 @@ mod tests {
         }
     }
 
-    /// Issue 9, item 7: the token header holds the one wiped copy (no second copy made by
+    /// The token header holds the one wiped copy (no second copy made by
     /// `HeaderValue`), and is marked sensitive.
     #[test]
     fn the_token_header_is_one_wiped_sensitive_copy() {

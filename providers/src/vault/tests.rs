@@ -279,7 +279,7 @@ fn build_without_the_feature_says_so() {
     assert!(e.message().contains("not available in this build"), "{e}");
 }
 
-/// Issue 11: `unix:///ABSOLUTE/PATH` addresses (a Vault Agent's or OpenBao Proxy's socket),
+/// `unix:///ABSOLUTE/PATH` addresses (a Vault Agent's or OpenBao Proxy's socket),
 /// relative or empty paths refused with the path named, and no TLS keys beside them.
 #[test]
 fn unix_socket_addresses() {
