@@ -65,8 +65,9 @@ fn write_all(dir: &Path) -> Result<(), Error> {
     }
     for (name, bytes) in pages {
         let path = dir.join(name);
-        fs_err::write(&path, bytes)
-            .map_err(|e| Error::new("cannot write a man page").cause(e.to_string()))?;
+        std::fs::write(&path, bytes).map_err(|e| {
+            Error::new(format!("cannot write the man page {}", path.display())).cause(e.to_string())
+        })?;
         crate::outln!("{}", path.display());
     }
     Ok(())

@@ -47,7 +47,7 @@ impl Client {
             Tls::Default if !needs_tls => builder.tls_certs_only(Vec::new()),
             Tls::Default => default_roots(builder)?,
             Tls::Bundle { path, from } => {
-                let pem = fs_err::read(path).map_err(|e| {
+                let pem = std::fs::read(path).map_err(|e| {
                     Error::new(format!(
                         "cannot read the CA bundle {} ({from})",
                         path.display()
