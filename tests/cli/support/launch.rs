@@ -103,11 +103,7 @@ impl RawOutput {
 
     /// Status and stderr (redacted), for assertion messages.
     pub fn describe(&self) -> String {
-        let status = match (self.status.code(), self.status.signal()) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(signal)) => format!("killed by signal {signal}"),
-            _ => format!("{:?}", self.status),
-        };
+        let status = super::process::status_text(&self.status);
         format!(
             "{status}, {} bytes on stdout\n--- stderr ---\n{}\n--------------",
             self.stdout.len(),

@@ -63,11 +63,7 @@ impl Output {
 
     /// Status, stdout and stderr with every sentinel replaced: safe for assertion messages.
     pub fn describe(&self) -> String {
-        let status = match (self.status.code(), self.status.signal()) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(signal)) => format!("killed by signal {signal}"),
-            _ => format!("{:?}", self.status),
-        };
+        let status = status_text(&self.status);
         format!(
             "cme-exec: {status}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
             secrets::redact(&self.stdout),
@@ -302,5 +298,15 @@ impl Drop for KillOnDrop {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
         }
+    }
+}
+
+/// How a process ended, in words: `exit code 3`, `killed by signal 9`.
+pub fn status_text(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => format!("{status:?}"),
     }
 }
